@@ -1,0 +1,150 @@
+"""Wiring: builds the store, the modem worker, the forwarder and the web server from a Config, runs
+them, and stops them in order on SIGTERM/SIGINT.
+
+Stopping order matters: first the HTTP server stops taking new messages, then the worker finishes the
+SMS in flight and the forwarder the request in flight, then the store closes. Anything not finished
+stays in the store and is picked up at the next start.
+"""
+
+import logging
+import os
+import signal
+import threading
+import urllib.parse
+
+from gsmbridge.forwarder import Forwarder
+from gsmbridge.store import Store
+from gsmbridge.web import create_app
+from gsmbridge.worker import ModemWorker
+
+log = logging.getLogger("gsmbridge")
+
+#: how long shutdown waits for the SMS in flight before leaving it to the next start
+STOP_GRACE = 12.0
+
+
+def parse_sim_url(port):
+    """`sim://?control=127.0.0.1:13014&baud=115200` -> options for the built-in simulated modem."""
+    query = urllib.parse.parse_qs(urllib.parse.urlsplit(port).query)
+    options = {}
+    if "control" in query:
+        options["control"] = query["control"][-1]
+    if "baud" in query:
+        options["baudrate"] = int(query["baud"][-1])
+    return options
+
+
+class Bridge:
+    """The running daemon: one modem worker, one forwarder, one HTTP server, one store."""
+
+    def __init__(self, config):
+        self.config = config
+        os.makedirs(os.path.dirname(os.path.abspath(config.store.path)), exist_ok=True)
+        self.store = Store(config.store.path)
+        self.simulator = None
+        self.stopping = threading.Event()
+        self.workers = [self._make_worker(name, modem) for name, modem in config.modems.items()]
+        rs = config.rapidsms
+        self.forwarder = Forwarder(self.store, url=rs.url, style=rs.style, timeout=rs.timeout,
+                                   identity_name=rs.identity_name, text_name=rs.text_name,
+                                   backoff_cap=rs.retry_cap)
+        self.forwarder_thread = threading.Thread(target=self.forwarder.run, args=(self.stopping,),
+                                                 name="forwarder", daemon=True)
+        self.server = self._make_server()
+
+    def _make_worker(self, name, cfg):
+        port = cfg.port
+        if port.startswith("sim://"):
+            from gsmbridge.modem.simport import start_simulator
+
+            link = os.path.join(os.path.dirname(os.path.abspath(self.config.store.path)),
+                                "sim-%s.tty" % name)
+            self.simulator = start_simulator(link, **parse_sim_url(port))
+            log.info("modem=%s simulated modem at %s%s", name, link,
+                     " control %s" % self.simulator.control_url if self.simulator.control_url else "")
+            port = link
+
+        def open_modem():
+            from gsmbridge.modem.driver import GsmModem
+
+            return GsmModem(port, baudrate=cfg.baudrate, pin=cfg.pin, smsc=cfg.smsc,
+                            receive_mode=cfg.receive, command_timeout=cfg.command_timeout,
+                            send_timeout=cfg.send_timeout)
+
+        bridge = self.config.bridge
+        return ModemWorker(name, self.store, open_modem, max_parts=cfg.max_parts,
+                           status_reports=cfg.status_reports, sweep_interval=cfg.sweep_interval,
+                           reassembly_timeout=bridge.reassembly_timeout)
+
+    def _make_server(self):
+        from waitress import create_server
+
+        host, port = self.config.http.host, self.config.http.port
+        # Enough threads that RapidSMS's sendsms call, made from inside our own inbound request to
+        # it, always finds one free: a bridge that waits there deadlocks.
+        return create_server(create_app(self.store, self.config), host=host, port=port, threads=8,
+                             ident="gsmbridge", clear_untrusted_proxy_headers=True)
+
+    @property
+    def address(self):
+        return "%s:%s" % (self.server.effective_host, self.server.effective_port)
+
+    def start(self):
+        recovered = self.store.recover_sending(resend=self.config.bridge.resend_unconfirmed)
+        if recovered:
+            log.warning("%d message(s) were being sent when the bridge last stopped: %s", recovered,
+                        "queued again" if self.config.bridge.resend_unconfirmed else "marked unknown")
+        for worker in self.workers:
+            worker.start()
+        self.forwarder_thread.start()
+        self.server_thread = threading.Thread(target=self._serve, name="http", daemon=True)
+        self.server_thread.start()
+        log.info("listening on http://%s/", self.address)
+
+    def _serve(self):
+        try:
+            self.server.run()
+        except Exception:
+            if not self.stopping.is_set():
+                log.exception("HTTP server failed")
+                self.stopping.set()
+
+    def stop(self):
+        """Stop taking work, finish what is in flight, close. Safe to call twice."""
+        if getattr(self, "_stopped", False):
+            return
+        self._stopped = True
+        log.info("stopping")
+        self.stopping.set()
+        self.server.close()
+        for worker in self.workers:
+            worker.stop()
+        self.store.notify()
+        for worker in self.workers:
+            worker.join(STOP_GRACE)
+            if worker.is_alive():
+                log.warning("modem=%s did not finish in %.0fs; its message will be resent",
+                            worker.modem_name, STOP_GRACE)
+        self.forwarder_thread.join(2.0)
+        if self.simulator is not None:
+            self.simulator.stop()
+        self.store.close()
+        log.info("stopped")
+
+
+def run(config):
+    """Run the bridge in the foreground until SIGTERM or SIGINT. Returns the exit status."""
+    bridge = Bridge(config)
+    done = threading.Event()
+
+    def on_signal(signum, frame):
+        log.info("signal %s received", signal.Signals(signum).name)
+        done.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    bridge.start()
+    while not done.is_set() and not bridge.stopping.is_set():
+        done.wait(1.0)
+    bridge.stop()
+    return 0
