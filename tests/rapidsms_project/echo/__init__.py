@@ -1,0 +1,1 @@
+"""The echo app: replies "echo: <text>" to every message."""

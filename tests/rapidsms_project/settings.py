@@ -1,0 +1,69 @@
+"""Django settings for the end-to-end RapidSMS project.
+
+Read from the environment (set by tests/rapidsms_env.py):
+
+- RAPIDSMS_E2E_DB: path of the SQLite database file (required; a temp dir).
+- RAPIDSMS_E2E_SENDSMS_URL: the bridge's Kannel-style sendsms URL.
+- RAPIDSMS_E2E_SENDSMS_USERNAME / RAPIDSMS_E2E_SENDSMS_PASSWORD: its credentials.
+
+The backend is RapidSMS's stock KannelBackend with charset UTF-8 and coding 2:
+RapidSMS's defaults (charset ascii, errors "ignore") would silently strip every
+non-ASCII character from replies before they reach the bridge.
+"""
+
+import os
+
+DEBUG = False
+SECRET_KEY = "gsmbridge-e2e-test-only"
+ALLOWED_HOSTS = ["127.0.0.1", "localhost"]
+USE_TZ = True
+TIME_ZONE = "UTC"
+DEFAULT_AUTO_FIELD = "django.db.models.AutoField"
+
+INSTALLED_APPS = [
+    "django.contrib.contenttypes",
+    "django.contrib.auth",
+    "rapidsms",
+    "rapidsms.backends.kannel",
+    "rapidsms_project.echo",
+]
+
+MIDDLEWARE = []
+ROOT_URLCONF = "rapidsms_project.urls"
+WSGI_APPLICATION = "rapidsms_project.wsgi.application"
+
+DATABASES = {
+    "default": {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": os.environ["RAPIDSMS_E2E_DB"],
+    }
+}
+
+RAPIDSMS_ROUTER = "rapidsms.router.blocking.BlockingRouter"
+
+INSTALLED_BACKENDS = {
+    "kannel-backend": {
+        "ENGINE": "rapidsms.backends.kannel.KannelBackend",
+        "sendsms_url": os.environ.get(
+            "RAPIDSMS_E2E_SENDSMS_URL", "http://127.0.0.1:13013/cgi-bin/sendsms"
+        ),
+        "sendsms_params": {
+            "smsc": "",
+            "from": "",
+            "username": os.environ.get("RAPIDSMS_E2E_SENDSMS_USERNAME", "rapidsms"),
+            "password": os.environ.get("RAPIDSMS_E2E_SENDSMS_PASSWORD", ""),
+        },
+        "charset": "UTF-8",
+        "coding": 2,
+    },
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "loggers": {
+        "rapidsms": {"handlers": ["console"], "level": "INFO"},
+        "django": {"handlers": ["console"], "level": "WARNING"},
+    },
+}
