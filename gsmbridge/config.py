@@ -1,0 +1,528 @@
+"""Reading and checking the ini file.
+
+The bridge runs unattended for months, so a typo must stop it at start with a message that names the
+section, the key and what is wrong, rather than be ignored and surface weeks later as lost SMS. Hence
+the strictness: unknown sections and keys are errors, every value is type-checked, and a listening
+address reachable from the network is refused unless a username and password guard it.
+
+`load(path)` reads a file; `from_dict()` and `for_tests()` build the same frozen `Config` from plain
+dicts, through the same checks, for tests and tools.
+"""
+
+from __future__ import annotations
+
+import configparser
+import dataclasses
+import difflib
+import ipaddress
+import os
+import re
+import urllib.parse
+from dataclasses import dataclass, field
+
+#: pyserial's URL handlers (serial.serial_for_url), plus our own sim:// for the simulated modem
+SERIAL_URL_SCHEMES = ("socket", "rfc2217", "loop", "spy", "alt", "hwgrep", "cp2110", "sim")
+
+SECRET = "***"
+
+
+class ConfigError(ValueError):
+    """A config value is missing, unknown or wrong. str() reads "[section] key: what is wrong"."""
+
+    def __init__(self, section, key, message):
+        super().__init__(section, key, message)
+        self.section = section
+        self.key = key
+        self.message = message
+
+    def __str__(self):
+        where = "[%s]" % self.section if self.section else ""
+        if self.key:
+            where = "%s %s" % (where, self.key) if where else self.key
+        return "%s: %s" % (where, self.message) if where else self.message
+
+
+# ---------------------------------------------------------------------------------------------
+# The sections. Field order is the order check-config prints them in.
+
+
+@dataclass(frozen=True)
+class ModemConfig:
+    port: str
+    name: str = "modem"
+    baudrate: int = 115200
+    pin: str | None = None
+    smsc: str | None = None
+    receive: str = "auto"
+    sweep_interval: float = 60.0
+    command_timeout: float = 10.0
+    send_timeout: float = 90.0
+    max_parts: int = 10
+    status_reports: bool = False
+
+    @property
+    def simulated(self):
+        """True when port is sim://: the bridge runs its own simulated modem."""
+        return self.port.startswith("sim://")
+
+
+@dataclass(frozen=True)
+class HttpConfig:
+    listen: str = "127.0.0.1:13013"
+    username: str | None = None
+    password: str | None = None
+    max_body: int = 65536
+    max_recipients: int = 1000
+
+    @property
+    def host(self):
+        return _split_host_port(self.listen)[0]
+
+    @property
+    def port(self):
+        return _split_host_port(self.listen)[1]
+
+    @property
+    def auth_required(self):
+        return bool(self.username and self.password)
+
+
+@dataclass(frozen=True)
+class RapidSMSConfig:
+    url: str
+    style: str = "kannel"
+    identity_name: str = "identity"
+    text_name: str = "text"
+    timeout: float = 10.0
+    retry_cap: float = 300.0
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    path: str = "var/gsmbridge.sqlite3"
+
+
+@dataclass(frozen=True)
+class BridgeConfig:
+    resend_unconfirmed: bool = True
+    reassembly_timeout: float = 3600.0
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    level: str = "INFO"
+    format: str = "text"
+
+
+SECTIONS = {
+    "modem": ModemConfig,
+    "http": HttpConfig,
+    "rapidsms": RapidSMSConfig,
+    "store": StoreConfig,
+    "bridge": BridgeConfig,
+    "log": LogConfig,
+}
+
+#: keys whose values never appear in check-config's output
+SECRETS = {("modem", "pin"), ("http", "password")}
+
+
+@dataclass(frozen=True)
+class Config:
+    modem: ModemConfig
+    http: HttpConfig
+    rapidsms: RapidSMSConfig
+    store: StoreConfig
+    bridge: BridgeConfig
+    log: LogConfig
+    #: the ini file this came from (None for from_dict)
+    path: str | None = None
+    #: things that are allowed but probably wrong; the CLI prints them
+    warnings: tuple = field(default=())
+
+    @property
+    def modems(self):
+        """{name: ModemConfig} for every modem the bridge drives (one, for now)."""
+        return {self.modem.name: self.modem}
+
+    @property
+    def modem_names(self):
+        return tuple(self.modems)
+
+    def masked(self):
+        """{section: {key: value}} with secrets shown as "***": safe to print or log."""
+        out = {}
+        for section in SECTIONS:
+            values = dataclasses.asdict(getattr(self, section))
+            for key, value in values.items():
+                if (section, key) in SECRETS and value:
+                    values[key] = SECRET
+            out[section] = values
+        return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Value checks. Each takes the raw string and returns the typed value or raises ValueError with a
+# message that reads well after "[section] key: ".
+
+
+def _int(low=None, high=None):
+    def check(raw):
+        try:
+            value = int(raw, 10)
+        except ValueError:
+            raise ValueError("%r is not a whole number" % raw) from None
+        _in_range(value, low, high)
+        return value
+    return check
+
+
+def _float(low=None, high=None, *, above=None):
+    def check(raw):
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ValueError("%r is not a number" % raw) from None
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ValueError("%r is not a finite number" % raw)
+        if above is not None and value <= above:
+            raise ValueError("%s must be more than %s" % (raw, _num(above)))
+        _in_range(value, low, high)
+        return value
+    return check
+
+
+def _num(value):
+    return ("%g" % value) if isinstance(value, float) else str(value)
+
+
+def _in_range(value, low, high):
+    if low is not None and value < low:
+        raise ValueError("%s is too small (at least %s)" % (_num(value), _num(low)))
+    if high is not None and value > high:
+        raise ValueError("%s is too large (at most %s)" % (_num(value), _num(high)))
+
+
+_BOOLEANS = configparser.ConfigParser.BOOLEAN_STATES
+
+
+def _bool(raw):
+    try:
+        return _BOOLEANS[raw.lower()]
+    except KeyError:
+        raise ValueError("%r is not yes/no (or true/false, on/off, 1/0)" % raw) from None
+
+
+def _choice(*choices):
+    def check(raw):
+        value = raw.lower()
+        if value not in choices:
+            raise ValueError("%r is not one of %s" % (raw, ", ".join(choices)))
+        return value
+    return check
+
+
+def _text(raw):
+    return raw
+
+
+def _name(raw):
+    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", raw):
+        raise ValueError("%r must be 1 to 64 letters, digits, '_', '.' or '-'" % raw)
+    return raw
+
+
+def _param_name(raw):
+    if not re.fullmatch(r"[A-Za-z0-9_.\-\[\]]{1,64}", raw):
+        raise ValueError("%r is not a usable HTTP parameter name" % raw)
+    return raw
+
+
+def _pin(raw):
+    if not re.fullmatch(r"[0-9]{4,8}", raw):
+        # the value is a secret: never echo it back
+        raise ValueError("a SIM PIN is 4 to 8 digits")
+    return raw
+
+
+def _phone_number(raw):
+    if not re.fullmatch(r"\+?[0-9]{3,20}", raw):
+        raise ValueError("%r is not a phone number (an optional + and 3 to 20 digits)" % raw)
+    return raw
+
+
+def _log_level(raw):
+    value = raw.upper()
+    if value not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        raise ValueError("%r is not one of DEBUG, INFO, WARNING, ERROR, CRITICAL" % raw)
+    return value
+
+
+def _split_host_port(raw):
+    """'127.0.0.1:13013' or '[::1]:13013' -> (host, port). ValueError when it is neither."""
+    match = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\]:([0-9]+)|([^:\[\]\s]+):([0-9]+)", raw)
+    if not match:
+        raise ValueError("%r is not host:port (use [addr]:port for IPv6)" % raw)
+    host = match.group(1) or match.group(3)
+    port = int(match.group(2) or match.group(4))
+    if port > 65535:
+        raise ValueError("%r: port %d is beyond 65535" % (raw, port))
+    return host, port
+
+
+def _host_port(raw):
+    _split_host_port(raw)
+    return raw
+
+
+def is_loopback(host):
+    """True for 'localhost' and any loopback address (127.0.0.0/8, ::1)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _serial_port(raw):
+    """A device path, a COMn name, or a pyserial URL (socket://, rfc2217://, loop://...) or sim://."""
+    if raw.startswith("/") or re.fullmatch(r"(?i)COM[0-9]+|\\\\\.\\COM[0-9]+", raw):
+        return raw
+    scheme, sep, rest = raw.partition("://")
+    if not sep:
+        raise ValueError("%r is not a device path (/dev/...), a pyserial URL (socket://, "
+                         "rfc2217://, loop://) or sim://" % raw)
+    if scheme not in SERIAL_URL_SCHEMES:
+        raise ValueError("%r: unknown scheme %s:// (known: %s)"
+                         % (raw, scheme, ", ".join(s + "://" for s in SERIAL_URL_SCHEMES)))
+    if scheme in ("socket", "rfc2217"):
+        _split_host_port(urllib.parse.urlsplit(raw).netloc)
+    if scheme == "sim":
+        _sim_url(raw)
+    return raw
+
+
+def _sim_url(raw):
+    """sim://[?control=host:port][&baud=N]: the control API has no authentication, so loopback only."""
+    parts = urllib.parse.urlsplit(raw)
+    if parts.netloc or parts.path not in ("", "/"):
+        raise ValueError("%r: sim:// takes only ?control=host:port and &baud=N" % raw)
+    try:
+        query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True, strict_parsing=True)
+    except ValueError:
+        query = None if parts.query else []
+    if query is None:
+        raise ValueError("%r: cannot read the query after sim://" % raw)
+    for key, value in query:
+        if key == "control":
+            host, _ = _split_host_port(value)
+            if not is_loopback(host):
+                raise ValueError("%r: the simulator's control API has no authentication; "
+                                 "give it a loopback address such as 127.0.0.1:13014" % raw)
+        elif key == "baud":
+            _int(1)(value)
+        else:
+            raise ValueError("%r: unknown sim:// option %r (known: control, baud)" % (raw, key))
+
+
+def _http_url(raw):
+    parts = urllib.parse.urlsplit(raw)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("%r is not an http:// or https:// URL" % raw)
+    try:
+        parts.port
+    except ValueError:
+        raise ValueError("%r has a bad port" % raw) from None
+    return raw
+
+
+def _store_path(raw):
+    if raw == ":memory:" or raw.startswith("file:"):
+        raise ValueError("%r: the store must be a file (several threads share it)" % raw)
+    return raw
+
+
+# (check, required). A key is optional when its dataclass field has a default; an empty value
+# means "not set" for optional keys whose default is None, and is an error for the others.
+CHECKS = {
+    "modem": {
+        "port": _serial_port,
+        "name": _name,
+        "baudrate": _int(1),
+        "pin": _pin,
+        "smsc": _phone_number,
+        "receive": _choice("auto", "cmt", "cmti", "poll"),
+        "sweep_interval": _float(above=0),
+        "command_timeout": _float(above=0),
+        "send_timeout": _float(above=0),
+        "max_parts": _int(1, 255),
+        "status_reports": _bool,
+    },
+    "http": {
+        "listen": _host_port,
+        "username": _text,
+        "password": _text,
+        "max_body": _int(1024),
+        "max_recipients": _int(1),
+    },
+    "rapidsms": {
+        "url": _http_url,
+        "style": _choice("kannel", "http", "json"),
+        "identity_name": _param_name,
+        "text_name": _param_name,
+        "timeout": _float(above=0),
+        "retry_cap": _float(above=0),
+    },
+    "store": {"path": _store_path},
+    "bridge": {
+        "resend_unconfirmed": _bool,
+        "reassembly_timeout": _float(above=0),
+    },
+    "log": {
+        "level": _log_level,
+        "format": _choice("text", "json"),
+    },
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# Building a Config
+
+
+def _suggest(word, choices):
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    return " (did you mean %r?)" % close[0] if close else ""
+
+
+def _build(sections, base_dir, path=None):
+    """sections: {section: {key: raw string}} -> Config. Raises ConfigError."""
+    for section, values in sections.items():
+        if section not in SECTIONS:
+            raise ConfigError(section, None, "unknown section%s; known sections: %s"
+                              % (_suggest(section, SECTIONS), ", ".join(SECTIONS)))
+        for key in values:
+            if key not in CHECKS[section]:
+                raise ConfigError(section, key, "unknown key%s; known keys: %s"
+                                  % (_suggest(key, CHECKS[section]), ", ".join(CHECKS[section])))
+
+    built = {}
+    for section, cls in SECTIONS.items():
+        values = sections.get(section, {})
+        kwargs = {}
+        for fld in dataclasses.fields(cls):
+            raw = values.get(fld.name)
+            raw = raw.strip() if raw is not None else None
+            required = fld.default is dataclasses.MISSING
+            if raw is None or raw == "":
+                if required:
+                    raise ConfigError(section, fld.name, "is required")
+                if fld.default is None or raw is None:
+                    continue
+                raise ConfigError(section, fld.name, "is empty; remove the line to get the "
+                                  "default (%s)" % _show_default(fld.default))
+            try:
+                kwargs[fld.name] = CHECKS[section][fld.name](raw)
+            except ValueError as exc:
+                message = str(exc)
+                if re.search(r"\s[;#]", raw) and (section, fld.name) not in SECRETS:
+                    message += " (comments must be on a line of their own)"
+                raise ConfigError(section, fld.name, message) from None
+        built[section] = kwargs
+
+    http = built["http"]
+    if bool(http.get("username")) != bool(http.get("password")):
+        missing = "password" if http.get("username") else "username"
+        other = "username" if missing == "password" else "password"
+        raise ConfigError("http", missing, "%s is set but %s is not; set both or neither"
+                          % (other, missing))
+    listen = http.get("listen", HttpConfig.listen)
+    host, _ = _split_host_port(listen)
+    if not is_loopback(host) and not http.get("username"):
+        raise ConfigError("http", "listen", "%r is not loopback and no username/password is set"
+                          % listen)
+
+    store_path = built["store"].get("path", StoreConfig.path)
+    built["store"]["path"] = os.path.normpath(os.path.join(base_dir, os.path.expanduser(store_path)))
+
+    warnings = []
+    url = built["rapidsms"]["url"]
+    if not urllib.parse.urlsplit(url).path.endswith("/"):
+        warnings.append("[rapidsms] url: %r does not end with '/'; RapidSMS's backend views "
+                        "need the trailing slash (Django answers a redirect or 404 without it)"
+                        % url)
+
+    return Config(**{name: SECTIONS[name](**built[name]) for name in SECTIONS},
+                  path=path, warnings=tuple(warnings))
+
+
+def _show_default(value):
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return _num(value)
+
+
+def load(path):
+    """Read and check the ini file at path. Relative paths in it are relative to its directory."""
+    parser = configparser.ConfigParser(
+        interpolation=None,             # a '%' in a password is just a '%'
+        default_section="\0none",       # a [DEFAULT] section is a typo like any other
+        strict=True,                    # duplicate sections and keys are errors
+        empty_lines_in_values=False,
+    )
+    try:
+        with open(path, encoding="utf-8") as fh:
+            parser.read_file(fh, source=path)
+    except FileNotFoundError:
+        raise ConfigError(None, None, "no such file") from None
+    except OSError as exc:
+        raise ConfigError(None, None, "cannot read: %s" % (exc.strerror or exc)) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(None, None, "not UTF-8 text (byte %d)" % exc.start) from None
+    except configparser.DuplicateOptionError as exc:
+        raise ConfigError(exc.section, exc.option, "given twice (line %s)" % exc.lineno) from None
+    except configparser.DuplicateSectionError as exc:
+        raise ConfigError(exc.section, None, "section given twice (line %s)" % exc.lineno) from None
+    except configparser.MissingSectionHeaderError as exc:
+        raise ConfigError(None, None, "line %d: a key before any [section]" % exc.lineno) from None
+    except configparser.Error as exc:
+        raise ConfigError(None, None, "cannot parse: %s" % exc.message.replace("\n", " ")) from None
+    sections = {name: dict(parser.items(name, raw=True)) for name in parser.sections()}
+    base_dir = os.path.dirname(os.path.abspath(path))
+    return _build(sections, base_dir, path=os.path.abspath(path))
+
+
+def _as_raw(value):
+    """A dict value as the string the ini file would hold (None: not set)."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return str(value)
+
+
+def from_dict(data, *, base_dir=None):
+    """{section: {key: value}} -> Config, through the same checks as load().
+
+    Values may be strings, as in the ini file, or ints/floats/bools; None leaves a key unset.
+    A relative store path is taken relative to base_dir (default: the current directory).
+    """
+    sections = {}
+    for section, values in data.items():
+        if not isinstance(values, dict):
+            raise ConfigError(section, None, "must be a dict of keys")
+        sections[section] = {str(k): _as_raw(v) for k, v in values.items()
+                             if _as_raw(v) is not None}
+    return _build(sections, os.path.abspath(base_dir or os.getcwd()))
+
+
+def for_tests(base_dir=None, **sections):
+    """A valid Config for tests: the simulated modem, RapidSMS on 127.0.0.1:8000, the store under
+    base_dir; keyword arguments override whole keys per section, e.g. http={"username": "u"}."""
+    data = {
+        "modem": {"port": "sim://"},
+        "rapidsms": {"url": "http://127.0.0.1:8000/backend/kannel-backend/"},
+    }
+    for section, values in sections.items():
+        data.setdefault(section, {}).update(values)
+    return from_dict(data, base_dir=base_dir)
