@@ -6,9 +6,9 @@ Read from the environment (set by tests/rapidsms_env.py):
 - RAPIDSMS_E2E_SENDSMS_URL: the bridge's Kannel-style sendsms URL.
 - RAPIDSMS_E2E_SENDSMS_USERNAME / RAPIDSMS_E2E_SENDSMS_PASSWORD: its credentials.
 
-The backend is RapidSMS's stock KannelBackend with charset UTF-8 and coding 2:
-RapidSMS's defaults (charset ascii, errors "ignore") would silently strip every
-non-ASCII character from replies before they reach the bridge.
+The backend is RapidSMS's stock KannelBackend with charset UTF-8 and coding 2, as
+the README recommends: RapidSMS's defaults (charset ascii, errors "ignore") would
+silently strip every non-ASCII character from replies before they reach the bridge.
 """
 
 import os
@@ -55,6 +55,7 @@ INSTALLED_BACKENDS = {
         },
         "charset": "UTF-8",
         "coding": 2,
+        "encode_errors": "strict",
     },
 }
 

@@ -1,0 +1,221 @@
+"""End to end: simulated modem -> gsmbridge -> unmodified RapidSMS 2.2.0 -> gsmbridge -> simulated modem.
+
+Both programs run as they would in production, each in its own process on 127.0.0.1: the bridge as
+`python -m gsmbridge run -c <ini>` driving its built-in simulated modem (`sim://`, whose control API
+injects SMS and lists what the modem sent), and RapidSMS under waitress with its stock KannelBackend
+and blocking router, plus an app that answers every message with "echo: " and its text.
+
+The blocking router makes its reply's sendsms request to the bridge from inside the bridge's own
+inbound request to RapidSMS, with no timeout: the bridge must answer it while it waits.
+
+RapidSMS must be installed (requirements-e2e.txt); without it these tests fail, they are not skipped.
+"""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+import requests
+
+from rapidsms_env import RapidSMS, check_installed
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+USERNAME = "rapidsms"
+PASSWORD = "e2e s3cret&%"     # characters that must survive URL encoding in sendsms
+
+#: generous bounds so a slow CI machine never fails; they bound a wait, nothing asserts a speed
+START_DEADLINE = 60.0
+REPLY_DEADLINE = 60.0
+
+pytestmark = pytest.mark.slow
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def tail(path, size=6000):
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return f.read()[-size:]
+    except FileNotFoundError:
+        return "(no log)"
+
+
+class BridgeProcess:
+    """`python -m gsmbridge run -c <ini>` in a subprocess, stopped by its PID with SIGTERM."""
+
+    def __init__(self, workdir, *, http_port, control_port, rapidsms_url):
+        self.workdir = str(workdir)
+        self.http_port = http_port
+        self.control_port = control_port
+        self.ini = os.path.join(self.workdir, "gsmbridge.ini")
+        self.log_path = os.path.join(self.workdir, "gsmbridge.log")
+        with open(self.ini, "w", encoding="utf-8") as f:
+            f.write(
+                "[modem]\n"
+                "port = sim://?control=127.0.0.1:%d\n"
+                "\n"
+                "[http]\n"
+                "listen = 127.0.0.1:%d\n"
+                "username = %s\n"
+                "password = %s\n"
+                "\n"
+                "[rapidsms]\n"
+                "url = %s\n"
+                "style = kannel\n"
+                "\n"
+                "[store]\n"
+                "path = %s\n"
+                % (control_port, http_port, USERNAME, PASSWORD, rapidsms_url,
+                   os.path.join(self.workdir, "store", "gsmbridge.sqlite3")))
+        self.process = None
+
+    @property
+    def url(self):
+        return "http://127.0.0.1:%d" % self.http_port
+
+    @property
+    def control_url(self):
+        return "http://127.0.0.1:%d" % self.control_port
+
+    def start(self):
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [REPO, os.environ.get("PYTHONPATH")]))
+        env["PYTHONUNBUFFERED"] = "1"
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "gsmbridge", "run", "-c", self.ini],
+                cwd=self.workdir, env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            self._wait()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _wait(self):
+        """Until /health says the bridge can take and deliver messages and the control API answers."""
+        deadline = time.monotonic() + START_DEADLINE
+        last = "no answer"
+        while True:
+            if self.process.poll() is not None:
+                pytest.fail("gsmbridge exited with %s before it was ready:\n%s"
+                            % (self.process.returncode, self.log()))
+            try:
+                health = requests.get(self.url + "/health", auth=(USERNAME, PASSWORD), timeout=5)
+                last = "/health %d %s" % (health.status_code, health.text.strip()[:500])
+                if health.status_code == 200:
+                    requests.get(self.control_url + "/sent", timeout=5).raise_for_status()
+                    return
+            except requests.RequestException as exc:
+                last = repr(exc)
+            if time.monotonic() > deadline:
+                pytest.fail("gsmbridge was not ready after %.0fs (last: %s):\n%s"
+                            % (START_DEADLINE, last, self.log()))
+            time.sleep(0.1)
+
+    def log(self):
+        return tail(self.log_path)
+
+    def stop(self):
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(10)
+
+
+class EndToEnd:
+    """The running pair, with the simulated modem's control API as the phone network."""
+
+    def __init__(self, bridge, rapidsms):
+        self.bridge = bridge
+        self.rapidsms = rapidsms
+
+    def inject(self, sender, text):
+        """An SMS from `sender` arrives at the simulated modem (split into parts if long)."""
+        resp = requests.post(self.bridge.control_url + "/inbound",
+                             json={"from": sender, "text": text}, timeout=10)
+        assert resp.status_code < 300, "control API refused the SMS: %d %s" % (
+            resp.status_code, resp.text)
+
+    def sent_to(self, number):
+        """What the simulated modem sent to `number`, one entry per SMS-SUBMIT, in part order."""
+        resp = requests.get(self.bridge.control_url + "/sent", timeout=10)
+        resp.raise_for_status()
+        entries = [e for e in resp.json() if e.get("to") == number]
+        return sorted(entries, key=lambda e: (
+            (e.get("concat") or {}).get("reference", -1),
+            (e.get("concat") or {}).get("sequence", 0)))
+
+    def wait_reply(self, number, expected):
+        """Poll until the modem has sent `expected` to `number`, or fail showing what it did send."""
+        deadline = time.monotonic() + REPLY_DEADLINE
+        while True:
+            entries = self.sent_to(number)
+            text = "".join(e["text"] for e in entries)
+            if text == expected or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        assert text == expected, self.explain(number, expected, entries)
+        return entries
+
+    def explain(self, number, expected, entries):
+        return ("the reply to %s did not go out as expected\nexpected: %r\nsent:     %r\n"
+                "--- gsmbridge log ---\n%s\n--- RapidSMS log ---\n%s"
+                % (number, expected, entries, self.bridge.log(), self.rapidsms.log()[-6000:]))
+
+
+@pytest.fixture(scope="module")
+def e2e(tmp_path_factory):
+    problem = check_installed()
+    if problem:
+        pytest.fail("the RapidSMS end-to-end test needs RapidSMS: " + problem, pytrace=False)
+    workdir = tmp_path_factory.mktemp("e2e")
+    http_port, control_port = free_port(), free_port()
+    rapidsms = RapidSMS(workdir / "rapidsms",
+                        sendsms_url="http://127.0.0.1:%d/cgi-bin/sendsms" % http_port,
+                        username=USERNAME, password=PASSWORD)
+    rapidsms.start(timeout=START_DEADLINE)
+    try:
+        os.makedirs(workdir / "bridge")
+        bridge = BridgeProcess(workdir / "bridge", http_port=http_port, control_port=control_port,
+                               rapidsms_url=rapidsms.backend_url)
+        bridge.start()
+        try:
+            yield EndToEnd(bridge, rapidsms)
+        finally:
+            bridge.stop()
+    finally:
+        rapidsms.stop()
+
+
+def test_ascii_message_is_answered(e2e):
+    e2e.inject("+255700000001", "hello")
+    e2e.wait_reply("+255700000001", "echo: hello")
+
+
+def test_long_message_is_reassembled_and_answered_in_parts(e2e):
+    # 400 GSM characters arrive as 3 concatenated parts (153 septets each at most); numbered words
+    # make a lost, repeated or reordered part visible in the text RapidSMS answers with.
+    text = "".join("w%03d " % i for i in range(80))
+    assert len(text) == 400
+    e2e.inject("+255700000002", text)
+    parts = e2e.wait_reply("+255700000002", "echo: " + text)
+    # "echo: " + 400 characters = 406 septets: more than two parts of 153 can hold.
+    assert len(parts) == 3, e2e.explain("+255700000002", "echo: " + text, parts)
+
+
+def test_unicode_and_emoji_survive_both_ways(e2e):
+    e2e.inject("+255700000003", "Habari 😀 ñ €")
+    e2e.wait_reply("+255700000003", "echo: Habari 😀 ñ €")
