@@ -1,0 +1,826 @@
+"""The durable store: SQLite queues for inbound and outbound SMS and their states.
+
+The store is the only hand-off between the modem worker, the forwarder and the web side, so every
+write is one short transaction that is committed (WAL, ``synchronous=FULL``) before the method
+returns: once the caller has an id back, the message survives a crash, a SIGKILL or a power cut.
+
+Times. Every time the bridge takes itself (``received_at``, ``next_attempt``, ``created_at``,
+``sent_at`` of an outbound message, ...) is a float: seconds since the epoch, UTC, as from
+``time.time()``. The one exception is an inbound message's ``sent_at``: that is the SMSC's
+timestamp (SCTS), kept as the ISO 8601 string the worker gives, with the SMSC's UTC offset, because
+the offset is part of what the network said.
+
+Rows come back as plain dicts, ready for ``json.dumps``.
+
+Inbound delivery is in arrival order per sender. Each sender's oldest pending message is marked as
+its *head* (a column kept in the same transactions that change the statuses), so finding what is
+due is one index range scan however many messages wait behind it.
+
+Threads. One ``Store`` object is shared; each thread gets its own connection (``threading.local``).
+``wait()``/``notify()`` only wake sleepers up; the data always goes through SQLite.
+"""
+
+import json
+import logging
+import os
+import secrets
+import sqlite3
+import threading
+import time
+from contextlib import contextmanager
+from datetime import datetime
+
+log = logging.getLogger("gsmbridge.store")
+
+#: the schema version this code writes (PRAGMA user_version)
+SCHEMA_VERSION = 1
+
+INBOUND_STATUSES = ("pending", "delivered", "failed")
+OUTBOUND_STATUSES = ("queued", "sending", "sent", "delivered", "failed", "unknown")
+
+_SCHEMA_V1 = """
+CREATE TABLE inbound (
+    seq          INTEGER PRIMARY KEY AUTOINCREMENT,   -- arrival order
+    id           TEXT NOT NULL UNIQUE,
+    modem        TEXT NOT NULL,
+    sender       TEXT NOT NULL,
+    text         TEXT NOT NULL,
+    sent_at      TEXT,                                -- SCTS, ISO 8601 with the SMSC's offset
+    received_at  REAL NOT NULL,
+    parts        INTEGER NOT NULL DEFAULT 1,
+    incomplete   INTEGER NOT NULL DEFAULT 0,
+    pdus         TEXT NOT NULL,                       -- JSON list of hex PDUs
+    status       TEXT NOT NULL DEFAULT 'pending'
+                 CHECK (status IN ('pending', 'delivered', 'failed')),
+    head         INTEGER NOT NULL DEFAULT 0,          -- 1: the oldest pending message of its sender
+    attempts     INTEGER NOT NULL DEFAULT 0,
+    next_attempt REAL NOT NULL,
+    last_attempt REAL,
+    last_error   TEXT,
+    response     TEXT,
+    delivered_at REAL,
+    failed_at    REAL
+);
+CREATE INDEX inbound_sender_pending ON inbound (sender, seq) WHERE status = 'pending';
+CREATE INDEX inbound_due ON inbound (next_attempt, seq) WHERE head = 1;
+CREATE INDEX inbound_status ON inbound (status, seq);
+
+CREATE TABLE seen (
+    key     TEXT NOT NULL,                            -- SHA-1 of the TPDU
+    modem   TEXT NOT NULL,
+    seen_at REAL NOT NULL,
+    PRIMARY KEY (key, modem)
+) WITHOUT ROWID;
+CREATE INDEX seen_at ON seen (seen_at);
+
+CREATE TABLE parts (                                  -- concatenated parts awaiting their siblings
+    modem       TEXT NOT NULL,
+    key         TEXT NOT NULL,
+    sender      TEXT NOT NULL,
+    reference   INTEGER NOT NULL,
+    total       INTEGER NOT NULL,
+    sequence    INTEGER NOT NULL,
+    bits        INTEGER NOT NULL,
+    pdu         TEXT NOT NULL,
+    received_at REAL NOT NULL,
+    PRIMARY KEY (modem, key)
+) WITHOUT ROWID;
+
+CREATE TABLE bad_pdus (                               -- undecodable PDUs, kept with the reason
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    modem        TEXT NOT NULL,
+    pdu          TEXT NOT NULL,
+    error        TEXT NOT NULL,
+    received_at  REAL NOT NULL,
+    last_seen_at REAL NOT NULL,
+    times        INTEGER NOT NULL DEFAULT 1,
+    UNIQUE (modem, pdu)
+);
+
+CREATE TABLE outbound (
+    seq          INTEGER PRIMARY KEY AUTOINCREMENT,   -- queue order
+    id           TEXT NOT NULL UNIQUE,
+    recipient    TEXT NOT NULL,
+    text         TEXT NOT NULL,
+    encoding     TEXT,
+    parts        INTEGER NOT NULL,
+    modem        TEXT,                                -- NULL: any modem may send it
+    sender       TEXT,
+    dlr_url      TEXT,
+    dlr_mask     INTEGER NOT NULL DEFAULT 0,
+    status       TEXT NOT NULL DEFAULT 'queued' CHECK (status IN
+                 ('queued', 'sending', 'sent', 'delivered', 'failed', 'unknown')),
+    attempts     INTEGER NOT NULL DEFAULT 0,
+    next_attempt REAL NOT NULL,
+    last_error   TEXT,
+    refs         TEXT,                                -- JSON list of TP-MR, one per part
+    sent_by      TEXT,                                -- the modem that took it
+    created_at   REAL NOT NULL,
+    sending_at   REAL,
+    sent_at      REAL,
+    delivered_at REAL,
+    failed_at    REAL
+);
+CREATE INDEX outbound_queue ON outbound (modem, seq) WHERE status = 'queued';
+CREATE INDEX outbound_status ON outbound (status, seq);
+
+CREATE TABLE outbound_refs (                          -- one row per sent part, for status reports
+    outbound_seq INTEGER NOT NULL REFERENCES outbound (seq) ON DELETE CASCADE,
+    part         INTEGER NOT NULL,
+    modem        TEXT,
+    reference    INTEGER NOT NULL,
+    status       INTEGER,                             -- TP-ST of the latest report, NULL before one
+    reported_at  REAL,
+    PRIMARY KEY (outbound_seq, part)
+) WITHOUT ROWID;
+CREATE INDEX outbound_refs_reference ON outbound_refs (reference, outbound_seq);
+
+CREATE TABLE reports (                                -- SMS-STATUS-REPORTs as received
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    modem       TEXT NOT NULL,
+    reference   INTEGER NOT NULL,
+    recipient   TEXT NOT NULL,
+    status      INTEGER NOT NULL,
+    pdu         TEXT NOT NULL,
+    received_at REAL NOT NULL,
+    outbound_id TEXT,                                 -- the message it was matched to, if any
+    UNIQUE (modem, pdu)
+);
+
+CREATE TABLE modems (
+    name       TEXT PRIMARY KEY,
+    state      TEXT NOT NULL,                         -- JSON object, merged by set_modem
+    updated_at REAL NOT NULL
+);
+"""
+
+#: schema version -> script taking the database from the version before to it
+_MIGRATIONS = {1: _SCHEMA_V1}
+
+# The queries that must stay fast with a million rows queued; tests check their plans.
+DUE_INBOUND_SQL = (
+    "SELECT * FROM inbound WHERE head = 1 AND next_attempt <= ? "
+    "ORDER BY next_attempt, seq LIMIT ?")
+NEXT_INBOUND_DUE_SQL = "SELECT MIN(next_attempt) FROM inbound WHERE head = 1"
+NEXT_OUTBOUND_PINNED_SQL = (
+    "SELECT * FROM outbound INDEXED BY outbound_queue"
+    " WHERE status = 'queued' AND modem = ? AND next_attempt <= ? "
+    "ORDER BY seq LIMIT 1")
+NEXT_OUTBOUND_ANY_SQL = (
+    "SELECT * FROM outbound INDEXED BY outbound_queue"
+    " WHERE status = 'queued' AND modem IS NULL AND next_attempt <= ? "
+    "ORDER BY seq LIMIT 1")
+# Several indexes cover `status = ...`; without statistics the planner may pick the wrong one, so
+# the per-sender and per-modem queue lookups name theirs.
+OLDEST_PENDING_OF_SENDER_SQL = (
+    "SELECT seq FROM inbound INDEXED BY inbound_sender_pending"
+    " WHERE sender = ? AND status = 'pending' ORDER BY seq LIMIT 1")
+DEMOTE_HEADS_SQL = (
+    "UPDATE inbound INDEXED BY inbound_sender_pending SET head = 0"
+    " WHERE sender = ? AND status = 'pending' AND head = 1 AND seq != ?")
+COUNT_INBOUND_SQL = "SELECT status, COUNT(*) FROM inbound GROUP BY status"
+COUNT_OUTBOUND_SQL = "SELECT status, COUNT(*) FROM outbound GROUP BY status"
+
+#: a status report's TP-ST: below 0x20 done (0x00-0x02 delivered), 0x20-0x3F still trying,
+#: 0x40 and above given up (TS 23.040 9.2.3.15)
+_ST_PENDING = 0x20
+_ST_FAILED = 0x40
+
+
+class StoreClosed(RuntimeError):
+    """The store was closed; nothing more can be read or written through it."""
+
+
+def new_id():
+    """A short random id: 16 hex digits (64 bits), unique enough for every message a bridge sees."""
+    return secrets.token_hex(8)
+
+
+def _iso(value):
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError("sent_at must be an ISO 8601 string, a datetime or None, not %r" % (value,))
+
+
+def _digits(number):
+    return "".join(ch for ch in number if ch.isdigit())
+
+
+def _same_number(a, b):
+    """Whether two renderings of a phone number are the same line (+255712..., 0712..., 255712...).
+
+    Numbers are compared on their last 9 digits, which is the national significant number in most
+    countries; alphanumeric addresses are compared as they are.
+    """
+    da, db = _digits(a), _digits(b)
+    if len(da) < 6 or len(db) < 6:
+        return a.strip().lower() == b.strip().lower()
+    return da[-9:] == db[-9:]
+
+
+class Store:
+    """SQLite queues shared by the bridge's threads. See the module docstring for the rules."""
+
+    def __init__(self, path, *, timeout=30.0, clock=time.time):
+        path = os.fspath(path)
+        if path in ("", ":memory:") or "mode=memory" in path:
+            raise ValueError("the store needs a file: an in-memory database is not shared by threads")
+        self.path = path
+        self.timeout = timeout
+        self.clock = clock
+        self._local = threading.local()
+        self._connections = []
+        self._lock = threading.Lock()
+        self._closed = False
+        self._cond = threading.Condition()
+        self._generation = 0
+        self._open()
+
+    # -- connections and transactions ------------------------------------------------------
+
+    def _open(self):
+        db = self._conn()
+        mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        if mode.lower() != "wal":
+            log.warning("store %s: WAL not available (journal_mode=%s); commits stay durable but "
+                        "readers will wait for writers", self.path, mode)
+        with self._write() as db:
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise RuntimeError("store %s has schema version %d; this gsmbridge knows up to %d"
+                                   % (self.path, version, SCHEMA_VERSION))
+            for target in range(version + 1, SCHEMA_VERSION + 1):
+                for statement in _split_sql(_MIGRATIONS[target]):
+                    db.execute(statement)
+                db.execute("PRAGMA user_version=%d" % target)
+                log.info("store %s: schema version %d", self.path, target)
+
+    def _conn(self):
+        if self._closed:
+            raise StoreClosed("store %s is closed" % self.path)
+        db = getattr(self._local, "db", None)
+        if db is None:
+            # check_same_thread=False only so close() can close every thread's connection; each
+            # connection is otherwise used by the thread that made it.
+            db = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None,
+                                 check_same_thread=False)
+            db.row_factory = sqlite3.Row
+            db.execute("PRAGMA busy_timeout=%d" % int(self.timeout * 1000))
+            db.execute("PRAGMA synchronous=FULL")
+            db.execute("PRAGMA foreign_keys=ON")
+            self._local.db = db
+            with self._lock:
+                self._connections.append(db)
+        return db
+
+    @contextmanager
+    def _write(self):
+        """One write transaction: BEGIN IMMEDIATE (so writers queue at the start, not midway),
+        COMMIT on success, ROLLBACK on any error."""
+        db = self._conn()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+
+    @contextmanager
+    def _read(self):
+        """A consistent snapshot for reads of several statements."""
+        db = self._conn()
+        db.execute("BEGIN")
+        try:
+            yield db
+        finally:
+            if db.in_transaction:
+                db.execute("COMMIT")
+
+    def close(self):
+        """Close every thread's connection. Later calls raise StoreClosed."""
+        self._closed = True
+        with self._lock:
+            connections, self._connections = self._connections, []
+        for db in connections:
+            try:
+                db.close()
+            except sqlite3.Error:
+                log.debug("closing a connection failed", exc_info=True)
+        self.notify()
+
+    # -- wake-ups --------------------------------------------------------------------------
+
+    def wait(self, timeout):
+        """Sleep until notify() or timeout.
+
+        A notify() that came after this thread's previous wait() returned makes this one return at
+        once, so a wake-up sent while the caller was busy is not lost. Spurious returns are
+        possible; callers re-check the store.
+        """
+        with self._cond:
+            seen = getattr(self._local, "generation", -1)
+            self._cond.wait_for(lambda: self._generation != seen, timeout)
+            self._local.generation = self._generation
+
+    def notify(self):
+        """Wake every thread sleeping in wait()."""
+        with self._cond:
+            self._generation += 1
+            self._cond.notify_all()
+
+    # -- inbound, written by the worker ----------------------------------------------------
+
+    def seen(self, key, modem=None):
+        """Whether a PDU with this dedup key was stored before (by `modem`, or by any modem)."""
+        db = self._conn()
+        if modem is None:
+            row = db.execute("SELECT 1 FROM seen WHERE key = ? LIMIT 1", (key,)).fetchone()
+        else:
+            row = db.execute("SELECT 1 FROM seen WHERE key = ? AND modem = ?", (key, modem)).fetchone()
+        return row is not None
+
+    def add_inbound(self, *, modem, sender, text, sent_at, parts=1, incomplete=False, pdus, keys):
+        """Store a received message. Returns its new id, or None when every key was seen before
+        (the same SMS read twice, or redelivered by the network)."""
+        now = self.clock()
+        with self._write() as db:
+            fresh = sum(_mark_seen(db, key, modem, now) for key in keys)
+            if keys and not fresh:
+                return None
+            msg_id = self._insert_inbound(db, now, modem, sender, text, sent_at, parts, incomplete,
+                                          pdus)
+        self.notify()
+        return msg_id
+
+    def add_part(self, *, modem, key, sender, reference, total, sequence, bits, pdu):
+        """Store one part of a concatenated message. False if this part was seen before."""
+        now = self.clock()
+        with self._write() as db:
+            if not _mark_seen(db, key, modem, now):
+                return False
+            db.execute("INSERT INTO parts (modem, key, sender, reference, total, sequence, bits, pdu,"
+                       " received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                       (modem, key, sender, int(reference), int(total), int(sequence), int(bits),
+                        pdu, now))
+        return True
+
+    def pending_parts(self, modem):
+        """The parts still waiting for their siblings, oldest first, to reload the reassembler."""
+        rows = self._conn().execute(
+            "SELECT * FROM parts WHERE modem = ? ORDER BY received_at, sender, reference, sequence",
+            (modem,)).fetchall()
+        return [dict(row) for row in rows]
+
+    def complete_parts(self, *, modem, keys, sender, text, sent_at, parts, incomplete, pdus):
+        """In one transaction: the joined message goes in, the parts it was made from go out."""
+        now = self.clock()
+        with self._write() as db:
+            for key in keys:
+                _mark_seen(db, key, modem, now)
+                db.execute("DELETE FROM parts WHERE modem = ? AND key = ?", (modem, key))
+            msg_id = self._insert_inbound(db, now, modem, sender, text, sent_at, parts, incomplete,
+                                          pdus)
+        self.notify()
+        return msg_id
+
+    def add_bad_pdu(self, *, modem, pdu, error):
+        """Keep a PDU that could not be decoded, with the reason. The same PDU again only counts."""
+        now = self.clock()
+        with self._write() as db:
+            db.execute("INSERT INTO bad_pdus (modem, pdu, error, received_at, last_seen_at)"
+                       " VALUES (?, ?, ?, ?, ?) ON CONFLICT (modem, pdu) DO UPDATE SET"
+                       " times = times + 1, last_seen_at = excluded.last_seen_at,"
+                       " error = excluded.error", (modem, pdu, str(error), now, now))
+            return db.execute("SELECT id FROM bad_pdus WHERE modem = ? AND pdu = ?",
+                              (modem, pdu)).fetchone()[0]
+
+    def bad_pdus(self, limit=100):
+        rows = self._conn().execute("SELECT * FROM bad_pdus ORDER BY id DESC LIMIT ?",
+                                    (limit,)).fetchall()
+        return [dict(row) for row in rows]
+
+    def add_report(self, *, modem, reference, recipient, status, pdu):
+        """Store a status report and apply it to the outbound message it answers.
+
+        Returns the report's id, or None if this very report was stored before. The message is
+        the most recent one sent with that TP-MR to that number (references wrap at 256). It
+        becomes `delivered` once every part is reported delivered, `failed` as soon as one part is
+        reported failed; a pending report (0x20-0x3F) is only recorded.
+        """
+        now = self.clock()
+        reference, status = int(reference), int(status)
+        with self._write() as db:
+            cur = db.execute("INSERT OR IGNORE INTO reports (modem, reference, recipient, status,"
+                             " pdu, received_at) VALUES (?, ?, ?, ?, ?, ?)",
+                             (modem, reference, recipient, status, pdu, now))
+            if not cur.rowcount:
+                return None
+            report_id = cur.lastrowid
+            match = self._match_report(db, modem, reference, recipient)
+            if match is not None:
+                seq, part, msg_id = match
+                db.execute("UPDATE reports SET outbound_id = ? WHERE id = ?", (msg_id, report_id))
+                db.execute("UPDATE outbound_refs SET status = ?, reported_at = ?"
+                           " WHERE outbound_seq = ? AND part = ?", (status, now, seq, part))
+                self._settle_outbound(db, seq, now)
+        return report_id
+
+    def _match_report(self, db, modem, reference, recipient):
+        rows = db.execute(
+            "SELECT r.outbound_seq, r.part, o.id, o.recipient FROM outbound_refs r"
+            " JOIN outbound o ON o.seq = r.outbound_seq"
+            " WHERE r.reference = ? AND (r.modem = ? OR r.modem IS NULL)"
+            " ORDER BY r.outbound_seq DESC LIMIT 50", (reference, modem)).fetchall()
+        for row in rows:
+            if _same_number(row["recipient"], recipient):
+                return row["outbound_seq"], row["part"], row["id"]
+        return None
+
+    def _settle_outbound(self, db, seq, now):
+        statuses = [row[0] for row in db.execute(
+            "SELECT status FROM outbound_refs WHERE outbound_seq = ?", (seq,))]
+        failed = [s for s in statuses if s is not None and s >= _ST_FAILED]
+        if failed:
+            db.execute("UPDATE outbound SET status = 'failed', failed_at = ?, last_error = ?"
+                       " WHERE seq = ? AND status = 'sent'",
+                       (now, "status report: not delivered (TP-ST 0x%02X)" % failed[0], seq))
+        elif statuses and all(s is not None and s < _ST_PENDING for s in statuses):
+            db.execute("UPDATE outbound SET status = 'delivered', delivered_at = ?"
+                       " WHERE seq = ? AND status = 'sent'", (now, seq))
+
+    def reports(self, limit=100):
+        rows = self._conn().execute("SELECT * FROM reports ORDER BY id DESC LIMIT ?",
+                                    (limit,)).fetchall()
+        return [dict(row) for row in rows]
+
+    def _insert_inbound(self, db, now, modem, sender, text, sent_at, parts, incomplete, pdus):
+        if not isinstance(sender, str) or not isinstance(text, str):
+            raise TypeError("sender and text must be str")
+        msg_id = new_id()
+        # The new message is its sender's head unless an older one of theirs is still pending.
+        older = db.execute(OLDEST_PENDING_OF_SENDER_SQL, (sender,)).fetchone()
+        db.execute("INSERT INTO inbound (id, modem, sender, text, sent_at, received_at, parts,"
+                   " incomplete, pdus, head, next_attempt) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                   (msg_id, modem, sender, text, _iso(sent_at), now, int(parts), int(bool(incomplete)),
+                    json.dumps(list(pdus)), 0 if older else 1, now))
+        return msg_id
+
+    # -- inbound, read by the forwarder ----------------------------------------------------
+
+    def due_inbound(self, now, limit=50):
+        """For each sender only its oldest pending message, and only if it is due: delivering
+        these keeps every sender's messages in arrival order. Earliest due first."""
+        rows = self._conn().execute(DUE_INBOUND_SQL, (now, limit)).fetchall()
+        return [_inbound_dict(row) for row in rows]
+
+    def next_inbound_due(self):
+        """When the next pending message is due (epoch seconds), or None if nothing is pending."""
+        return self._conn().execute(NEXT_INBOUND_DUE_SQL).fetchone()[0]
+
+    def get_inbound(self, id):
+        row = self._conn().execute("SELECT * FROM inbound WHERE id = ?", (id,)).fetchone()
+        return None if row is None else _inbound_dict(row)
+
+    def inbound_delivered(self, id, *, response):
+        """The receiver took it (2xx). `response` is kept (its first 1,000 characters)."""
+        now = self.clock()
+        self._finish_inbound(id, "status = 'delivered', delivered_at = ?, response = ?,"
+                             " last_error = NULL", (now, (response or "")[:1000]), now)
+
+    def inbound_failed(self, id, *, error):
+        """The receiver refused it for good (4xx). Kept, visible in status, never retried."""
+        now = self.clock()
+        self._finish_inbound(id, "status = 'failed', failed_at = ?, last_error = ?",
+                             (now, str(error)), now)
+
+    def _finish_inbound(self, id, assignments, params, now):
+        with self._write() as db:
+            row = db.execute("SELECT seq, sender, status FROM inbound WHERE id = ?", (id,)).fetchone()
+            if row is None:
+                raise KeyError(id)
+            if row["status"] != "pending":
+                return
+            db.execute("UPDATE inbound SET " + assignments + ", head = 0, attempts = attempts + 1,"
+                       " last_attempt = ? WHERE seq = ?", (*params, now, row["seq"]))
+            _promote_head(db, row["sender"])
+        self.notify()
+
+    def inbound_retry(self, id, *, error, next_attempt):
+        """Not delivered this time (5xx, timeout, connection error): try again at next_attempt."""
+        now = self.clock()
+        with self._write() as db:
+            cur = db.execute("UPDATE inbound SET attempts = attempts + 1, last_attempt = ?,"
+                             " last_error = ?, next_attempt = ? WHERE id = ? AND status = 'pending'",
+                             (now, str(error), float(next_attempt), id))
+            if not cur.rowcount and not _exists(db, "inbound", id):
+                raise KeyError(id)
+
+    def requeue_inbound(self, ids=None):
+        """Put failed inbound messages back in the queue (all of them when ids is None), e.g. once
+        the receiver's configuration is fixed. Returns how many. Order per sender is kept."""
+        now = self.clock()
+        with self._write() as db:
+            if ids is None:
+                senders = [r[0] for r in db.execute(
+                    "SELECT DISTINCT sender FROM inbound WHERE status = 'failed'")]
+                count = db.execute("UPDATE inbound SET status = 'pending', next_attempt = ?,"
+                                   " failed_at = NULL WHERE status = 'failed'", (now,)).rowcount
+            else:
+                senders, count = set(), 0
+                for msg_id in ids:
+                    row = db.execute("SELECT sender FROM inbound WHERE id = ? AND status = 'failed'",
+                                     (msg_id,)).fetchone()
+                    if row is not None:
+                        senders.add(row[0])
+                        count += db.execute(
+                            "UPDATE inbound SET status = 'pending', next_attempt = ?,"
+                            " failed_at = NULL WHERE id = ?", (now, msg_id)).rowcount
+            for sender in senders:
+                _promote_head(db, sender)
+        if count:
+            self.notify()
+        return count
+
+    # -- outbound, written by the web side -------------------------------------------------
+
+    def add_outbound(self, recipients, text, *, encoding, parts, modem=None, sender=None,
+                     dlr_url=None, dlr_mask=0):
+        """Queue one message per recipient, all in one transaction. Returns their ids in order."""
+        if isinstance(recipients, str):
+            raise TypeError("recipients must be a list of numbers, not one string")
+        recipients = list(recipients)
+        if not recipients:
+            raise ValueError("no recipients")
+        for number in recipients:
+            if not isinstance(number, str) or not number.strip():
+                raise ValueError("bad recipient %r" % (number,))
+        if not isinstance(text, str):
+            raise TypeError("text must be str")
+        if int(parts) < 1:
+            raise ValueError("parts must be at least 1")
+        now = self.clock()
+        ids = [new_id() for _ in recipients]
+        with self._write() as db:
+            db.executemany(
+                "INSERT INTO outbound (id, recipient, text, encoding, parts, modem, sender, dlr_url,"
+                " dlr_mask, next_attempt, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(msg_id, number, text, encoding, int(parts), modem, sender, dlr_url,
+                  int(dlr_mask or 0), now, now) for msg_id, number in zip(ids, recipients)])
+        self.notify()
+        return ids
+
+    def get_outbound(self, id):
+        """One outbound message with its part references and their report status, or None."""
+        with self._read() as db:
+            row = db.execute("SELECT * FROM outbound WHERE id = ?", (id,)).fetchone()
+            if row is None:
+                return None
+            result = _outbound_dict(row)
+            result["reports"] = [dict(r) for r in db.execute(
+                "SELECT part, reference, status, reported_at FROM outbound_refs"
+                " WHERE outbound_seq = ? ORDER BY part", (row["seq"],))]
+        return result
+
+    # -- outbound, read by the worker ------------------------------------------------------
+
+    def next_outbound(self, modem, now):
+        """The oldest queued message that is due and either pinned to this modem or to none."""
+        with self._read() as db:
+            pinned = db.execute(NEXT_OUTBOUND_PINNED_SQL, (modem, now)).fetchone()
+            anyone = db.execute(NEXT_OUTBOUND_ANY_SQL, (now,)).fetchone()
+        candidates = [row for row in (pinned, anyone) if row is not None]
+        if not candidates:
+            return None
+        return _outbound_dict(min(candidates, key=lambda row: row["seq"]))
+
+    def outbound_sending(self, id, *, modem=None):
+        """Claim a queued message for sending; commit this BEFORE AT+CMGS.
+
+        Returns False if it is no longer queued (another modem's worker took it first): skip it
+        then. `modem` records which modem sends it, for matching status reports.
+        """
+        now = self.clock()
+        with self._write() as db:
+            cur = db.execute("UPDATE outbound SET status = 'sending', attempts = attempts + 1,"
+                             " sending_at = ?, sent_by = COALESCE(?, modem)"
+                             " WHERE id = ? AND status = 'queued'", (now, modem, id))
+            if cur.rowcount:
+                return True
+            if not _exists(db, "outbound", id):
+                raise KeyError(id)
+            return False
+
+    def outbound_sent(self, id, *, references):
+        """The modem took every part; `references` are their TP-MRs, in part order."""
+        now = self.clock()
+        references = [int(r) for r in references]
+        with self._write() as db:
+            row = db.execute("SELECT seq, sent_by, modem FROM outbound WHERE id = ?", (id,)).fetchone()
+            if row is None:
+                raise KeyError(id)
+            db.execute("UPDATE outbound SET status = 'sent', sent_at = ?, refs = ?, last_error = NULL"
+                       " WHERE seq = ?", (now, json.dumps(references), row["seq"]))
+            db.execute("DELETE FROM outbound_refs WHERE outbound_seq = ?", (row["seq"],))
+            db.executemany("INSERT INTO outbound_refs (outbound_seq, part, modem, reference)"
+                           " VALUES (?, ?, ?, ?)",
+                           [(row["seq"], part, row["sent_by"] or row["modem"], ref)
+                            for part, ref in enumerate(references)])
+
+    def outbound_retry(self, id, *, error, next_attempt):
+        """Back in the queue after a transient failure, due again at next_attempt."""
+        with self._write() as db:
+            cur = db.execute("UPDATE outbound SET status = 'queued', last_error = ?, next_attempt = ?"
+                             " WHERE id = ? AND status IN ('sending', 'queued')",
+                             (str(error), float(next_attempt), id))
+            if not cur.rowcount and not _exists(db, "outbound", id):
+                raise KeyError(id)
+        self.notify()
+
+    def outbound_failed(self, id, *, error):
+        """Given up: a permanent error (or too many transient ones)."""
+        now = self.clock()
+        with self._write() as db:
+            cur = db.execute("UPDATE outbound SET status = 'failed', failed_at = ?, last_error = ?"
+                             " WHERE id = ?", (now, str(error), id))
+            if not cur.rowcount:
+                raise KeyError(id)
+
+    def recover_sending(self, *, resend):
+        """At start: messages left `sending` by a crash may or may not have left the modem.
+
+        resend=True puts them back in the queue (at-least-once); resend=False marks them
+        `unknown` (at-most-once). Returns how many there were.
+        """
+        now = self.clock()
+        with self._write() as db:
+            if resend:
+                count = db.execute(
+                    "UPDATE outbound SET status = 'queued', next_attempt = ?, last_error ="
+                    " 'interrupted while sending; queued again' WHERE status = 'sending'",
+                    (now,)).rowcount
+            else:
+                count = db.execute(
+                    "UPDATE outbound SET status = 'unknown', failed_at = ?, last_error ="
+                    " 'interrupted while sending; it may or may not have gone out'"
+                    " WHERE status = 'sending'", (now,)).rowcount
+        if count:
+            self.notify()
+        return count
+
+    # -- the operators' view ---------------------------------------------------------------
+
+    def set_modem(self, name, **state):
+        """Merge state into what is known of a modem (state, operator, registration, signal,
+        last_error, ...; any JSON-able values). updated_at defaults to now."""
+        now = self.clock()
+        updated_at = state.pop("updated_at", None) or now
+        with self._write() as db:
+            row = db.execute("SELECT state FROM modems WHERE name = ?", (name,)).fetchone()
+            merged = json.loads(row[0]) if row else {}
+            merged.update(state)
+            db.execute("INSERT INTO modems (name, state, updated_at) VALUES (?, ?, ?)"
+                       " ON CONFLICT (name) DO UPDATE SET state = excluded.state,"
+                       " updated_at = excluded.updated_at",
+                       (name, json.dumps(merged, default=str), updated_at))
+
+    def modems(self):
+        """{name: {state..., "updated_at": epoch}}"""
+        result = {}
+        for row in self._conn().execute("SELECT name, state, updated_at FROM modems ORDER BY name"):
+            state = json.loads(row["state"])
+            state["updated_at"] = row["updated_at"]
+            result[row["name"]] = state
+        return result
+
+    def counts(self):
+        """Queue depths: {"inbound": {status: n}, "outbound": {status: n}, "parts", "bad_pdus",
+        "reports", "oldest_pending_inbound", "oldest_queued_outbound"} (the last two are
+        epoch seconds or None)."""
+        with self._read() as db:
+            inbound = dict.fromkeys(INBOUND_STATUSES, 0)
+            inbound.update(db.execute(COUNT_INBOUND_SQL).fetchall())
+            outbound = dict.fromkeys(OUTBOUND_STATUSES, 0)
+            outbound.update(db.execute(COUNT_OUTBOUND_SQL).fetchall())
+            oldest_in = db.execute("SELECT received_at FROM inbound WHERE status = 'pending'"
+                                   " ORDER BY status, seq LIMIT 1").fetchone()
+            oldest_out = db.execute("SELECT created_at FROM outbound WHERE status = 'queued'"
+                                    " ORDER BY status, seq LIMIT 1").fetchone()
+            return {
+                "inbound": inbound,
+                "outbound": outbound,
+                "parts": db.execute("SELECT COUNT(*) FROM parts").fetchone()[0],
+                "bad_pdus": db.execute("SELECT COUNT(*) FROM bad_pdus").fetchone()[0],
+                "reports": db.execute("SELECT COUNT(*) FROM reports").fetchone()[0],
+                "oldest_pending_inbound": oldest_in[0] if oldest_in else None,
+                "oldest_queued_outbound": oldest_out[0] if oldest_out else None,
+            }
+
+    def recent(self, limit=20):
+        """The latest messages both ways, newest first. Each has "direction": "in" or "out";
+        inbound rows leave out the raw PDUs."""
+        with self._read() as db:
+            inbound = [_inbound_dict(r) for r in db.execute(
+                "SELECT * FROM inbound ORDER BY seq DESC LIMIT ?", (limit,))]
+            outbound = [_outbound_dict(r) for r in db.execute(
+                "SELECT * FROM outbound ORDER BY seq DESC LIMIT ?", (limit,))]
+        for row in inbound:
+            row.pop("pdus")
+            row["direction"] = "in"
+        for row in outbound:
+            row["direction"] = "out"
+        merged = sorted(inbound + outbound, reverse=True,
+                        key=lambda r: r["received_at"] if r["direction"] == "in" else r["created_at"])
+        return merged[:limit]
+
+    # -- upkeep ----------------------------------------------------------------------------
+
+    def maintenance(self, *, seen_days=30.0, keep_days=None, now=None):
+        """Periodic upkeep; returns what it removed.
+
+        Forgets dedup keys older than seen_days (a network redelivers within hours, a SIM is swept
+        within minutes; keys of parts still waiting are kept). With keep_days, also deletes
+        inbound messages delivered, and outbound messages sent or delivered, longer ago than that;
+        failed and unknown messages are never deleted here.
+        """
+        now = self.clock() if now is None else now
+        removed = {"seen": 0, "inbound": 0, "outbound": 0}
+        with self._write() as db:
+            removed["seen"] = db.execute(
+                "DELETE FROM seen WHERE seen_at < ? AND NOT EXISTS (SELECT 1 FROM parts"
+                " WHERE parts.modem = seen.modem AND parts.key = seen.key)",
+                (now - seen_days * 86400,)).rowcount
+        if keep_days is not None:
+            cutoff = now - keep_days * 86400
+            with self._write() as db:
+                removed["inbound"] = db.execute(
+                    "DELETE FROM inbound WHERE status = 'delivered' AND delivered_at < ?",
+                    (cutoff,)).rowcount
+                removed["outbound"] = db.execute(
+                    "DELETE FROM outbound WHERE status IN ('sent', 'delivered')"
+                    " AND COALESCE(delivered_at, sent_at) < ?", (cutoff,)).rowcount
+        self._conn().execute("PRAGMA optimize")
+        return removed
+
+    def check(self):
+        """Consistency problems, as sentences; [] when all is well."""
+        problems = []
+        with self._read() as db:
+            result = db.execute("PRAGMA quick_check").fetchall()
+            if [tuple(r) for r in result] != [("ok",)]:
+                problems.extend("sqlite: %s" % r[0] for r in result)
+            for sender, heads, oldest, head in db.execute(
+                    "SELECT sender, SUM(head), MIN(seq), MIN(CASE WHEN head = 1 THEN seq END)"
+                    " FROM inbound WHERE status = 'pending' GROUP BY sender"):
+                if heads != 1 or head != oldest:
+                    problems.append("inbound: sender %s has %d head(s), oldest pending seq %s,"
+                                    " head seq %s" % (sender, heads, oldest, head))
+            stray = db.execute("SELECT COUNT(*) FROM inbound WHERE head = 1 AND status != 'pending'"
+                               ).fetchone()[0]
+            if stray:
+                problems.append("inbound: %d finished messages still marked head" % stray)
+        return problems
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+def _split_sql(script):
+    """Split a schema script into statements (it has no semicolons inside strings or triggers)."""
+    lines = [line.split("--", 1)[0] for line in script.splitlines()]
+    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
+
+
+def _mark_seen(db, key, modem, now):
+    """Record a dedup key; 1 if it is new, 0 if it was seen before."""
+    return db.execute("INSERT OR IGNORE INTO seen (key, modem, seen_at) VALUES (?, ?, ?)",
+                      (key, modem, now)).rowcount
+
+
+def _promote_head(db, sender):
+    """Make the sender's oldest pending message its head (and no other)."""
+    oldest = db.execute(OLDEST_PENDING_OF_SENDER_SQL, (sender,)).fetchone()
+    db.execute(DEMOTE_HEADS_SQL, (sender, oldest[0] if oldest else -1))
+    if oldest is not None:
+        db.execute("UPDATE inbound SET head = 1 WHERE seq = ? AND head = 0", (oldest[0],))
+
+
+def _exists(db, table, id):
+    return db.execute("SELECT 1 FROM %s WHERE id = ?" % table, (id,)).fetchone() is not None
+
+
+def _inbound_dict(row):
+    d = dict(row)
+    d["incomplete"] = bool(d["incomplete"])
+    d["pdus"] = json.loads(d["pdus"])
+    del d["head"]
+    return d
+
+
+def _outbound_dict(row):
+    d = dict(row)
+    refs = d.pop("refs")
+    d["references"] = json.loads(refs) if refs else []
+    return d
