@@ -1,0 +1,485 @@
+"""The AT protocol as a sans-I/O state machine: bytes from the modem in, events out.
+
+The engine never touches a port.  The driver asks it for the bytes of a command, writes them
+itself, feeds whatever the modem sends back (in any chunking) to ``receive_data`` and pulls
+events with ``next_event`` until it gets ``NEED_DATA``::
+
+    engine = Engine()
+    port.write(engine.command("AT+CSQ"))
+    while True:
+        event = engine.next_event()
+        if event is NEED_DATA:
+            engine.receive_data(port.read(64))
+        elif isinstance(event, Final):
+            break
+
+A modem mixes three kinds of lines on one wire: the answer to the command in progress
+(information lines and one final result), unsolicited result codes (URCs) that may arrive at any
+moment -- in the middle of another command's answer too -- and junk (echo, line noise).  The job
+here is to tell them apart the way real modems need:
+
+* a line whose prefix is a known URC name (``+CMTI``, ``^RSSI``, ``RING``...) and not the current
+  command's own prefix is a URC, whenever it comes;
+* ``+CMT``/``+CDS``/``+CBM`` (and the ``+CMGR``/``+CMGL`` headers) carry a second line -- the PDU,
+  or the text in text mode -- which belongs to them, even if it begins with "OK";
+* the ``"> "`` prompt of ``AT+CMGS`` has no line end after it;
+* echo left on after ``ATE0``, ``\\r\\r\\n`` line ends, bytes that are not UTF-8 and stray finals
+  while idle are all tolerated, never raised on.
+
+Line ends: any ``\\r`` or ``\\n`` ends a line and empty lines are dropped, so ``\\r\\n``,
+``\\r\\r\\n`` and the bare ``\\r`` after an echo all look alike.  (The price: a text-mode body with
+a line break in it arrives as several lines.  We run the modem in PDU mode, where bodies are hex.)
+"""
+
+import re
+from collections import deque
+from dataclasses import dataclass, field
+
+from .errors import from_final, lookup
+
+__all__ = [
+    "Engine", "NEED_DATA", "Response", "Final", "Unsolicited", "Prompt", "Echo", "Noise",
+    "UsageError", "URC_NAMES", "FINAL_RESULTS",
+]
+
+
+class _Sentinel:
+    def __init__(self, name):
+        self._name = name
+
+    def __repr__(self):
+        return self._name
+
+
+NEED_DATA = _Sentinel("NEED_DATA")   # no whole event in the buffer yet: feed more bytes
+
+
+@dataclass(frozen=True)
+class Response:
+    """An information line of the current command, e.g. ``+CSQ: 17,99``.
+
+    ``body`` is the second line of a ``+CMGR``/``+CMGL`` header (the PDU, or the text in text
+    mode); None for every other line, and for a header the modem sent without one.
+    """
+    line: str
+    body: str | None = None
+
+
+@dataclass(frozen=True)
+class Final:
+    """The final result that ends the current command.
+
+    ``kind`` is "OK", "ERROR", "CME", "CMS", "NO CARRIER", "BUSY", "NO ANSWER", "NO DIALTONE",
+    "COMMAND NOT SUPPORT" or "TOO MANY PARAMETERS"; ``code`` the +CME/+CMS number (None if the
+    modem gave words we do not know).  A command finished by its ``done_on`` line gets a
+    ``Final("OK", None, "")`` of the engine's making.
+    """
+    kind: str
+    code: int | None
+    line: str
+    command: str | None = field(default=None, compare=False)
+
+    @property
+    def ok(self):
+        return self.kind == "OK"
+
+    @property
+    def error(self):
+        """The ``errors.ModemError`` this result means, or None for OK."""
+        if self.ok:
+            return None
+        return from_final(self.kind, self.code, command=self.command, line=self.line)
+
+
+@dataclass(frozen=True)
+class Unsolicited:
+    """A URC: ``+CMTI: "SM",3`` is name "+CMTI", value '"SM",3'.
+
+    ``body`` is the second line of ``+CMT``/``+CDS``/``+CBM`` (None for the others, or if it never
+    came).  Bare URCs such as ``RING`` or ``SMS Ready`` have the line as name and value "".
+    """
+    name: str
+    value: str
+    body: str | None
+    line: str
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """``> ``: the modem waits for the PDU (send it with ``Engine.body``)."""
+
+
+@dataclass(frozen=True)
+class Echo:
+    """The modem repeated what we wrote (echo still on after ATE0)."""
+    line: str
+
+
+@dataclass(frozen=True)
+class Noise:
+    """Bytes that mean nothing here: undecodable, stray finals while idle, unknown lines. For logs."""
+    data: bytes
+
+
+class UsageError(RuntimeError):
+    """The engine was driven wrongly (a command while one is in progress, a body with no prompt)."""
+
+
+# URCs we know by name.  Any of them ends up as Unsolicited even inside another command's answer
+# unless that command has the same prefix (AT+CREG? answers +CREG:, which is then a Response).
+URC_NAMES = frozenset("""
+    +CMTI +CMT +CDSI +CDS +CBMI +CBM +CREG +CGREG +CEREG +C5GREG +CRING +CLIP +CCWA +CUSD +CIEV
+    +CGEV +CTZV +CTZE +CTZU +CSSI +CSSU +CPIN +CFUN +CSCON +PBREADY +QIND +QUSIM +STIN +WIND
+    +ZPASR +ZUSIMR +ZDONR +ZEND +ZSTR
+    ^RSSI ^BOOT ^HCSQ ^MODE ^SRVST ^SIMST ^DSFLOWRPT ^NWTIME ^CSNR ^SYSSTART ^STIN ^CEND ^ORIG
+    ^CONF ^CONN ^RFSWITCH ^HRSSILVL ^CRSSI ^ACTIVEBAND ^LOCCHD ^EONS ^STN ^SMMEMFULL
+    #STN #QSS *PSUTTZ
+""".split())
+
+# URCs that are a whole line of words, compared upper case.
+_BARE_URCS = frozenset([
+    "RING", "SMS READY", "CALL READY", "RDY", "PB DONE", "NORMAL POWER DOWN",
+    "UNDER-VOLTAGE POWER DOWN", "UNDER-VOLTAGE WARNNING", "OVER-VOLTAGE POWER DOWN",
+    "OVER-VOLTAGE WARNNING", "POWERED DOWN", "MODEM:STARTUP",
+])
+
+FINAL_RESULTS = frozenset([
+    "OK", "ERROR", "NO CARRIER", "BUSY", "NO ANSWER", "NO DIALTONE", "COMMAND NOT SUPPORT",
+    "TOO MANY PARAMETERS",
+])
+
+_EOL = re.compile(rb"[\r\n]")
+_CMX_ERROR = re.compile(r"^\+?(CME|CMS) ERROR\s*:?\s*(.*)$", re.IGNORECASE)
+_NAMED = re.compile(r"^([+^#*$%][A-Za-z0-9_]+)\s*(?::\s*(.*))?$")
+_HEX = re.compile(r"^[0-9A-Fa-f]+$")
+_INT = re.compile(r"^\s*\d+\s*$")
+_JUNK = "".join(map(chr, range(0x20))) + "\x7f\ufffd "       # stripped from both ends of a line
+_QUIET = " \t\x1a\x1b"                                      # edge bytes not worth a Noise
+_BAD = re.compile("[\x00-\x08\x0a-\x1f\x7f\ufffd]")             # junk inside a line (tab is fine)
+_CMD_PREFIX = re.compile(r"^\s*([+^#*$%][A-Za-z0-9_]+)")
+
+MAX_LINE = 4096   # a PDU line is under 400 characters; longer runs without a line end are noise
+
+
+def _final(line):
+    """``(kind, code)`` if the line is a final result, else None."""
+    upper = line.upper()
+    if upper in FINAL_RESULTS:
+        return upper, None
+    m = _CMX_ERROR.match(line)
+    if m:
+        kind = m.group(1).upper()
+        return kind, lookup(kind, m.group(2))
+    return None
+
+
+def _fields(value):
+    """Split a parameter list on commas outside quotes."""
+    out, cur, quoted = [], [], False
+    for ch in value:
+        if ch == '"':
+            quoted = not quoted
+        if ch == "," and not quoted:
+            out.append("".join(cur).strip())
+            cur = []
+        else:
+            cur.append(ch)
+    out.append("".join(cur).strip())
+    return out
+
+
+def _pdu_shaped(value):
+    """True for the PDU-mode form of a header, ending in the PDU's length: ``+CMT: ,24``,
+    ``+CDS: 25``, ``+CMGR: 0,,24``, ``+CMGL: 1,0,"Alice",24``.  Text-mode headers carry a quoted
+    status ("REC UNREAD") or at least two quoted fields (address and time stamp)."""
+    parts = _fields(value)
+    quoted = [p for p in parts if p.startswith('"')]
+    return (_INT.match(parts[-1]) is not None and len(quoted) <= 1
+            and not any(p.upper().startswith(('"REC', '"STO')) for p in quoted))
+
+
+class _Command:
+    """What the engine remembers about the command in progress."""
+
+    def __init__(self, text, prompt, done_on):
+        self.text = text
+        self.prompt = prompt          # expects "> "
+        self.prompted = False         # "> " seen
+        self.body = None              # what followed the prompt, for echo matching
+        self.done_on = done_on.upper() if done_on else None
+        self.prefixes = set()
+        rest = text[2:] if text[:2].upper() == "AT" else text
+        for part in rest.split(";"):
+            m = _CMD_PREFIX.match(part)
+            if m:
+                self.prefixes.add(m.group(1).upper())
+        m = re.match(r"^AT\+CMGF=([01])$", text.strip(), re.IGNORECASE)
+        self.sets_mode = int(m.group(1)) if m else None
+
+    def is_echo(self, line):
+        upper = line.upper()
+        return upper == self.text.upper() or (
+            self.body is not None and upper == self.body.upper())
+
+
+class Engine:
+    """One modem's AT conversation: at most one command at a time, URCs at any time.
+
+    ``state`` is one of ``IDLE``, ``WAITING`` (command written, waiting for its answer),
+    ``PROMPT`` (waiting for "> "), ``AT_PROMPT`` (prompt seen, ``body`` not yet called).
+    ``pdu_mode`` follows ``AT+CMGF=<n>`` commands that were answered OK.
+    """
+
+    def __init__(self, *, pdu_mode=True):
+        self.pdu_mode = pdu_mode
+        self._buf = bytearray()
+        self._pos = 0             # start of the bytes not yet made into events
+        self._scan = 0            # bytes before this (from _pos) hold no line end
+        self._events = deque()
+        self._cmd = None
+        self._held = None         # a header waiting for its second line: Response or Unsolicited
+
+    # --- the driver's side ------------------------------------------------------------------
+
+    @property
+    def busy(self):
+        return self._cmd is not None
+
+    @property
+    def state(self):
+        cmd = self._cmd
+        if cmd is None:
+            return "IDLE"
+        if cmd.prompt and not cmd.prompted:
+            return "PROMPT"
+        if cmd.prompt and cmd.body is None:
+            return "AT_PROMPT"
+        return "WAITING"
+
+    @property
+    def current(self):
+        """The command in progress ("AT+CSQ"), or None."""
+        return self._cmd.text if self._cmd else None
+
+    def command(self, cmd, *, prompt=False, done_on=None):
+        """The bytes to write for ``cmd`` ("AT+CSQ" or "+CSQ"); the engine now waits for its answer.
+
+        ``prompt``: the command answers "> " first (AT+CMGS, AT+CMGW).  ``done_on``: a response
+        prefix that ends the command by itself, for modems that forget the OK (Wavecom answers
+        ``AT+CPIN?`` with ``+CPIN: READY`` alone); an OK that comes later anyway is Noise.
+        """
+        if self._cmd is not None:
+            raise UsageError("command %r while %r is in progress" % (cmd, self._cmd.text))
+        cmd = cmd.strip()
+        if not cmd.upper().startswith("AT"):
+            cmd = "AT" + cmd
+        if any(c in cmd for c in "\r\n\x1a\x1b"):
+            raise ValueError("control character in AT command %r" % cmd)
+        data = (cmd + "\r").encode("ascii")
+        self._cmd = _Command(cmd, prompt, done_on)
+        return data
+
+    def body(self, text):
+        """After ``Prompt``: the bytes of the PDU (or text) followed by Ctrl-Z."""
+        cmd = self._cmd
+        if cmd is None or not cmd.prompt or not cmd.prompted or cmd.body is not None:
+            raise UsageError("body() without a prompt")
+        cmd.body = text
+        return text.encode("ascii") + b"\x1a"
+
+    def cancel(self):
+        """ESC: leave a pending prompt without sending.  The engine goes idle at once; what the
+        modem says about it (OK on most, nothing on some) arrives as Noise."""
+        self._cmd = None
+        self._drop_held_response()
+        return b"\x1b"
+
+    def abandon(self):
+        """The driver gave up waiting (timeout): forget the command; late answers become Noise
+        or, for named lines, Unsolicited."""
+        self._cmd = None
+        self._drop_held_response()
+
+    def receive_data(self, data):
+        """Feed bytes read from the modem, in any chunking."""
+        if data:
+            self._buf += data
+
+    def next_event(self):
+        """The next event, or ``NEED_DATA`` when the buffer holds no whole one."""
+        while not self._events:
+            if not self._step():
+                return NEED_DATA
+        return self._events.popleft()
+
+    @property
+    def pending_bytes(self):
+        """Bytes received and not yet made into events (a partial line), for diagnostics."""
+        return bytes(self._buf[self._pos:])
+
+    # --- lines -------------------------------------------------------------------------------
+
+    def _step(self):
+        """Turn the next line (or prompt) in the buffer into events; False if there is none."""
+        buf, pos = self._buf, self._pos
+        if pos >= len(buf):
+            if pos:
+                del buf[:]
+                self._pos = self._scan = 0
+            return False
+        cmd = self._cmd
+        if buf[pos] == 0x3E and cmd is not None and cmd.prompt and not cmd.prompted:   # ">"
+            if len(buf) - pos < 2:
+                return False
+            if buf[pos + 1] == 0x20:
+                self._pos = self._scan = pos + 2
+                self._prompt()
+                return True
+        m = _EOL.search(buf, max(self._scan, pos), pos + MAX_LINE + 1)
+        if m is None:
+            if len(buf) - pos > MAX_LINE:       # no line end in sight: flush as noise
+                self._events.append(Noise(bytes(buf[pos:pos + MAX_LINE])))
+                self._pos = self._scan = pos + MAX_LINE
+                return True
+            self._scan = len(buf)
+            if pos > 65536:                      # keep the buffer from growing at the front
+                del buf[:pos]
+                self._scan -= pos
+                self._pos = 0
+            return False
+        end = m.start()
+        raw = bytes(buf[pos:end])
+        self._pos = self._scan = end + 1
+        self._line(raw)
+        return True
+
+    def _line(self, raw):
+        text = raw.decode("utf-8", "replace")
+        clean = text.strip(_JUNK)
+        if not clean:
+            if raw.strip(b" \t"):
+                self._events.append(Noise(raw))
+            return
+        held = self._held
+        if held is not None and self._take_body(held, clean):
+            return
+        if _BAD.search(clean):
+            self._events.append(Noise(raw))
+            return
+        if clean != text.strip(_QUIET):       # junk at the edges: log it, use the rest
+            self._events.append(Noise(raw))
+        self._classify(clean, raw)
+
+    def _take_body(self, held, line):
+        """Give the held header its second line if this is it; True if the line was used."""
+        text_mode = not _pdu_shaped(held.value if isinstance(held, Unsolicited)
+                                    else held.line.partition(":")[2])
+        if not text_mode:
+            # PDU mode: the body is hex.  Anything that is plainly something else means the
+            # header came without one; a garbled line is still taken (the driver keeps bad PDUs).
+            if _final(line) is not None:
+                self._release(None)
+                return False
+            urc = self._urc_name(line)
+            if urc is not None and not _HEX.match(line):
+                if isinstance(held, Response) and urc not in ("+CMT", "+CDS", "+CBM"):
+                    return False            # a one-line URC inside a listing: keep waiting
+                self._release(None)
+                return False
+        self._release(line)
+        return True
+
+    def _release(self, body):
+        held, self._held = self._held, None
+        if isinstance(held, Response):
+            self._events.append(Response(held.line, body))
+        else:
+            self._events.append(Unsolicited(held.name, held.value, body, held.line))
+
+    def _drop_held_response(self):
+        if isinstance(self._held, Response):
+            self._events.append(Noise(self._held.line.encode("utf-8", "replace")))
+            self._held = None
+
+    def _urc_name(self, line):
+        """The URC name of a line if it is a known URC, else None."""
+        m = _NAMED.match(line)
+        if m:
+            name = m.group(1).upper()
+            return name if name in URC_NAMES else None
+        upper = line.upper()
+        return upper if upper in _BARE_URCS else None
+
+    def _classify(self, line, raw):
+        cmd = self._cmd
+        if cmd is not None and cmd.is_echo(line):
+            self._events.append(Echo(line))
+            return
+        if cmd is not None and cmd.prompt and not cmd.prompted and line == ">":
+            self._prompt()
+            return
+        final = _final(line)
+        if final is not None:
+            if cmd is None:
+                self._events.append(Noise(raw))     # a stray OK, or one after done_on
+            else:
+                self._finish(final[0], final[1], line)
+            return
+        m = _NAMED.match(line)
+        if m:
+            name, value = m.group(1).upper(), (m.group(2) or "").strip()
+            if cmd is not None and name in cmd.prefixes:
+                self._response(name, value, line)
+            elif cmd is None or name in URC_NAMES:
+                self._unsolicited(name, value, line)
+            else:
+                self._response(name, value, line)   # unknown prefix: part of the answer
+            return
+        if line.upper() in _BARE_URCS:
+            self._events.append(Unsolicited(line, "", None, line))
+        elif cmd is not None:
+            self._response(None, "", line)
+        else:
+            self._events.append(Noise(raw))
+
+    def _response(self, name, value, line):
+        cmd = self._cmd
+        if name in ("+CMGR", "+CMGL") and self._wants_body(name, value):
+            self._held = Response(line)
+        else:
+            self._events.append(Response(line))
+        if cmd.done_on and line.upper().startswith(cmd.done_on):
+            if self._held is not None:
+                self._release(None)
+            self._finish("OK", None, "")
+
+    def _wants_body(self, name, value):
+        """Does this +CMGR/+CMGL header have a second line?"""
+        parts = _fields(value)
+        if _pdu_shaped(value):
+            return parts[-1].strip() != "0"
+        # text mode: a status report is one line; its <fo> (a number) stands where a deliver
+        # or submit has an address (a quoted string)
+        where = 1 if name == "+CMGR" else 2
+        return not (len(parts) > where and _INT.match(parts[where]))
+
+    def _unsolicited(self, name, value, line):
+        two_lines = name in ("+CMT", "+CBM") or (name == "+CDS" and _pdu_shaped(value))
+        if two_lines:
+            if self._held is not None:
+                self._release(None)
+            self._held = Unsolicited(name, value, None, line)
+        else:
+            self._events.append(Unsolicited(name, value, None, line))
+
+    def _prompt(self):
+        self._cmd.prompted = True
+        self._events.append(Prompt())
+
+    def _finish(self, kind, code, line):
+        if isinstance(self._held, Response):
+            self._release(None)
+        cmd, self._cmd = self._cmd, None
+        if kind == "OK" and cmd.sets_mode is not None:
+            self.pdu_mode = cmd.sets_mode == 0
+        self._events.append(Final(kind, code, line, cmd.text))
