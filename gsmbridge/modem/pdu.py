@@ -494,7 +494,9 @@ def decode(
 
 # ----------------------------------------------------------------------------- splitting
 
-_LIMITS = {"gsm7": (160, 153), "ucs2": (70, 67)}
+# (single SMS, each part with an 8-bit reference, each part with a 16-bit reference): the
+# 6- or 7-octet concatenation header takes 7 or 8 septets, 3 or 4 UCS-2 code units (rounded up).
+_LIMITS = {"gsm7": (160, 153, 152), "ucs2": (70, 67, 66)}
 
 
 def _choose(text: str, encoding: str | None) -> str:
@@ -514,15 +516,20 @@ def _char_cost(encoding: str, ch: str) -> int:
     return 2 if ord(ch) > 0xFFFF else 1
 
 
-def split(text: str, *, max_parts: int = 10, encoding: str | None = None) -> tuple[str, list[str]]:
+def split(
+    text: str, *, max_parts: int = 10, encoding: str | None = None, bits: int = 8
+) -> tuple[str, list[str]]:
     """Cut ``text`` into the parts of a concatenated SMS -> (encoding, parts).
 
     A single SMS holds 160 septets or 70 UCS-2 code units; each part of a longer one holds 153
     septets or 67 code units (the rest is the concatenation header).  A cut never falls inside
     an escape pair or a surrogate pair.  Raises TooLong when more than ``max_parts`` are needed.
+    bits=16 sizes the parts for a 16-bit concatenation reference (152 septets / 66 units).
     """
     encoding = _choose(text, encoding)
-    single, each = _LIMITS[encoding]
+    if bits not in (8, 16):
+        raise ValueError("bits must be 8 or 16")
+    single, each = _LIMITS[encoding][0], _LIMITS[encoding][1 if bits == 8 else 2]
     costs = [_char_cost(encoding, ch) for ch in text]
     if sum(costs) <= single:
         return encoding, [text]
@@ -726,7 +733,7 @@ def submit_pdus(
 ) -> list[tuple[str, int]]:
     """Split ``text`` and encode each part; a concatenation header (8-bit reference
     ``concat_reference & 0xFF`` unless bits=16) when there is more than one part."""
-    encoding, parts = split(text, max_parts=max_parts, encoding=encoding)
+    encoding, parts = split(text, max_parts=max_parts, encoding=encoding, bits=bits)
     ref = concat_reference & (0xFF if bits == 8 else 0xFFFF)
     out = []
     for seq, part in enumerate(parts, 1):
@@ -788,7 +795,7 @@ def deliver_pdus(
     bits: int = 8,
 ) -> list[tuple[str, int]]:
     """Split ``text`` and encode each part as an SMS-DELIVER (what a simulated network sends)."""
-    encoding, parts = split(text, max_parts=max_parts, encoding=encoding)
+    encoding, parts = split(text, max_parts=max_parts, encoding=encoding, bits=bits)
     ref = concat_reference & (0xFF if bits == 8 else 0xFFFF)
     out = []
     for seq, part in enumerate(parts, 1):
