@@ -215,9 +215,9 @@ class Forwarder:
         return self._retry(row, attempt, error)
 
     def backoff(self, attempt):
-        """Seconds before try number attempt+1: base * 2^(attempt-1), capped, with +-10% jitter."""
+        """Seconds before try number attempt+1: base * 2^(attempt-1) with +-10% jitter, capped."""
         delay = self.backoff_base * 2.0 ** min(attempt - 1, 64)
-        return min(self.backoff_cap, delay) * random.uniform(0.9, 1.1)
+        return min(self.backoff_cap, delay * random.uniform(0.9, 1.1))
 
     def _retry(self, row, attempt, error):
         delay = self.backoff(attempt)

@@ -1,0 +1,265 @@
+"""The forwarder against a real HTTP server on 127.0.0.1 (tests/httpsink.py), with a real store."""
+
+import logging
+import threading
+import time
+
+import pytest
+
+from gsmbridge.forwarder import Forwarder, describe_error, mask_url
+from gsmbridge.store import Store
+from httpsink import HttpSink
+
+FAR = 1e12  # a "now" at which every retry is due
+TEXT = "Habari 😀 ñ € 中文 [x] {y} & a=b+c %20\nnew line"
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = Store(str(tmp_path / "store.sqlite3"))
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def sink():
+    s = HttpSink()
+    yield s
+    s.stop()
+
+
+def make(store, sink, style="kannel", path="/backend/kannel-backend/", **kw):
+    kw.setdefault("timeout", 5.0)
+    kw.setdefault("backoff_base", 0.01)
+    kw.setdefault("backoff_cap", 0.05)
+    return Forwarder(store, url=sink.url + path, style=style, **kw)
+
+
+def add(store, sender="+255700000001", text=TEXT):
+    return store.add_inbound(modem="m1", sender=sender, text=text,
+                             sent_at="2024-05-01T10:00:00+03:00", parts=2, incomplete=False,
+                             pdus=["AA", "BB"], keys=["key-%s-%s-%f" % (sender, text, time.time())])
+
+
+def wait_until(condition, timeout=20.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+# -- the three styles --------------------------------------------------------------------------
+
+
+def test_kannel_style_is_a_get_with_id_and_text(store, sink):
+    msg_id = add(store)
+    assert make(store, sink).step() == 1
+    [req] = sink.requests
+    assert (req.method, req.path) == ("GET", "/backend/kannel-backend/")
+    assert req.args == {"id": "+255700000001", "text": TEXT}
+    assert req.headers["X-Message-Id"] == msg_id
+    assert "%F0%9F%98%80" in req.raw_path  # UTF-8, percent-encoded
+    assert store.get_inbound(msg_id)["status"] == "delivered"
+
+
+def test_http_style_is_a_form_post_with_configured_names(store, sink):
+    msg_id = add(store)
+    make(store, sink, style="http", identity_name="from", text_name="message").step()
+    [req] = sink.requests
+    assert req.method == "POST" and req.header("content-type").startswith(
+        "application/x-www-form-urlencoded")
+    assert req.form == {"from": "+255700000001", "message": TEXT}
+    assert req.headers["X-Message-Id"] == msg_id
+    assert store.get_inbound(msg_id)["status"] == "delivered"
+
+
+def test_json_style_posts_the_whole_message(store, sink):
+    msg_id = add(store)
+    make(store, sink, style="json", path="/inbound").step()
+    [req] = sink.requests
+    assert req.method == "POST" and req.header("content-type").startswith("application/json")
+    body = req.json()
+    received_at = store.get_inbound(msg_id)["received_at"]
+    assert body == {"id": msg_id, "from": "+255700000001", "text": TEXT,
+                    "received_at": body["received_at"], "sent_at": "2024-05-01T10:00:00+03:00",
+                    "modem": "m1", "parts": 2, "incomplete": False}
+    assert body["received_at"].endswith("Z")
+    from datetime import datetime
+    assert abs(datetime.fromisoformat(body["received_at"].replace("Z", "+00:00")).timestamp()
+               - received_at) < 0.001
+    assert "😀".encode("utf-8") in req.body  # sent as UTF-8, not \ud83d escapes
+    assert req.headers["X-Message-Id"] == msg_id
+
+
+# -- outcomes ----------------------------------------------------------------------------------
+
+
+def test_the_same_message_id_on_every_retry(store, sink):
+    answers = iter([500, 503, 200])
+    sink.set_handler(lambda request: next(answers))
+    msg_id = add(store)
+    fwd = make(store, sink)
+    for _ in range(3):
+        assert fwd.step(now=FAR) == 1
+    assert [r.status for r in sink.requests] == [500, 503, 200]
+    assert {r.headers["X-Message-Id"] for r in sink.requests} == {msg_id}
+    assert {r.args["text"] for r in sink.requests} == {TEXT}
+    row = store.get_inbound(msg_id)
+    assert (row["status"], row["attempts"]) == ("delivered", 3)
+
+
+def test_a_4xx_is_kept_as_failed_with_the_answer_and_never_retried(store, sink, caplog):
+    sink.set_response(400, "E" * 300)
+    msg_id = add(store)
+    fwd = make(store, sink)
+    with caplog.at_level(logging.WARNING, logger="gsmbridge.forwarder"):
+        assert fwd.step(now=FAR) == 1
+    row = store.get_inbound(msg_id)
+    assert row["status"] == "failed"
+    assert row["last_error"] == "HTTP 400: " + "E" * 200
+    assert any(msg_id in r.getMessage() and r.levelno == logging.WARNING for r in caplog.records)
+    assert fwd.step(now=FAR) == 0 and len(sink.requests) == 1
+    assert store.counts()["inbound"] == {"pending": 0, "delivered": 0, "failed": 1}
+
+
+def test_too_many_requests_is_not_a_refusal(store, sink):
+    answers = iter([429, 200])
+    sink.set_handler(lambda request: next(answers))
+    msg_id = add(store)
+    fwd = make(store, sink)
+    fwd.step(now=FAR)
+    assert store.get_inbound(msg_id)["status"] == "pending"
+    fwd.step(now=FAR)
+    assert store.get_inbound(msg_id)["status"] == "delivered"
+
+
+def test_a_receiver_too_slow_to_answer_is_retried(store, sink):
+    sink.set_response(200, delay=3)
+    msg_id = add(store)
+    fwd = make(store, sink, timeout=0.2)
+    assert fwd.step(now=FAR) == 1
+    row = store.get_inbound(msg_id)
+    assert row["status"] == "pending" and "0.2" in row["last_error"]
+    sink.set_response(200)
+    fwd.step(now=FAR)
+    assert store.get_inbound(msg_id)["status"] == "delivered"
+    assert [r.headers["X-Message-Id"] for r in sink.requests] == [msg_id, msg_id]
+
+
+def test_a_redirected_post_is_not_followed(store, sink):
+    sink.set_response(301, headers={"Location": "/backend/http/"})
+    msg_id = add(store)
+    make(store, sink, style="http", path="/backend/http").step(now=FAR)
+    row = store.get_inbound(msg_id)
+    assert row["status"] == "pending" and "redirect" in row["last_error"]
+    assert len(sink.requests) == 1
+
+
+def test_backoff_doubles_up_to_the_cap(store, sink):
+    fwd = make(store, sink, backoff_base=2.0, backoff_cap=300.0)
+    delays = [fwd.backoff(n) for n in (1, 2, 3, 4, 20, 5000)]
+    for delay, plain in zip(delays, (2, 4, 8, 16, 300, 300)):
+        assert plain * 0.9 <= delay <= min(300, plain * 1.1)
+
+
+# -- a receiver that is down, then back --------------------------------------------------------
+
+
+def test_a_receiver_down_then_back_gets_every_message_in_order_per_sender(store, sink):
+    sink.refuse()
+    senders = ["+255700000001", "+255700000002", "+255700000003"]
+    expected = {s: [] for s in senders}
+    for i in range(5):
+        for s in senders:
+            text = "%s message %d 😀" % (s[-1], i)
+            expected[s].append(text)
+            add(store, sender=s, text=text)
+
+    fwd = make(store, sink, backoff_base=0.02, backoff_cap=0.2)
+    stop = threading.Event()
+    thread = threading.Thread(target=fwd.run, args=(stop,))
+    thread.start()
+    try:
+        # refused connections first, then a server answering 503, then one that takes them
+        assert wait_until(lambda: any(r["attempts"] >= 2 for r in store.due_inbound(FAR)))
+        sink.set_response(503, "maintenance")
+        sink.accept()
+        assert wait_until(lambda: len(sink.requests) >= 3)
+        sink.set_response(200)
+        assert wait_until(lambda: store.counts()["inbound"]["pending"] == 0)
+    finally:
+        stop.set()
+        store.notify()
+        thread.join(10)
+    assert not thread.is_alive()
+
+    taken = [r for r in sink.requests if r.status == 200]
+    got = {s: [r.args["text"] for r in taken if r.args["id"] == s] for s in senders}
+    assert got == expected
+    assert len({r.headers["X-Message-Id"] for r in taken}) == 15
+    assert store.counts()["inbound"]["delivered"] == 15
+
+
+def test_run_wakes_for_new_messages_and_stops_when_told(store, sink):
+    fwd = make(store, sink)
+    stop = threading.Event()
+    thread = threading.Thread(target=fwd.run, args=(stop,))
+    thread.start()
+    try:
+        msg_id = add(store)
+        assert sink.wait_for(1, timeout=10)
+        assert wait_until(lambda: store.get_inbound(msg_id)["status"] == "delivered")
+    finally:
+        stop.set()
+        store.notify()
+        thread.join(10)
+    assert not thread.is_alive()
+
+
+# -- logs and errors without secrets ---------------------------------------------------------------
+
+
+def test_credentials_in_the_url_never_reach_logs_or_the_store(store, sink, caplog):
+    url = sink.url.replace("http://", "http://rapid:s3cret@") + "/backend/kannel-backend/"
+    fwd = Forwarder(store, url=url, timeout=2.0, backoff_base=0.01, backoff_cap=0.05)
+    msg_id = add(store)
+    sink.refuse()
+    with caplog.at_level(logging.DEBUG, logger="gsmbridge"):
+        fwd.step(now=FAR)
+        sink.set_response(500, "boom")
+        sink.accept()
+        fwd.step(now=FAR)
+        sink.set_response(200)
+        fwd.step(now=FAR)
+    assert store.get_inbound(msg_id)["status"] == "delivered"
+    assert sink.requests[-1].headers["Authorization"].startswith("Basic ")
+    assert "s3cret" not in caplog.text
+    assert msg_id in caplog.text
+    row = store.get_inbound(msg_id)
+    assert row["attempts"] == 3 and "s3cret" not in (row["last_error"] or "")
+
+
+def test_mask_url_hides_userinfo():
+    assert mask_url("http://u:p@host:8000/x/?a=1") == "http://***@host:8000/x/?a=1"
+    assert mask_url("http://host/x/") == "http://host/x/"
+
+
+def test_describe_error_leaves_out_the_query_string(store, sink):
+    import requests
+
+    sink.refuse()
+    try:
+        requests.get(sink.url + "/b/?id=%2B255700000001&text=secret+words", timeout=2)
+    except requests.RequestException as exc:
+        text = describe_error(exc)
+    assert "ConnectionError" in text and "refused" in text.lower()
+    assert "secret" not in text and "255700000001" not in text
+
+
+def test_bad_settings_are_refused(store):
+    with pytest.raises(ValueError):
+        Forwarder(store, url="http://127.0.0.1/", style="soap")
+    with pytest.raises(ValueError):
+        Forwarder(store, url="ftp://127.0.0.1/")
