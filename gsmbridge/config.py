@@ -1,9 +1,9 @@
 """Reading and checking the ini file.
 
-The bridge runs unattended for months, so a typo must stop it at start with a message that names the
-section, the key and what is wrong, rather than be ignored and surface weeks later as lost SMS. Hence
-the strictness: unknown sections and keys are errors, every value is type-checked, and a listening
-address reachable from the network is refused unless a username and password guard it.
+The bridge runs unattended for months, so a typo must stop it at start with a message that names
+the section, the key and what is wrong, rather than be ignored and surface weeks later as lost SMS.
+Hence the strictness: unknown sections and keys are errors, every value is type-checked, and a
+listening address reachable from the network is refused unless a username and password guard it.
 
 `load(path)` reads a file; `from_dict()` and `for_tests()` build the same frozen `Config` from plain
 dicts, through the same checks, for tests and tools.
@@ -286,7 +286,7 @@ def is_loopback(host):
 
 
 def _serial_port(raw):
-    """A device path, a COMn name, or a pyserial URL (socket://, rfc2217://, loop://...) or sim://."""
+    """A device path, a COMn name, a pyserial URL (socket://, rfc2217://, loop://...) or sim://."""
     if raw.startswith("/") or re.fullmatch(r"(?i)COM[0-9]+|\\\\\.\\COM[0-9]+", raw):
         return raw
     scheme, sep, rest = raw.partition("://")
@@ -304,7 +304,7 @@ def _serial_port(raw):
 
 
 def _sim_url(raw):
-    """sim://[?control=host:port][&baud=N]: the control API has no authentication, so loopback only."""
+    """sim://[?control=host:port][&baud=N]. The control API has no authentication: loopback only."""
     parts = urllib.parse.urlsplit(raw)
     if parts.netloc or parts.path not in ("", "/"):
         raise ValueError("%r: sim:// takes only ?control=host:port and &baud=N" % raw)
@@ -443,7 +443,8 @@ def _build(sections, base_dir, path=None):
                           % listen)
 
     store_path = built["store"].get("path", StoreConfig.path)
-    built["store"]["path"] = os.path.normpath(os.path.join(base_dir, os.path.expanduser(store_path)))
+    store_path = os.path.expanduser(store_path)
+    built["store"]["path"] = os.path.normpath(os.path.join(base_dir, store_path))
 
     warnings = []
     url = built["rapidsms"]["url"]

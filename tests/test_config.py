@@ -184,8 +184,8 @@ def test_bad_ports(tmp_path, port, words):
 def test_required_keys(tmp_path):
     exc = error_of(tmp_path, MINIMAL.replace("port = sim://\n", ""))
     assert str(exc) == "[modem] port: is required"
-    exc = error_of(tmp_path, MINIMAL.replace("url = http://127.0.0.1:8000/backend/kannel-backend/\n",
-                                             "url =\n"))
+    url_line = "url = http://127.0.0.1:8000/backend/kannel-backend/\n"
+    exc = error_of(tmp_path, MINIMAL.replace(url_line, "url =\n"))
     assert str(exc) == "[rapidsms] url: is required"
     exc = error_of(tmp_path, MINIMAL.replace("http://127.0.0.1", "ftp://127.0.0.1"))
     assert (exc.section, exc.key) == ("rapidsms", "url")
