@@ -202,6 +202,17 @@ def test_a_receiver_down_then_back_gets_every_message_in_order_per_sender(store,
     assert store.counts()["inbound"]["delivered"] == 15
 
 
+def test_an_unreachable_receiver_costs_one_probe_not_one_request_per_message(store, sink):
+    for n in range(10):
+        add(store, sender="+25570000001%d" % n, text="m%d" % n)
+    sink.refuse()
+    fwd = make(store, sink, backoff_base=30.0, backoff_cap=60.0)
+    assert fwd.step() == 1            # the first refusal ends the pass
+    assert fwd.step() == 0            # and holds every delivery for the backoff
+    attempts = sorted(r["attempts"] for r in store.due_inbound(FAR))
+    assert attempts == [0] * 9 + [1]  # the others were not charged an attempt
+
+
 def test_run_wakes_for_new_messages_and_stops_when_told(store, sink):
     fwd = make(store, sink)
     stop = threading.Event()
