@@ -598,3 +598,58 @@ def test_garbage_and_silence_at_boot(scripted, driver):
     port = scripted([(r"AT", late_at)])
     modem = driver(port.path).boot()
     assert len(answered) >= 3 and modem.routing == "routed"
+
+
+def test_missed_cnma_loses_nothing(simulator, driver):
+    """The ack comes too late: the modem drops routing (27.005 3.4.4), the network redelivers.
+    The periodic check puts +CNMI back and the message comes again (the store dedups it)."""
+    sim = simulator(cnma_timeout=0.3, redelivery_delay=0.3)
+    modem = driver(sim.link, check_interval=1.0).boot()
+    sim.modem.deliver(BOB, "acknowledge me in time")
+    [first] = poll_until(modem, 1)
+    time.sleep(0.5)                                 # the worker was slow to commit
+    modem.done(first)                               # too late: +CNMA refused, CNMI re-issued
+    [again] = poll_until(modem, 1, timeout=5)
+    assert again.message.text == "acknowledge me in time"
+    assert again.pdu == first.pdu
+    modem.done(again)
+    assert sim.modem.state()["settings"]["cnmi"][1] == 2
+
+
+def test_items_never_done_are_handed_out_again(simulator, driver):
+    sim = simulator()
+    modem = driver(sim.link, receive_mode="stored", check_interval=0.5).boot()
+    sim.modem.deliver(BOB, "commit failed")
+    [item] = poll_until(modem, 1)
+    assert modem.poll(0.2) == []                    # not at once...
+    [again] = poll_until(modem, 1, timeout=3)       # ...but after the next check
+    assert (again.index, again.pdu) == (item.index, item.pdu)
+
+
+def test_cnma_that_never_works_falls_back_to_stored(scripted, driver):
+    port = scripted([(r"AT\+CNMA", b"\r\n+CMS ERROR: 500\r\n"),
+                     (r"AT\+CMGR=1", cmgr_reply(DELIVER))])
+    modem = driver(port.path).boot()
+    for _ in range(3):
+        port.modem.push(b"\r\n+CMT: ,%d\r\n%s\r\n" % (len(DELIVER) // 2 - 8, DELIVER.encode()))
+        [item] = modem.poll(1.0)
+        modem.done(item)
+    assert (modem.routing, modem.supports_cnma) == ("stored", False)
+    assert port.modem.lines[-2:] == ["AT+CSMS=0", "AT+CNMI=2,1,0,2,0"]
+    port.modem.push(b'\r\n+CMTI: "SM",1\r\n')
+    [item] = modem.poll(1.0)
+    assert item.index == 1
+
+
+def test_periodic_check_restores_cnmi_and_sweeps(simulator, driver):
+    """No ack at all: the modem turns routing off and stores the redelivery silently; the
+    periodic check notices +CNMI changed, sets it again and finds the stored copy."""
+    sim = simulator(cnma_timeout=0.2, redelivery_delay=0.2)
+    modem = driver(sim.link, check_interval=1.0).boot()
+    sim.modem.deliver(BOB, "nobody acked me")
+    [first] = poll_until(modem, 1)
+    [again] = poll_until(modem, 1, timeout=5)
+    assert again.pdu == first.pdu and again.index is not None and not again.routed
+    assert sim.modem.state()["settings"]["cnmi"][1] == 2
+    modem.done(again)
+    assert sim.modem.state()["storage"]["SM"]["used"] == 0

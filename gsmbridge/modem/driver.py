@@ -120,7 +120,7 @@ class GsmModem:
 
     def __init__(self, port, baudrate=115200, pin=None, *, logger=None, command_timeout=10.0,
                  send_timeout=90.0, receive_mode="auto", smsc=None, storage=None,
-                 boot_timeout=60.0, reassembly_timeout=3600.0):
+                 boot_timeout=60.0, reassembly_timeout=3600.0, check_interval=300.0):
         if receive_mode not in ("auto", "routed", "stored"):
             raise ValueError("receive_mode is auto, routed or stored, not %r" % receive_mode)
         self.port = port
@@ -134,6 +134,7 @@ class GsmModem:
         self.smsc = smsc
         self.storage = (storage or "SM").upper()
         self.boot_timeout = boot_timeout
+        self.check_interval = check_interval
         self.supports_cnma = False      # AT+CSMS=1 accepted: +CMT/+CDS wait for our +CNMA
         self.routing = None             # after boot: "routed" or "stored"
         self.cnmi = None                # the +CNMI setting the modem accepted
@@ -148,7 +149,10 @@ class GsmModem:
         self._read_storage = None       # +CPMS <mem1> as last set
         self._notices = []              # (storage, index, attempts) from +CMTI/+CDSI, to read
         self._ready = []                # Incoming read but not yet handed out by poll()
-        self._outstanding = set()       # (storage, index) handed out, not yet done()
+        self._outstanding = {}          # (storage, index) handed out, not yet done() -> when
+        self._next_check = None         # when poll() next checks +CNMI and sweeps
+        self._cnma_failures = 0
+        self._cnma_broken = False       # +CNMA kept failing: receive stored from now on
         self._concat = random.randrange(256)
         self._reassembler = Reassembler(timeout=reassembly_timeout)
         self._messages = []             # for next_message()
@@ -171,6 +175,7 @@ class GsmModem:
             raise ModemGone("cannot open %s: %s" % (self.port, exc)) from exc
         self._engine = Engine()
         self._stale = False
+        self._echo_off = False
         self.log.info("opened %s", self.port)
         return self
 
@@ -410,6 +415,9 @@ class GsmModem:
     def _select_service(self, until):
         """AT+CSMS=1 (phase 2+): routed messages then wait for our +CNMA."""
         self.supports_cnma = False
+        if self._cnma_broken and self.receive_mode == "auto":
+            self._tolerate("AT+CSMS=0")
+            return
         try:
             lines = self._retrying("AT+CSMS=1", until=until)
         except ModemError as exc:
@@ -448,7 +456,7 @@ class GsmModem:
 
     def _select_routing(self, until):
         routed = self.receive_mode == "routed" or (
-            self.receive_mode == "auto" and self.supports_cnma)
+            self.receive_mode == "auto" and self.supports_cnma and not self._cnma_broken)
         if self.receive_mode == "routed" and not self.supports_cnma:
             raise ModemError("ERROR", name="receive_mode=routed needs AT+CSMS=1", transient=False,
                              command="AT+CSMS=1")
@@ -471,20 +479,56 @@ class GsmModem:
         self.log.warning("%s: every AT+CNMI refused: no new-message notices; relying on sweeps",
                          self.port)
 
-    def _initial_sweep(self):
-        try:
-            for item in self.sweep():
-                self._hand_out_later(item)
-        except ModemError as exc:
-            self.log.warning("%s: initial sweep failed: %s", self.port, exc)
+    def _stop_routing(self):
+        """Fall back to stored messages (+CMTI) for a modem whose +CNMA does not work."""
+        self._tolerate("AT+CSMS=0")
+        self.supports_cnma = False
+        self._cnma_broken = True        # and after a restart too
+        for setting in _CNMI_STORED:
+            if self._tolerate("AT+CNMI=" + setting) is not None:
+                self.cnmi, self.routing = setting, "stored"
+                return
+        self.cnmi, self.routing = None, "stored"
 
-    def _hand_out_later(self, item):
+    def _initial_sweep(self):
+        """Queue for poll() what is stored and not handed out already (or handed out long ago
+        and never done(): the caller may have failed to commit it)."""
+        self._next_check = time.monotonic() + self.check_interval
+        try:
+            items = self.sweep()
+        except ModemError as exc:
+            self.log.warning("%s: sweep failed: %s", self.port, exc)
+            return
+        for item in items:
+            self._hand_out_later(item, again_after=self.check_interval)
+
+    def _hand_out_later(self, item, again_after=None):
         key = (item.storage, item.index)
         if item.index is not None:
-            if key in self._outstanding:
+            handed = self._outstanding.get(key)
+            if handed is not None and (again_after is None
+                                       or time.monotonic() - handed < again_after):
                 return
-            self._outstanding.add(key)
+            self._outstanding[key] = time.monotonic()
         self._ready.append(item)
+
+    def _checkup(self):
+        """Every check_interval: is +CNMI still ours (a missed +CNMA makes the modem drop it,
+        a restart resets it)?  Then sweep for what came without a notice."""
+        if self.cnmi:
+            try:
+                lines = self._command("AT+CNMI?")
+            except ModemError as exc:
+                self.log.info("%s: %s", self.port, exc)
+                lines = []
+            for response in lines:
+                have = [_int(f) for f in _fields(_value(response.line))]
+                want = [_int(f) for f in self.cnmi.split(",")]
+                if have[1:2] != want[1:2] or (len(want) > 3 and have[3:4] != want[3:4]):
+                    self.log.warning("%s: +CNMI is %s, not %s: setting it again", self.port,
+                                     _value(response.line), self.cnmi)
+                    self._tolerate("AT+CNMI=" + self.cnmi)
+        self._initial_sweep()
 
     # --- URCs ----------------------------------------------------------------------------------
 
@@ -527,6 +571,8 @@ class GsmModem:
         while True:
             if self._needs_setup:
                 self._redo_setup()
+            elif self._next_check is not None and time.monotonic() >= self._next_check:
+                self._checkup()
             while (event := self._engine.next_event()) is not NEED_DATA:
                 self._other(event)
             self._read_notices()
@@ -648,12 +694,21 @@ class GsmModem:
                 return
             try:
                 self._command("AT+CNMA")
+                self._cnma_failures = 0
             except ModemError as exc:
                 # TS 27.005 3.4.4: without a timely ack the ME turns routing off; turn it on
                 # again.  The network redelivers what we failed to acknowledge.
-                self.log.warning("%s: AT+CNMA failed (%s); re-issuing AT+CNMI", self.port, exc)
-                if self.cnmi:
-                    self._tolerate("AT+CNMI=" + self.cnmi)
+                self._cnma_failures += 1
+                if self._cnma_failures >= 3 and self.receive_mode == "auto" \
+                        and self.routing == "routed":
+                    self.log.warning("%s: AT+CNMA keeps failing (%s); receiving stored instead",
+                                     self.port, exc)
+                    self._stop_routing()
+                else:
+                    self.log.warning("%s: AT+CNMA failed (%s); re-issuing AT+CNMI", self.port,
+                                     exc)
+                    if self.cnmi:
+                        self._tolerate("AT+CNMI=" + self.cnmi)
             return
         if item.index is None:
             return
@@ -663,7 +718,7 @@ class GsmModem:
         except ModemError as exc:
             if exc.code != 321:             # already gone is what we wanted
                 raise
-        self._outstanding.discard((item.storage, item.index))
+        self._outstanding.pop((item.storage, item.index), None)
 
     def delete(self, index):
         self._command("AT+CMGD=%d" % index)
