@@ -14,6 +14,7 @@ reserved alphabet is handed over as 8-bit data or GSM 7-bit text.
 
 import math
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
@@ -516,6 +517,35 @@ def _char_cost(encoding: str, ch: str) -> int:
     return 2 if ord(ch) > 0xFFFF else 1
 
 
+_ZWJ = "\u200d"
+
+
+def _is_regional_indicator(ch: str) -> bool:
+    return 0x1F1E6 <= ord(ch) <= 0x1F1FF
+
+
+def _may_cut_before(text: str, i: int) -> bool:
+    """False when text[i] belongs with the character before it: a combining mark, a variation
+    selector, an emoji modifier or tag, anything either side of a zero-width joiner, the second
+    half of a flag.  A phone that shows the parts one by one then still draws them whole."""
+    ch, before = text[i], text[i - 1]
+    cp = ord(ch)
+    if before == _ZWJ or ch == _ZWJ:
+        return False
+    if unicodedata.category(ch) in ("Mn", "Mc", "Me"):
+        return False
+    if 0xFE00 <= cp <= 0xFE0F or 0x1F3FB <= cp <= 0x1F3FF or 0xE0020 <= cp <= 0xE007F:
+        return False
+    if _is_regional_indicator(ch) and _is_regional_indicator(before):
+        run = 0
+        j = i - 1
+        while j >= 0 and _is_regional_indicator(text[j]):
+            run += 1
+            j -= 1
+        return run % 2 == 0  # flags are pairs: cut only between two pairs
+    return True
+
+
 def split(
     text: str, *, max_parts: int = 10, encoding: str | None = None, bits: int = 8
 ) -> tuple[str, list[str]]:
@@ -523,8 +553,11 @@ def split(
 
     A single SMS holds 160 septets or 70 UCS-2 code units; each part of a longer one holds 153
     septets or 67 code units (the rest is the concatenation header).  A cut never falls inside
-    an escape pair or a surrogate pair.  Raises TooLong when more than ``max_parts`` are needed.
-    bits=16 sizes the parts for a 16-bit concatenation reference (152 septets / 66 units).
+    an escape pair or a surrogate pair, and in UCS-2 it moves back rather than part a
+    character from its combining marks, an emoji from its modifiers or a flag in two (unless
+    one such cluster is longer than a whole part).  Raises TooLong when more than ``max_parts``
+    are needed.  bits=16 sizes the parts for a 16-bit concatenation reference (152 septets /
+    66 units).
     """
     encoding = _choose(text, encoding)
     if bits not in (8, 16):
@@ -534,13 +567,22 @@ def split(
     if sum(costs) <= single:
         return encoding, [text]
     parts = []
-    start = used = 0
-    for i, cost in enumerate(costs):
-        if used + cost > each:
-            parts.append(text[start:i])
-            start, used = i, 0
-        used += cost
-    parts.append(text[start:])
+    start = 0
+    n = len(text)
+    while start < n:
+        end = start
+        used = 0
+        while end < n and used + costs[end] <= each:
+            used += costs[end]
+            end += 1
+        if end < n and encoding == "ucs2":
+            cut = end
+            while cut > start + 1 and not _may_cut_before(text, cut):
+                cut -= 1
+            if cut > start + 1 or _may_cut_before(text, cut):
+                end = cut
+        parts.append(text[start:end])
+        start = end
     if len(parts) > max_parts:
         raise TooLong(
             f"text needs {len(parts)} parts of {encoding}, more than max_parts={max_parts}",
