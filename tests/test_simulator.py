@@ -806,7 +806,8 @@ def test_control_api_refuses_bad_requests(make):
     assert requests.post(base + "/faults", json={"noise": 2}, timeout=5).status_code == 400
     assert requests.post(base + "/faults", json={"storage_full": "yes"},
                          timeout=5).status_code == 400
-    assert requests.post(base + "/inbound", json={"text": "no sender"}, timeout=5).status_code == 400
+    assert requests.post(base + "/inbound", json={"text": "no sender"},
+                         timeout=5).status_code == 400
     assert requests.post(base + "/inbound", json={"pdu": "XYZ"}, timeout=5).status_code == 400
     assert requests.post(base + "/inbound", data=b"not json", timeout=5).status_code == 400
     assert requests.get(base + "/nothing", timeout=5).status_code == 404

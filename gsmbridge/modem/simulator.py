@@ -37,7 +37,7 @@ MEMORIES = ("SM", "ME", "MT")
 CHARSETS = ("IRA", "GSM", "UCS2", "8859-1")
 #: commands of TS 27.005: their errors are +CMS ERROR, everything else's +CME ERROR
 SMS_COMMANDS = {"+CSMS", "+CPMS", "+CMGF", "+CSCA", "+CSMP", "+CSDH", "+CNMI", "+CNMA", "+CMGL",
-                "+CMGR", "+CMGD", "+CMGS", "+CMGW", "+CMSS", "+CMMS", "+CGSMS"}
+                "+CMGR", "+CMGD", "+CMGS", "+CMGW", "+CMSS", "+CMMS"}
 #: commands that need the SIM: they fail while it is locked or busy
 SIM_COMMANDS = {"+CIMI", "+CPMS", "+CSCA", "+CMGL", "+CMGR", "+CMGD", "+CMGS", "+CMGW", "+CMSS",
                 "+CNMA"}
@@ -106,7 +106,15 @@ def _fault_value(name, value):
         raise ValueError("bad value for %s: %r" % (name, value))
     if name in ("cms_error", "noise") and value > 1:
         raise ValueError("%s is a fraction between 0 and 1" % name)
+    limit = _LIMITS.get(name)
+    if limit and not (value <= limit[0] or value in limit[1:]):
+        raise ValueError("%s out of range: %r" % (name, value))
     return value
+
+
+#: the largest value of integer faults, and other values allowed
+_LIMITS = {"signal": (31, 99), "registration": (5,), "report_status": (255,),
+           "cms_error_code": (65535,)}
 
 
 class Message:
@@ -207,7 +215,7 @@ class Combined:
 
 
 def tpdu_length(pdu_hex):
-    """The TPDU's length in octets: the PDU without its SMSC address field (what <length> counts)."""
+    """The TPDU's length in octets, the <length> of +CMGS/+CMGL: the PDU without its SMSC field."""
     try:
         smsc_octets = int(pdu_hex[:2], 16)
     except ValueError:
@@ -410,7 +418,7 @@ class SimulatedModem:
         self._deadlines = {}      # window fault -> clock value it ends at
         self._out = bytearray()
         self._at_line_start = True
-        self._timers = []         # [(due, callback)]
+        self._timers = []         # [(due, callback, survives a reset)]
         self._network = []        # messages the network holds for us: [_Pending]
         self._unacked = None      # the routed +CMT/+CDS waiting for AT+CNMA
         self._mr = 0              # TP-MR of the next submit
@@ -744,8 +752,7 @@ class SimulatedModem:
                 self._line = bytearray()
                 if self._last_line:
                     self._command_line(self._last_line)
-            elif len(self._line) > 1024:
-                self._line = self._line[-2:]
+            del self._line[1024:]    # a line longer than the buffer is cut (and then fails)
 
     def _command_line(self, raw):
         """A line ended by CR: find "AT", run its commands, answer once."""
@@ -857,8 +864,6 @@ class SimulatedModem:
 
     def _run(self, name, op, args):
         """One command -> list of line groups, a _Prompt or a _Later; raises Error."""
-        if self._state == "off":
-            return []
         handler = _BASIC.get(name) if len(name) <= 2 and name[0] not in "+^$%#*" else \
             _EXTENDED.get(name)
         if handler is None:
@@ -927,7 +932,7 @@ class SimulatedModem:
             try:
                 return bytes.fromhex(raw).decode("utf-16-be")
             except ValueError:
-                raise Error("CMS", 305) from None
+                raise cms(305) from None
         if self.cscs == "GSM":
             return gsm7.decode([ord(ch) & 0x7F for ch in raw])
         return raw
@@ -1069,7 +1074,8 @@ class SimulatedModem:
         self._network = keep + self._network
 
     def _deliver_item(self, item):
-        """True when the item left the network: routed, stored or dropped."""
+        """True when the item left the network: routed or stored (or, in text mode, a PDU
+        the modem cannot show: dropped)."""
         mode, mt, _, ds, _ = self.cnmi
         if item.kind == "deliver":
             routed = mt == 2 or mt == 3 and self._message_class(item.pdu) == 3
@@ -1088,8 +1094,7 @@ class SimulatedModem:
                 self._urc(lines)
             if self.csms == 1:
                 self._unacked = item
-                token = item
-                self._schedule(self.cnma_timeout, lambda: self._ack_timeout(token))
+                self._schedule(self.cnma_timeout, lambda: self._ack_timeout(item))
             return True
         memory = self._memory(2)
         if self._faults.storage_full:
@@ -1238,10 +1243,9 @@ _BASIC = {
 }
 
 
-def extended(name, *aliases):
+def extended(name):
     def register(handler):
-        for n in (name,) + aliases:
-            _EXTENDED[n] = handler
+        _EXTENDED[name] = handler
         return handler
     return register
 
