@@ -653,3 +653,13 @@ def test_periodic_check_restores_cnmi_and_sweeps(simulator, driver):
     assert sim.modem.state()["settings"]["cnmi"][1] == 2
     modem.done(again)
     assert sim.modem.state()["storage"]["SM"]["used"] == 0
+
+
+def test_a_wrong_pin_is_tried_once_only(simulator, driver):
+    sim = simulator(pin="4321")
+    modem = driver(sim.link, pin="1111")
+    for _ in range(4):                              # the worker keeps rebooting
+        with pytest.raises(CmeError) as raised:
+            modem.boot()
+        assert raised.value.code == 16 and not raised.value.transient
+    assert sim.modem.state()["settings"]["pin"] == "SIM PIN"    # not locked to PUK

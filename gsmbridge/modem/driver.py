@@ -153,6 +153,7 @@ class GsmModem:
         self._next_check = None         # when poll() next checks +CNMI and sweeps
         self._cnma_failures = 0
         self._cnma_broken = False       # +CNMA kept failing: receive stored from now on
+        self._pin_rejected = False      # the SIM said "incorrect password" once: never again
         self._concat = random.randrange(256)
         self._reassembler = Reassembler(timeout=reassembly_timeout)
         self._messages = []             # for next_message()
@@ -224,6 +225,18 @@ class GsmModem:
             if time.monotonic() >= deadline:
                 return False
 
+    def _start(self, cmd, **options):
+        """Hand ``cmd`` to the engine and write it; a failed write leaves the engine idle."""
+        if self._stale:
+            self._settle()
+        data = self._engine.command(cmd, **options)
+        try:
+            self._write(data)
+        except BaseException:
+            self._engine.abandon()
+            raise
+        self.log.debug("%s > %s", self.port, cmd)
+
     def _event(self, deadline):
         """The next engine event, reading the port until ``deadline``; None if none came."""
         while True:
@@ -248,10 +261,7 @@ class GsmModem:
         return out
 
     def _command(self, cmd, *, timeout=None, done_on=None):
-        if self._stale:
-            self._settle()
-        self._write(self._engine.command(cmd, done_on=done_on))
-        self.log.debug("%s > %s", self.port, cmd)
+        self._start(cmd, done_on=done_on)
         deadline = time.monotonic() + (timeout or self.command_timeout)
         responses = []
         while True:
@@ -368,6 +378,7 @@ class GsmModem:
         self._needs_setup = False
         self._in_setup = True
         self._echo_off = self._echo_sticky = False
+        ok = False
         try:
             self._command("ATE0")
             self._echo_off = True
@@ -377,8 +388,10 @@ class GsmModem:
             self._select_service(until)
             self._select_storage(until)
             self._select_routing(until)
+            ok = True
         finally:
             self._in_setup = False
+            self._needs_setup = self._needs_setup or not ok    # half set up: again next time
         if self._echo_sticky:
             self.log.info("%s: echo stays on after ATE0; tolerated", self.port)
 
@@ -398,15 +411,23 @@ class GsmModem:
             state = _unquote(_value(lines[0].line)).upper() if lines else "READY"
             if state == "READY":
                 return
-            if state == "SIM PIN" and self.pin and not entered:
-                self._retrying('AT+CPIN="%s"' % self.pin, until=until)
+            if state == "SIM PIN" and self.pin and not entered and not self._pin_rejected:
+                try:
+                    self._retrying('AT+CPIN="%s"' % self.pin, until=until)
+                except ModemError as exc:
+                    if not exc.transient:
+                        # Never try a refused PIN again: three tries and the SIM wants its PUK.
+                        self._pin_rejected = True
+                        self.log.error("%s: the SIM refused the PIN (%s); not trying it again",
+                                       self.port, exc)
+                    raise
                 entered = True
                 continue
             if state in ("SIM PIN", "SIM PUK", "PH-SIM PIN", "SIM PIN2", "SIM PUK2"):
                 code = {"SIM PIN": 11, "SIM PUK": 12, "PH-SIM PIN": 5, "SIM PIN2": 17,
                         "SIM PUK2": 18}[state]
-                if state == "SIM PIN" and entered:
-                    raise CmeError(16, command="AT+CPIN", line="SIM PIN still required")
+                if state == "SIM PIN" and (entered or self._pin_rejected):
+                    raise CmeError(16, command="AT+CPIN", line="the PIN was refused; not retried")
                 raise CmeError(code, command="AT+CPIN?", line=lines[0].line)
             if time.monotonic() >= until:
                 raise CmeError(14, command="AT+CPIN?", line=lines[0].line)
@@ -777,10 +798,7 @@ class GsmModem:
 
     def _send_pdu(self, hex_pdu, length):
         cmd = "AT+CMGS=%d" % length
-        if self._stale:
-            self._settle()
-        self._write(self._engine.command(cmd, prompt=True))
-        self.log.debug("%s > %s", self.port, cmd)
+        self._start(cmd, prompt=True)
         try:
             deadline = time.monotonic() + self.command_timeout
             while True:
