@@ -132,9 +132,12 @@ class Reassembler:
         return len(self._groups)
 
     def _forget(self, now: float) -> None:
-        for pdu, when in list(self._done.items()):
-            if now - when >= self.timeout:
-                del self._done[pdu]
+        # oldest first (insertion order), so stop at the first one still young
+        while self._done:
+            pdu, when = next(iter(self._done.items()))
+            if now - when < self.timeout:
+                break
+            del self._done[pdu]
 
     @staticmethod
     def _message(group: _Group, *, incomplete: bool) -> Message:
