@@ -1,0 +1,128 @@
+"""The whole bridge as one process: simulated modem -> store -> HTTP sink, and API -> store -> modem.
+
+Each test runs `python -m gsmbridge run` for real, on the built-in simulated modem, with an HTTP sink
+on loopback standing in for RapidSMS.
+"""
+
+import subprocess
+import sys
+import time
+
+import pytest
+import requests
+
+from bridgeproc import BridgeProcess, wait_for
+from httpsink import HttpSink
+
+
+@pytest.fixture
+def sink():
+    s = HttpSink()
+    yield s
+    s.stop()
+
+
+@pytest.fixture
+def bridge(tmp_path, sink):
+    b = BridgeProcess(tmp_path, rapidsms_url=sink.url + "/backend/kannel-backend/")
+    b.start()
+    yield b
+    b.stop()
+
+
+def received(sink):
+    """(id, text, X-Message-Id) of every request the sink got, in order."""
+    return [(r.args.get("id"), r.args.get("text"), r.headers.get("X-Message-Id"))
+            for r in sink.requests]
+
+
+@pytest.mark.parametrize("text", [
+    "hello from the field",
+    "Long report: " + "0123456789 abcdefghij " * 18,  # 409 chars: three concatenated parts
+    "Habari 😀 ñ € [x] {y}",
+])
+def test_inbound_reaches_rapidsms_intact(bridge, sink, text):
+    bridge.inject("+255700000001", text)
+    got = wait_for(lambda: received(sink), message="the SMS at the sink")
+    assert [(sender, body) for sender, body, _ in got] == [("+255700000001", text)]
+    assert got[0][2], "every forward carries X-Message-Id"
+
+
+def test_outbound_json_api_is_sent_by_the_modem(bridge):
+    text = "Reply 😀 " + "x" * 150
+    r = bridge.send(["+255700000002", "+255700000003"], text)
+    assert r.status_code == 202, r.text
+    body = r.json()
+    assert body["status"] == "queued" and len(body["ids"]) == 2 and body["parts"] == 3
+    sent = wait_for(lambda: len(bridge.sent()) >= 2 and bridge.sent(), message="both sent")
+    assert sorted((s["to"], s["text"]) for s in sent) == [
+        ("+255700000002", text), ("+255700000003", text)]
+    status = wait_for(lambda: (lambda j: j["status"] == "sent" and j)(
+        requests.get(bridge.api + "/api/v1/messages/" + body["ids"][0], auth=bridge.auth,
+                     timeout=5).json()), message="status sent")
+    assert status["to"] == "+255700000002"
+
+
+def test_kannel_sendsms_as_rapidsms_sends_it(bridge):
+    params = {"username": "rapidsms", "password": "s3cret", "to": "+255700000004",
+              "text": "Asante sana ✓".encode("utf-8"), "charset": "UTF-8", "coding": "2",
+              "smsc": "", "from": ""}
+    r = requests.get(bridge.api + "/cgi-bin/sendsms", params=params, timeout=5)
+    assert (r.status_code, r.text) == (202, "0: Accepted for delivery")
+    sent = wait_for(lambda: bridge.sent(), message="sent")
+    assert [(s["to"], s["text"]) for s in sent] == [("+255700000004", "Asante sana ✓")]
+
+    bad = dict(params, password="wrong")
+    r = requests.get(bridge.api + "/cgi-bin/sendsms", params=bad, timeout=5)
+    assert r.status_code == 403
+
+
+def test_rapidsms_down_then_back_everything_arrives_in_order(bridge, sink):
+    sink.set_response(503, body="down for maintenance")
+    texts = ["message %d" % i for i in range(6)]
+    for text in texts:
+        bridge.inject("+255700000005", text)
+    wait_for(lambda: len(sink.requests) >= 3, message="retries while down")
+    assert all(r.status == 503 for r in sink.requests)
+    sink.set_response(200)
+    wait_for(lambda: len([r for r in sink.requests if r.status == 200]) == 6, timeout=60,
+             message="all delivered after recovery")
+    delivered = [r.args["text"] for r in sink.requests if r.status == 200]
+    assert delivered == texts
+    # A message's retries carry the same id as its final delivery.
+    ids = {}
+    for r in sink.requests:
+        ids.setdefault(r.args["text"], set()).add(r.headers["X-Message-Id"])
+    assert all(len(v) == 1 for v in ids.values())
+
+
+def test_sigterm_exits_zero_and_sigkill_loses_nothing(tmp_path, sink):
+    # The modem is a process of its own here, as a real one is: killing the bridge must not lose
+    # what is on its SIM.
+    bridge = BridgeProcess(tmp_path, rapidsms_url=sink.url + "/backend/kannel-backend/",
+                           separate_modem=True)
+    bridge.start()
+    try:
+        for i in range(5):
+            assert bridge.send("+255700000006", "out %d" % i).status_code == 202
+        bridge.inject("+255700000007", "in before kill")
+        bridge.kill()
+        bridge.start()
+        wait_for(lambda: {"out %d" % i for i in range(5)} <= {s["text"] for s in bridge.sent()},
+                 message="outbound sent after restart")
+        wait_for(lambda: "in before kill" in [r.args.get("text") for r in sink.requests],
+                 message="inbound forwarded after restart")
+        assert bridge.terminate() == 0
+    finally:
+        bridge.stop()
+
+
+def test_bad_config_exits_2_naming_the_key(tmp_path):
+    ini = tmp_path / "bad.ini"
+    ini.write_text("[modem]\nport = sim://\n[http]\nlisten = 0.0.0.0:13013\n"
+                   "[rapidsms]\nurl = http://127.0.0.1:8000/backend/kannel-backend/\n")
+    for command in ("check-config", "run"):
+        p = subprocess.run([sys.executable, "-m", "gsmbridge", command, "-c", str(ini)],
+                           capture_output=True, text=True, timeout=30)
+        assert p.returncode == 2
+        assert "[http]" in p.stderr and "listen" in p.stderr
