@@ -102,12 +102,19 @@ class Bridge:
         log.info("listening on http://%s/", self.address)
 
     def _serve(self):
+        """The HTTP server's loop, in small steps so that it can be stopped from its own thread
+        (waitress's close() is not safe from another thread while its loop runs)."""
+        from waitress import wasyncore
+
         try:
-            self.server.run()
+            while not self.stopping.is_set():
+                wasyncore.loop(timeout=0.5, map=self.server._map, count=1)
         except Exception:
-            if not self.stopping.is_set():
-                log.exception("HTTP server failed")
-                self.stopping.set()
+            log.exception("HTTP server failed")
+            self.stopping.set()
+        finally:
+            self.server.task_dispatcher.shutdown()
+            wasyncore.close_all(self.server._map)
 
     def stop(self):
         """Stop taking work, finish what is in flight, close. Safe to call twice."""
@@ -116,7 +123,7 @@ class Bridge:
         self._stopped = True
         log.info("stopping")
         self.stopping.set()
-        self.server.close()
+        self.server_thread.join(6.0)
         for worker in self.workers:
             worker.stop()
         self.store.notify()
@@ -134,6 +141,8 @@ class Bridge:
 
 def run(config):
     """Run the bridge in the foreground until SIGTERM or SIGINT. Returns the exit status."""
+    for warning in config.warnings:
+        log.warning("config: %s", warning)
     bridge = Bridge(config)
     done = threading.Event()
 

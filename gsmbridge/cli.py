@@ -55,6 +55,8 @@ def cmd_check_config(args):
         for key, value in values.items():
             print("%s = %s" % (key, value))
         print()
+    for warning in config.warnings:
+        print("warning: %s" % warning)
     print("%s: OK" % args.config)
     return 0
 

@@ -110,8 +110,10 @@ def test_sigterm_exits_zero_and_sigkill_loses_nothing(tmp_path, sink):
         bridge.start()
         wait_for(lambda: {"out %d" % i for i in range(5)} <= {s["text"] for s in bridge.sent()},
                  message="outbound sent after restart")
+        # Unacknowledged at the kill, the SMS is redelivered by the network (the simulator's
+        # redelivery comes 15 s + 20 s later, as a real network's would, only later still).
         wait_for(lambda: "in before kill" in [r.args.get("text") for r in sink.requests],
-                 message="inbound forwarded after restart")
+                 timeout=90, message="inbound forwarded after restart")
         assert bridge.terminate() == 0
     finally:
         bridge.stop()
