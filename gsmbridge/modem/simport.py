@@ -450,6 +450,10 @@ def main(argv=None):
                         help="seconds the network takes per submitted part (0)")
     parser.add_argument("--report-delay", type=float, default=1.0,
                         help="seconds before a requested status report arrives (1)")
+    parser.add_argument("--cnma-timeout", type=float, default=12.0,
+                        help="seconds the network waits for AT+CNMA after +CMT (12)")
+    parser.add_argument("--redelivery-delay", type=float, default=10.0,
+                        help="seconds before the network retries an SMS it could not deliver (10)")
     parser.add_argument("--seed", type=int, help="seed for the random faults")
     parser.add_argument("--trace", action="store_true", help="log every byte both ways")
     args = parser.parse_args(argv)
@@ -459,7 +463,8 @@ def main(argv=None):
         sim = start_simulator(args.link, control=args.control, baudrate=args.baud, pin=args.pin,
                               capacity=args.capacity, first_index=args.first_index,
                               network_delay=args.network_delay, report_delay=args.report_delay,
-                              seed=args.seed)
+                              cnma_timeout=args.cnma_timeout,
+                              redelivery_delay=args.redelivery_delay, seed=args.seed)
     except (OSError, ValueError) as exc:
         print("gsmbridge simulate: %s" % exc, file=sys.stderr)
         return 2

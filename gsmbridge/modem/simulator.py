@@ -378,8 +378,9 @@ class SimulatedModem:
     Options (keyword): pin (None: no PIN), puk, capacity (SIM slots, 30), me_capacity (100),
     first_index (1; some Huawei modems count from 0), smsc, manufacturer, model, revision, imei,
     imsi, operator, operator_numeric, report_delay (seconds before a requested status report,
-    1.0), cnma_timeout (seconds the network waits for AT+CNMA, 15.0), redelivery_delay (seconds
-    before the network tries again, 20.0), cnma_disables_routing (True, as TS 27.005 3.4.4 says),
+    1.0), cnma_timeout (seconds the network waits for AT+CNMA, 12.0: TS 24.011's TR2M),
+    redelivery_delay (seconds before the network tries again, 10.0), cnma_disables_routing
+    (True, as TS 27.005 3.4.4 says),
     reset_time (seconds AT+CFUN=1,1 keeps the modem away, 0.2), seed (for the random faults),
     clock (monotonic seconds), now (aware datetime for timestamps), on_output (called, under the
     modem's lock, whenever there is something new for the port), and any `Faults` field.
@@ -389,7 +390,7 @@ class SimulatedModem:
                  smsc="+255790000000", manufacturer="gsmbridge", model="SIM-27005",
                  revision="1.0.0", imei="356938035643809", imsi="640040000000001",
                  operator="SimTel", operator_numeric="64004", report_delay=1.0,
-                 cnma_timeout=15.0, redelivery_delay=20.0, cnma_disables_routing=True,
+                 cnma_timeout=12.0, redelivery_delay=10.0, cnma_disables_routing=True,
                  reset_time=0.2, seed=None, clock=time.monotonic, now=wallclock,
                  on_output=None, **faults):
         self._lock = threading.RLock()
