@@ -657,9 +657,8 @@ def test_periodic_check_restores_cnmi_and_sweeps(simulator, driver):
 
 def test_a_wrong_pin_is_tried_once_only(simulator, driver):
     sim = simulator(pin="4321")
-    modem = driver(sim.link, pin="1111")
-    for _ in range(4):                              # the worker keeps rebooting
+    for _ in range(4):                  # the worker reconnects with a new GsmModem each time
         with pytest.raises(CmeError) as raised:
-            modem.boot()
+            driver(sim.link, pin="1111").boot()
         assert raised.value.code == 16 and not raised.value.transient
     assert sim.modem.state()["settings"]["pin"] == "SIM PIN"    # not locked to PUK

@@ -51,6 +51,10 @@ _CNMI_ROUTED = ["2,2,0,1,0", "1,2,0,1,0", "2,2,0,2,0", "1,2,0,2,0", "2,2,0,0,0",
 _CNMI_STORED = ["2,1,0,2,0", "1,1,0,2,0", "2,1,0,1,0", "1,1,0,1,0", "2,1,0,0,0", "1,1,0,0,0",
                 "2,1", "1,1"]
 
+# (port, PIN) pairs a SIM refused, for the life of the process: a worker that builds a new
+# GsmModem for every reconnect must not spend the SIM's three tries and lock it to its PUK.
+_REFUSED_PINS = set()
+
 CTRL_Z = b"\x1a"
 ESC = b"\x1b"
 
@@ -153,7 +157,6 @@ class GsmModem:
         self._next_check = None         # when poll() next checks +CNMI and sweeps
         self._cnma_failures = 0
         self._cnma_broken = False       # +CNMA kept failing: receive stored from now on
-        self._pin_rejected = False      # the SIM said "incorrect password" once: never again
         self._concat = random.randrange(256)
         self._reassembler = Reassembler(timeout=reassembly_timeout)
         self._messages = []             # for next_message()
@@ -349,12 +352,16 @@ class GsmModem:
 
     def boot(self):
         """Open the port and set the modem up for PDU-mode SMS.  Safe to call again after
-        ModemGone or a restart.  Returns self."""
+        ModemGone or a restart.  Returns self; on failure the port is closed again."""
         self.connect()
-        self._write(ESC)               # leave a prompt left over from a previous run
-        self._wake()
-        self._setup()
-        self._initial_sweep()
+        try:
+            self._write(ESC)           # leave a prompt left over from a previous run
+            self._wake()
+            self._setup()
+            self._initial_sweep()
+        except BaseException:
+            self.close()               # and its lock: the next attempt may be another instance
+            raise
         return self
 
     def _wake(self):
@@ -411,13 +418,13 @@ class GsmModem:
             state = _unquote(_value(lines[0].line)).upper() if lines else "READY"
             if state == "READY":
                 return
-            if state == "SIM PIN" and self.pin and not entered and not self._pin_rejected:
+            if state == "SIM PIN" and self.pin and not entered and not self._pin_refused:
                 try:
                     self._retrying('AT+CPIN="%s"' % self.pin, until=until)
                 except ModemError as exc:
                     if not exc.transient:
                         # Never try a refused PIN again: three tries and the SIM wants its PUK.
-                        self._pin_rejected = True
+                        _REFUSED_PINS.add((self.port, self.pin))
                         self.log.error("%s: the SIM refused the PIN (%s); not trying it again",
                                        self.port, exc)
                     raise
@@ -426,12 +433,16 @@ class GsmModem:
             if state in ("SIM PIN", "SIM PUK", "PH-SIM PIN", "SIM PIN2", "SIM PUK2"):
                 code = {"SIM PIN": 11, "SIM PUK": 12, "PH-SIM PIN": 5, "SIM PIN2": 17,
                         "SIM PUK2": 18}[state]
-                if state == "SIM PIN" and (entered or self._pin_rejected):
+                if state == "SIM PIN" and (entered or self._pin_refused):
                     raise CmeError(16, command="AT+CPIN", line="the PIN was refused; not retried")
                 raise CmeError(code, command="AT+CPIN?", line=lines[0].line)
             if time.monotonic() >= until:
                 raise CmeError(14, command="AT+CPIN?", line=lines[0].line)
             self._wait(1.0)
+
+    @property
+    def _pin_refused(self):
+        return (self.port, self.pin) in _REFUSED_PINS
 
     def _select_service(self, until):
         """AT+CSMS=1 (phase 2+): routed messages then wait for our +CNMA."""
