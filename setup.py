@@ -14,6 +14,7 @@ setup(
         "requests>=2.28",
         "waitress>=2.1",
         "supervisor>=4.2",
+        "prometheus_client>=0.17",
     ],
     extras_require={
         "test": [
