@@ -27,7 +27,7 @@ import serial
 from . import pdu
 from .at import NEED_DATA, Echo, Engine, Final, Noise, Prompt, Response, Unsolicited
 from .errors import CmeError, ModemError, ModemGone, ModemTimeout
-from .reassembly import Message, Reassembler
+from .reassembly import Reassembler
 
 __all__ = ["GsmModem", "Incoming", "Network", "ModemError", "ModemGone", "ModemTimeout"]
 
@@ -877,6 +877,8 @@ class GsmModem:
         operator = None
         try:
             for response in self._command("AT+COPS?"):
+                if not response.line.upper().startswith("+COPS"):
+                    continue
                 fields = _fields(_value(response.line))
                 if len(fields) >= 3 and fields[2]:
                     operator = _unquote(fields[2])
