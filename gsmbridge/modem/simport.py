@@ -1,10 +1,12 @@
 """Runs a `SimulatedModem` on a pseudo-terminal, with an optional HTTP control API.
 
 Any modem software (gammu, minicom, the bridge) opens the symlink as if it were /dev/ttyUSB0.
-One thread pumps bytes between the pty and the modem; it can pace them at a baud rate (about
-ten bits a byte, both ways) and makes the "disappear" fault real: the pty is closed and the link
-removed, then a new pty comes back at the same link, like a USB modem re-enumerating.  Output
-written while no program has the port open is dropped, as a USB modem's is.
+One thread pumps bytes between the pty and the modem; it can pace them at a baud rate (ten bits
+a byte, both ways: the modem sees a command when its last byte would have arrived, the host gets
+the bytes of an answer as they would have finished arriving) and makes the "disappear" fault
+real: the pty is closed and the link removed, then a new pty comes back at the same link, like a
+USB modem re-enumerating.  Output written while no program has the port open is dropped, as a
+USB modem's is.
 
 The control API (stdlib http.server, loopback only, no authentication) plays the network:
 
@@ -22,6 +24,7 @@ import errno
 import ipaddress
 import json
 import logging
+import math
 import os
 import pty
 import select
@@ -57,13 +60,36 @@ def replace_link(link, target):
     os.replace(temporary, link)
 
 
+def _wait(readers, writers, timeout):
+    """(readable, writable) fds within `timeout` seconds, to the microsecond (poll() counts
+    whole milliseconds, which alone would add up to a millisecond to every paced byte's time)."""
+    if max(readers + writers) < 1024:
+        readable, writable, _ = select.select(readers, writers, [], timeout)
+        return readable, writable
+    poller = select.poll()
+    for fd in set(readers + writers):
+        poller.register(fd, (select.POLLIN if fd in readers else 0) |
+                        (select.POLLOUT if fd in writers else 0))
+    ready = poller.poll(math.ceil(timeout * 1000))
+    return ([fd for fd, ev in ready if fd in readers and ev & ~select.POLLOUT],
+            [fd for fd, ev in ready if ev & select.POLLOUT])
+
+
 class PtyPort:
     """A modem on a pty linked at `link`, pumped by its own thread."""
+
+    #: most line time one write to the host covers (bytes go out in pieces, each when its last
+    #: byte is due, as they trickle out of a UART)
+    WRITE_SLICE = 0.002
 
     def __init__(self, modem, link, baudrate=None, transcript=64 * 1024):
         self.modem = modem
         self.link = os.path.abspath(link)
-        self.byte_time = 10.0 / baudrate if baudrate else 0.0
+        self.byte_time = 10.0 / baudrate if baudrate else 0.0   # start + 8 data + stop bits
+        #: on_wire(direction, data, when): called from the pump with ">" and the bytes as the
+        #: host wrote them (when: time.monotonic() they were read), "<" and the bytes as the host
+        #: gets them (when: written to the pty, i.e. their last byte's arrival on a paced line)
+        self.on_wire = None
         self.master = None
         self.device = None
         self._open = False          # a program has the port open
@@ -74,7 +100,8 @@ class PtyPort:
         self._inbound = deque()     # paced input: (due, bytes)
         self._in_free = 0.0         # when the host's line is free again
         self._out = bytearray()
-        self._out_free = 0.0
+        self._out_clock = 0.0       # when the last byte handed to the host finished on the line
+        self._out_blocked = False   # the pty took no more: wait until it is writable
         self._transcript = deque()
         self._transcript_size = 0
         self._transcript_max = transcript
@@ -168,19 +195,20 @@ class PtyPort:
             timeout = min(timeout, timer)
         if self._inbound:
             timeout = min(timeout, self._inbound[0][0] - now)
-        if self._out and self._open:
-            timeout = min(timeout, self._out_free - now)
-        poller = select.poll()
-        poller.register(self._wake_r, select.POLLIN)
-        if self._open:
-            poller.register(self.master, select.POLLIN | (select.POLLOUT if self._out else 0))
-        for fd, _ in poller.poll(max(0, int(timeout * 1000) + 1) if timeout > 0 else 0):
-            if fd == self._wake_r:
-                try:
-                    while os.read(self._wake_r, 512):
-                        pass
-                except BlockingIOError:
+        writing = self._open and self._out
+        if writing and not self._out_blocked:
+            timeout = min(timeout, self._next_write() - now)
+        readers = [self._wake_r] + ([self.master] if self._open else [])
+        writers = [self.master] if writing and self._out_blocked else []
+        readable, writable = _wait(readers, writers, max(0.0, timeout))
+        if self._wake_r in readable:
+            try:
+                while os.read(self._wake_r, 512):
                     pass
+            except BlockingIOError:
+                pass
+        if writable:
+            self._out_blocked = False
         self._check_open()
         if self._open:
             self._read()
@@ -188,6 +216,8 @@ class PtyPort:
         output = self.modem.data_to_send()
         if output:
             if self._open:
+                if not self._out:       # the line was idle: these bytes start on it now
+                    self._out_clock = max(self._out_clock, time.monotonic())
                 self._out += output
                 self._trace("<", output)
                 del self._out[:-MAX_PENDING_OUTPUT]
@@ -207,7 +237,8 @@ class PtyPort:
             log.debug("simulated modem: port closed")
         elif not hung_up and not self._open:
             self._open = True
-            self._in_free = self._out_free = time.monotonic()
+            self._in_free = self._out_clock = time.monotonic()
+            self._out_blocked = False
             log.debug("simulated modem: port opened")
 
     def _read(self):
@@ -223,6 +254,8 @@ class PtyPort:
             if not data:
                 return
             self._trace(">", data)
+            if self.on_wire is not None:
+                self.on_wire(">", data, time.monotonic())
             if self.byte_time:
                 now = time.monotonic()
                 self._in_free = max(now, self._in_free) + len(data) * self.byte_time
@@ -235,25 +268,36 @@ class PtyPort:
         while self._inbound and self._inbound[0][0] <= now:
             self.modem.feed(self._inbound.popleft()[1])
 
+    def _slice(self):
+        """How many bytes the next write to the host carries."""
+        if not self.byte_time:
+            return len(self._out)
+        return min(len(self._out), max(1, int(self.WRITE_SLICE / self.byte_time)))
+
+    def _next_write(self):
+        """When the last byte of the next slice has crossed the line."""
+        return self._out_clock + self._slice() * self.byte_time
+
     def _write(self):
-        while self._out:
-            now = time.monotonic()
-            chunk = len(self._out)
-            if self.byte_time:
-                if now < self._out_free:
-                    return
-                chunk = max(1, int(0.005 / self.byte_time))    # 5 ms worth of line time
+        while self._out and not self._out_blocked:
+            count = self._slice()
+            if self.byte_time and time.monotonic() < self._next_write() - 1e-6:
+                return
             try:
-                written = os.write(self.master, self._out[:chunk])
+                written = os.write(self.master, self._out[:count])
             except BlockingIOError:
+                self._out_blocked = True
                 return
             except OSError as exc:
                 if exc.errno == errno.EIO:
                     return
                 raise
+            if self.on_wire is not None:
+                self.on_wire("<", bytes(self._out[:written]), time.monotonic())
             del self._out[:written]
-            if self.byte_time:
-                self._out_free = max(now, self._out_free) + written * self.byte_time
+            self._out_clock += written * self.byte_time
+            if written < count:
+                self._out_blocked = True
 
     def _trace(self, direction, data):
         text = "%s %r\n" % (direction, data)
