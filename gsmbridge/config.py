@@ -368,7 +368,7 @@ CHECKS = {
     },
     "rapidsms": {
         "url": _http_url,
-        "style": _choice("kannel", "http", "json"),
+        "style": _choice("kannel", "http", "json", "vumi", "httprouter"),
         "identity_name": _param_name,
         "text_name": _param_name,
         "timeout": _float(above=0),
@@ -448,7 +448,9 @@ def _build(sections, base_dir, path=None):
 
     warnings = []
     url = built["rapidsms"]["url"]
-    if not urllib.parse.urlsplit(url).path.endswith("/"):
+    style = built["rapidsms"].get("style", RapidSMSConfig.style)
+    # httprouter's /router/receive matches with or without a slash; the backend views need one
+    if style != "httprouter" and not urllib.parse.urlsplit(url).path.endswith("/"):
         warnings.append("[rapidsms] url: %r does not end with '/'; RapidSMS's backend views "
                         "need the trailing slash (Django answers a redirect or 404 without it)"
                         % url)

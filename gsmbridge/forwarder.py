@@ -1,6 +1,6 @@
 """The forwarder: delivers stored inbound SMS to RapidSMS over HTTP, retrying until it takes them.
 
-Three request styles:
+Five request styles, one per way RapidSMS takes inbound SMS:
 
 - ``kannel``: GET ``url?id=<sender>&text=<text>``, what RapidSMS's KannelBackendView takes (GET
   only; its URL ends in a slash, and that slash matters).
@@ -8,6 +8,13 @@ Three request styles:
   GenericHttpBackendView takes.
 - ``json``: POST a JSON object ``{"id", "from", "text", "received_at", "sent_at", "modem",
   "parts", "incomplete"}`` (received_at as ISO 8601 UTC, sent_at as the SMSC gave it).
+- ``vumi``: POST a Vumi user message as JSON (UTF-8), what RapidSMS's VumiBackendView takes: its
+  form requires message_id (our inbound id), to_addr, from_addr, transport_name and
+  transport_type; content carries the text. The bridge does not know its SIM's own number, so
+  to_addr and transport_name are the modem's name.
+- ``httprouter``: GET ``url?backend=<modem name>&sender=<sender>&message=<text>``, what
+  rapidsms-httprouter's /router/receive takes. The backend name comes back as ``%(backend)s`` in
+  its ROUTER_URL, so a reply can name the same modem as ``smsc``.
 
 Every request carries ``X-Message-Id: <inbound id>``, the same on every retry, so a receiver can
 recognise a message it already took (delivery is at-least-once: a reply lost on the way back
@@ -32,7 +39,10 @@ from datetime import datetime, timezone
 
 import requests
 
-STYLES = ("kannel", "http", "json")
+STYLES = ("kannel", "http", "json", "vumi", "httprouter")
+
+#: the styles whose receiver is a RapidSMS backend view, whose URL ends in a slash
+SLASHED_STYLES = ("kannel", "http", "vumi")
 
 #: 4xx statuses that mean "not now" rather than "never"
 RETRYABLE_4XX = frozenset({408, 425, 429})
@@ -66,6 +76,42 @@ def _iso_utc(epoch):
     return datetime.fromtimestamp(epoch, timezone.utc).isoformat().replace("+00:00", "Z")
 
 
+def _vumi_time(epoch):
+    """Vumi's timestamp format: UTC, "%Y-%m-%d %H:%M:%S.%f", no zone."""
+    return datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def vumi_message(row):
+    """A stored inbound message as a Vumi user message (the JSON Vumi posts to RapidSMS).
+
+    in_reply_to is null: an SMS from a phone is never known to answer anything. What Vumi has no
+    field for (the SMSC timestamp, parts, a gap from a missing part) goes in transport_metadata.
+    """
+    return {
+        "message_version": "20110921",
+        "message_type": "user_message",
+        "message_id": row["id"],
+        "in_reply_to": None,
+        "session_event": None,
+        "group": None,
+        "to_addr": row["modem"],
+        "from_addr": row["sender"],
+        "content": row["text"],
+        "transport_name": row["modem"],
+        "transport_type": "sms",
+        "timestamp": _vumi_time(row["received_at"]),
+        "helper_metadata": {},
+        "transport_metadata": {
+            "gsmbridge": {
+                "sent_at": row["sent_at"],
+                "received_at": _iso_utc(row["received_at"]),
+                "parts": row["parts"],
+                "incomplete": bool(row["incomplete"]),
+            },
+        },
+    }
+
+
 class Forwarder:
     """Moves due inbound messages from the store to the receiver. One thread runs it."""
 
@@ -97,7 +143,7 @@ class Forwarder:
         self.hold_until = 0.0     # when the receiver was unreachable: no tries before this
         self.unreachable = 0      # consecutive passes that found it unreachable
         self._stop = None
-        if style in ("kannel", "http") and not parts.path.endswith("/"):
+        if style in SLASHED_STYLES and not parts.path.endswith("/"):
             self.log.warning("forwarding URL %s has no trailing slash; RapidSMS's backend URLs "
                              "end in one", self.safe_url)
 
@@ -157,16 +203,23 @@ class Forwarder:
         if self.style == "http":
             return "POST", {"data": {self.identity_name: row["sender"], self.text_name: row["text"]},
                             "headers": headers}
-        payload = {
-            "id": row["id"],
-            "from": row["sender"],
-            "text": row["text"],
-            "received_at": _iso_utc(row["received_at"]),
-            "sent_at": row["sent_at"],
-            "modem": row["modem"],
-            "parts": row["parts"],
-            "incomplete": bool(row["incomplete"]),
-        }
+        if self.style == "httprouter":
+            # params are added to any query the URL has (e.g. ?password= for ROUTER_PASSWORD)
+            return "GET", {"params": {"backend": row["modem"], "sender": row["sender"],
+                                      "message": row["text"]}, "headers": headers}
+        if self.style == "vumi":
+            payload = vumi_message(row)
+        else:
+            payload = {
+                "id": row["id"],
+                "from": row["sender"],
+                "text": row["text"],
+                "received_at": _iso_utc(row["received_at"]),
+                "sent_at": row["sent_at"],
+                "modem": row["modem"],
+                "parts": row["parts"],
+                "incomplete": bool(row["incomplete"]),
+            }
         headers["Content-Type"] = "application/json; charset=utf-8"
         return "POST", {"data": json.dumps(payload, ensure_ascii=False).encode("utf-8"),
                         "headers": headers}

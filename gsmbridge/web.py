@@ -500,6 +500,8 @@ def create_app(store, config):
                      methods=["GET"])
     app.add_url_rule("/health", view_func=view(health), methods=["GET"])
     app.add_url_rule("/status", view_func=view(status), methods=["GET"])
+    from gsmbridge.dialects import dialect_blueprint  # here: dialects imports this module
+    app.register_blueprint(dialect_blueprint(store, config))
 
     @app.errorhandler(Refused)
     def refused(exc):

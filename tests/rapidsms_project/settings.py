@@ -5,13 +5,18 @@ Read from the environment (set by tests/rapidsms_env.py):
 - RAPIDSMS_E2E_DB: path of the SQLite database file (required; a temp dir).
 - RAPIDSMS_E2E_SENDSMS_URL: the bridge's Kannel-style sendsms URL.
 - RAPIDSMS_E2E_SENDSMS_USERNAME / RAPIDSMS_E2E_SENDSMS_PASSWORD: its credentials.
+- RAPIDSMS_E2E_VUMI_URL: the bridge's /vumi/send URL, for the second backend, "vumi-backend"
+  (RapidSMS's stock VumiBackend, same credentials as HTTP basic auth; default: the sendsms URL's
+  host with /vumi/send).
 
 The backend is RapidSMS's stock KannelBackend with charset UTF-8 and coding 2, as
 the README recommends: RapidSMS's defaults (charset ascii, errors "ignore") would
 silently strip every non-ASCII character from replies before they reach the bridge.
+The VumiBackend needs no charset settings at all: it posts JSON.
 """
 
 import os
+import urllib.parse
 
 DEBUG = False
 SECRET_KEY = "gsmbridge-e2e-test-only"
@@ -56,6 +61,14 @@ INSTALLED_BACKENDS = {
         "charset": "UTF-8",
         "coding": 2,
         "encode_errors": "strict",
+    },
+    "vumi-backend": {
+        "ENGINE": "rapidsms.backends.vumi.VumiBackend",
+        "sendsms_url": os.environ.get("RAPIDSMS_E2E_VUMI_URL") or urllib.parse.urljoin(
+            os.environ.get("RAPIDSMS_E2E_SENDSMS_URL", "http://127.0.0.1:13013/"), "/vumi/send"
+        ),
+        "sendsms_user": os.environ.get("RAPIDSMS_E2E_SENDSMS_USERNAME", "rapidsms"),
+        "sendsms_pass": os.environ.get("RAPIDSMS_E2E_SENDSMS_PASSWORD", ""),
     },
 }
 

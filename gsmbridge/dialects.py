@@ -1,0 +1,205 @@
+"""Send endpoints in the dialects of RapidSMS backends other than Kannel's.
+
+Whatever RapidSMS a deployment runs, it should reach the bridge with configuration alone:
+
+- ``POST /vumi/send`` takes what RapidSMS's ``VumiBackend`` posts: a JSON Vumi message
+  ``{"content", "to_addr": [...], "session_event", "metadata": {"rapidsms_msg_id"},
+  "in_reply_to"?, "from_addr"?, "endpoint"?}`` plus whatever the backend's ``sendsms_params``
+  add, with HTTP basic auth (``sendsms_user``/``sendsms_pass``). VumiBackend treats any answer
+  but 200 as a failure and never retries, so the answer is 200 once the message is committed,
+  with a JSON body shaped like the message Vumi's HTTP API returns.
+- ``POST /http/send`` takes what rapidsms-threadless-router's ``HttpBackend`` posts to its
+  ``outgoing_url``: a form with the number and the text, named as [rapidsms] identity_name and
+  text_name say (``identity`` and ``text`` are taken too, which is what that backend sends).
+  Credentials come as username/password parameters (in the URL's query, as its backend cannot do
+  basic auth) or as basic auth.
+- rapidsms-httprouter needs nothing here: its ROUTER_URL template can name Kannel's
+  ``/cgi-bin/sendsms`` directly (see web.py).
+
+Validation, authentication and the store call are web.py's, so every endpoint refuses the same
+things the same way; a 4xx says why. Answers carry ``X-Message-Id`` with the new message's id.
+"""
+
+import json
+import logging
+import urllib.parse
+from datetime import datetime, timezone
+
+from flask import Blueprint, Response, request
+
+from gsmbridge import web
+from gsmbridge.web import Refused
+
+log = logging.getLogger("gsmbridge.web")
+
+#: the fields the threadless router's HttpBackend itself sends
+DEFAULT_IDENTITY, DEFAULT_TEXT = "identity", "text"
+
+
+def dialect_blueprint(store, config):
+    """The Blueprint with the dialects' send endpoints, serving store according to config."""
+    bp = Blueprint("dialects", __name__)
+
+    @bp.route("/vumi/send", methods=["POST"])
+    def vumi_send():
+        return vumi(store, config)
+
+    @bp.route("/http/send", methods=["POST"])
+    def http_send():
+        return threadless(store, config)
+
+    @bp.errorhandler(Refused)
+    def refused(exc):
+        if request.path.startswith("/vumi/"):
+            response = web.json_response({"error": exc.message}, exc.status)
+            for name, value in exc.headers.items():
+                response.headers[name] = value
+            return response
+        return web.error_response(exc.status, exc.message, exc.headers)
+
+    return bp
+
+
+# ---------------------------------------------------------------------------------------------
+# Vumi
+
+
+def vumi(store, config):
+    web.require_basic_auth(config)
+    data = json_object(request.get_data(cache=True))
+
+    content = data.get("content")
+    if content is None:
+        raise Refused(400, "content is empty (a Vumi message without text cannot be an SMS)")
+    if not isinstance(content, str):
+        raise Refused(400, "content must be a string")
+    web.check_unicode(content, "content")
+
+    to_addr = data.get("to_addr")
+    numbers = [to_addr] if isinstance(to_addr, str) else to_addr
+    if not isinstance(numbers, list) or not numbers or not all(isinstance(n, str) for n in numbers):
+        raise Refused(400, "to_addr must be a phone number or a non-empty list of them")
+    numbers = [n.strip() for n in numbers]
+    web.check_numbers(numbers, config.http.max_recipients)
+
+    sender = optional_string(data, "from_addr", web.MAX_SENDER)
+    in_reply_to = optional_string(data, "in_reply_to", 64)
+    metadata = data.get("metadata")
+    rapidsms_id = metadata.get("rapidsms_msg_id") if isinstance(metadata, dict) else None
+
+    encoding, parts = web.count_parts(content, config.modem.max_parts)
+    ids = web.add_outbound(store, numbers, content, encoding=encoding, parts=parts, sender=sender)
+    # in_reply_to is the inbound id the bridge gave RapidSMS as message_id: it ties a reply to
+    # the SMS it answers in the log.
+    log.info("vumi send accepted %s: %d receiver(s), %d part(s) %s, in_reply_to=%s "
+             "rapidsms_msg_id=%s", web.describe_ids(ids), len(numbers), parts, encoding,
+             in_reply_to or "-", rapidsms_id if rapidsms_id is not None else "-")
+    answer = {
+        "message_version": "20110921",
+        "message_type": "user_message",
+        "message_id": ids[0],
+        "message_ids": ids,
+        "in_reply_to": in_reply_to,
+        "session_event": None,
+        "to_addr": to_addr,
+        "from_addr": sender,
+        "content": content,
+        "transport_name": config.modem.name,
+        "transport_type": "sms",
+        "timestamp": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f"),
+        "helper_metadata": {},
+        "transport_metadata": {},
+        "status": "queued",
+        "parts": parts,
+        "encoding": encoding,
+    }
+    response = web.json_response(answer, 200)
+    response.headers["X-Message-Id"] = str(ids[0])
+    return response
+
+
+def json_object(body):
+    """A request body -> the JSON object in it (UTF-8); Refused(400) otherwise."""
+    try:
+        data = json.loads(body.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise Refused(400, "The body is not UTF-8") from None
+    except (ValueError, RecursionError) as exc:
+        raise Refused(400, "The body is not JSON: %s" % str(exc)[:100]) from None
+    if not isinstance(data, dict):
+        raise Refused(400, "The body must be a JSON object (a Vumi message)")
+    return data
+
+
+def optional_string(data, key, max_length):
+    value = data.get(key)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or len(value) > max_length:
+        raise Refused(400, "%s must be a string of at most %d characters" % (key, max_length))
+    web.check_unicode(value, key)
+    return value
+
+
+# ---------------------------------------------------------------------------------------------
+# rapidsms-threadless-router's http backend
+
+
+def threadless(store, config):
+    fields = {}
+    for name, value in web.parse_form(request.query_string):
+        fields.setdefault(name, value)
+    if request.mimetype not in ("", "application/x-www-form-urlencoded"):
+        raise Refused(415, "Unsupported content-type (a form is expected), rejected")
+    for name, value in web.parse_form(request.get_data(cache=True)):
+        fields.setdefault(name, value)
+
+    def field(name):
+        if name not in fields:
+            return None
+        return web.decode_text(web.form_bytes(fields[name]), "utf-8", name)
+
+    username = field("username") if "username" in fields else field("user")
+    password = field("password") if "password" in fields else field("pass")
+    check_credentials(config, username, password)
+
+    identity_name = pick(fields, config.rapidsms.identity_name, DEFAULT_IDENTITY)
+    text_name = pick(fields, config.rapidsms.text_name, DEFAULT_TEXT)
+    if identity_name is None:
+        raise Refused(400, "Missing receiver number (%s), rejected" % config.rapidsms.identity_name)
+    # A literal '+' is the number's international prefix, not an encoded space.
+    number = web.decode_text(urllib.parse.unquote_to_bytes(fields[identity_name]), "utf-8",
+                             identity_name).strip()
+    web.check_numbers([number], 1)
+    text = field(text_name) if text_name is not None else None
+    if not text:
+        raise Refused(400, "Empty text, rejected")
+    encoding, parts = web.count_parts(text, config.modem.max_parts)
+
+    ids = web.add_outbound(store, [number], text, encoding=encoding, parts=parts)
+    log.info("http send accepted %s: %d part(s) %s", web.describe_ids(ids), parts, encoding)
+    response = Response("Accepted for delivery: %s\n" % ids[0], 200, mimetype="text/plain")
+    response.headers["X-Message-Id"] = str(ids[0])
+    return response
+
+
+def pick(fields, configured, default):
+    """The field name present: the configured one, else the backend's own default."""
+    for name in (configured, default):
+        if name in fields:
+            return name
+    return None
+
+
+def check_credentials(config, username, password):
+    """Like sendsms: parameters when given, else basic auth. 401 when they do not match."""
+    if not config.http.auth_required:
+        return
+    if username is None and password is None:
+        ok = web.basic_auth_ok(config)
+    else:
+        ok = web.credentials_match(config, username, password)
+    if not ok:
+        log.warning("http send refused: bad credentials from %s", request.remote_addr)
+        raise Refused(401, "Authorization failed",
+                      {"WWW-Authenticate": 'Basic realm="gsmbridge", charset="UTF-8"'})
