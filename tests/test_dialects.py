@@ -2,13 +2,14 @@
 
 Outbound: RapidSMS 2.2.0's own VumiBackend posts to /vumi/send; rapidsms-threadless-router's
 HttpBackend (Python 2, not installable here) and rapidsms-httprouter's ROUTER_URL are reproduced
-exactly as their source builds the request: threadless posts `urllib.urlencode({'text', 'identity'})`
-to its outgoing_url; httprouter fills its template with `quote_plus` of each UTF-8 value and GETs
-it. What got committed is read back from the store.
+exactly as their source builds the request: threadless posts
+`urllib.urlencode({'text', 'identity'})` to its outgoing_url; httprouter fills its template with
+`quote_plus` of each UTF-8 value and GETs it. What got committed is read back from the store.
 
 Inbound: the forwarder's vumi and httprouter styles against a recording HTTP server.
 """
 
+import contextlib
 import json
 import time
 import urllib.error
@@ -17,6 +18,8 @@ import urllib.request
 
 import pytest
 import requests
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from gsmbridge import config as configmod
 from gsmbridge.forwarder import Forwarder
@@ -31,9 +34,7 @@ TEXT = "Habari 😀 ñ € 中文 [x] {y} & a=b+c %20 100%\nnew line"
 
 @pytest.fixture
 def serve(tmp_path):
-    """serve(**config sections) -> a running bridge (web.Served); stopped after the test."""
-    import contextlib
-
+    """serve(**config sections) -> a running bridge (test_web.Served); stopped after the test."""
     with contextlib.ExitStack() as stack:
         def start(**sections):
             sections.setdefault("http", {"username": USER, "password": PASSWORD})
@@ -362,3 +363,67 @@ def test_config_takes_the_new_styles(tmp_path, style, url, warns):
     cfg = configmod.for_tests(str(tmp_path), rapidsms={"url": url, "style": style})
     assert cfg.rapidsms.style == style
     assert bool(cfg.warnings) == warns
+
+
+# -- fuzzing: whatever arrives, a 2xx or a 4xx with a reason, never a 500 ---------------------
+
+FUZZ = settings(max_examples=200, deadline=None,
+                suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=30),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
+                                                                max_size=4),
+    max_leaves=10)
+vumi_bodies = st.one_of(
+    st.fixed_dictionaries(
+        {"to_addr": st.one_of(st.just([A]), st.lists(st.just(B), max_size=3), json_values),
+         "content": st.one_of(st.text(max_size=600), json_values)},
+        optional={"from_addr": json_values, "in_reply_to": json_values, "metadata": json_values,
+                  "session_event": json_values, "endpoint": json_values},
+    ).map(lambda d: json.dumps(d).encode()),
+    json_values.map(lambda v: json.dumps(v).encode()),
+    st.binary(max_size=100),
+)
+form_values = st.one_of(st.just("%2B255700000001"), st.text(max_size=40).map(urllib.parse.quote),
+                        st.text(alphabet="%+&=abc0123456789", max_size=20))
+form_bodies = st.one_of(
+    st.lists(st.tuples(st.sampled_from(["identity", "text", "phone", "username", "password",
+                                        "user", "pass", "x"]), form_values), max_size=6)
+    .map(lambda fields: "&".join("%s=%s" % f for f in fields).encode()),
+    st.binary(max_size=100),
+)
+
+
+@pytest.fixture(scope="module")
+def fuzz_bridge(tmp_path_factory):
+    cfg = configmod.for_tests(str(tmp_path_factory.mktemp("fuzz")), modem={"max_parts": 3},
+                              rapidsms={"url": "http://127.0.0.1:8000/", "identity_name": "phone"})
+    store = open_store(cfg)
+    with serving(store, cfg) as served:
+        yield served
+    store.close()
+
+
+def assert_not_5xx(status, body):
+    assert status < 500, body
+    assert "Traceback" not in body
+
+
+@FUZZ
+@given(body=vumi_bodies, ctype=st.sampled_from(["application/json", "text/plain", ""]))
+def test_fuzz_vumi_send(fuzz_bridge, body, ctype):
+    status, text, _ = fuzz_bridge.raw("POST", "/vumi/send", body=body,
+                                      headers={"Content-Type": ctype} if ctype else {})
+    assert_not_5xx(status, text)
+    assert status in (200, 400)
+
+
+@FUZZ
+@given(body=form_bodies, query=form_bodies,
+       ctype=st.sampled_from(["application/x-www-form-urlencoded", "text/plain", ""]))
+def test_fuzz_http_send(fuzz_bridge, body, query, ctype):
+    target = "/http/send?" + urllib.parse.quote(query, safe="%&=+")
+    status, text, _ = fuzz_bridge.raw("POST", target, body=body,
+                                      headers={"Content-Type": ctype} if ctype else {})
+    assert_not_5xx(status, text)
