@@ -12,6 +12,7 @@ import signal
 import threading
 import urllib.parse
 
+from gsmbridge.dlr import DlrSender
 from gsmbridge.forwarder import Forwarder
 from gsmbridge.store import Store
 from gsmbridge.web import create_app
@@ -50,6 +51,10 @@ class Bridge:
                                    backoff_cap=rs.retry_cap)
         self.forwarder_thread = threading.Thread(target=self.forwarder.run, args=(self.stopping,),
                                                  name="forwarder", daemon=True)
+        self.dlr_sender = DlrSender(self.store, smsc=config.modem.name, timeout=rs.timeout,
+                                    backoff_cap=rs.retry_cap)
+        self.dlr_thread = threading.Thread(target=self.dlr_sender.run, args=(self.stopping,),
+                                           name="dlr", daemon=True)
         self.server = self._make_server()
 
     def _make_worker(self, name, cfg):
@@ -97,6 +102,7 @@ class Bridge:
         for worker in self.workers:
             worker.start()
         self.forwarder_thread.start()
+        self.dlr_thread.start()
         self.server_thread = threading.Thread(target=self._serve, name="http", daemon=True)
         self.server_thread.start()
         log.info("listening on http://%s/", self.address)
@@ -133,6 +139,7 @@ class Bridge:
                 log.warning("modem=%s did not finish in %.0fs; its message will be resent",
                             worker.modem_name, STOP_GRACE)
         self.forwarder_thread.join(2.0)
+        self.dlr_thread.join(2.0)
         if self.simulator is not None:
             self.simulator.stop()
         self.store.close()

@@ -16,6 +16,12 @@ Inbound delivery is in arrival order per sender. Each sender's oldest pending me
 its *head* (a column kept in the same transactions that change the statuses), so finding what is
 due is one index range scan however many messages wait behind it.
 
+Delivery reports. A message sent with a dlr_url gets delivery-report callbacks (Kannel's types: 8
+taken by the SMSC, 16 refused by it, 1 delivered to the phone, 2 not delivered, 4 still queued at
+the SMSC). Each is queued in the `callbacks` table by the very transaction that records its cause
+(outbound_sent, outbound_failed, add_report), so a crash can lose neither the event nor its
+callback; gsmbridge/dlr.py delivers them.
+
 Threads. One ``Store`` object is shared; each thread gets its own connection (``threading.local``).
 ``wait()``/``notify()`` only wake sleepers up; the data always goes through SQLite.
 """
@@ -33,10 +39,22 @@ from datetime import datetime
 log = logging.getLogger("gsmbridge.store")
 
 #: the schema version this code writes (PRAGMA user_version)
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 INBOUND_STATUSES = ("pending", "delivered", "failed")
 OUTBOUND_STATUSES = ("queued", "sending", "sent", "delivered", "failed", "unknown")
+CALLBACK_STATUSES = ("pending", "delivered", "failed")
+
+#: Kannel's delivery-report types (dlr-mask bits)
+DLR_DELIVERED = 1          # delivered to the phone
+DLR_UNDELIVERED = 2        # not delivered to the phone (given up)
+DLR_QUEUED = 4             # queued on the SMSC (a report with a temporary status)
+DLR_SMSC_ACK = 8           # delivered to the SMSC (+CMGS for every part)
+DLR_SMSC_REJECT = 16       # not delivered to the SMSC (a permanent error)
+
+#: a status report answers the newest message sent with its TP-MR to its number within this long;
+#: TP-MR wraps at 256, so an older one is more likely another message's reference
+REPORT_WINDOW = 3 * 86400.0
 
 _SCHEMA_V1 = """
 CREATE TABLE inbound (
@@ -154,8 +172,35 @@ CREATE TABLE modems (
 );
 """
 
+_SCHEMA_V2 = """
+CREATE TABLE callbacks (                              -- delivery-report callbacks to make
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,   -- order of the events
+    outbound_id  TEXT NOT NULL,
+    type         INTEGER NOT NULL,                    -- Kannel DLR type: 1, 2, 4, 8 or 16
+    dlr_url      TEXT NOT NULL,                       -- the template, escapes not yet filled in
+    text         TEXT NOT NULL,                       -- %A: "ACK", the error, "id:.. stat:.."
+    smsc         TEXT,                                -- %i: the modem
+    recipient    TEXT NOT NULL,                       -- %p
+    sender       TEXT,                                -- %P
+    event_at     REAL NOT NULL,                       -- %t
+    status       TEXT NOT NULL DEFAULT 'pending'
+                 CHECK (status IN ('pending', 'delivered', 'failed')),
+    attempts     INTEGER NOT NULL DEFAULT 0,
+    next_attempt REAL NOT NULL,
+    last_attempt REAL,
+    last_error   TEXT,
+    response     TEXT,
+    created_at   REAL NOT NULL,
+    delivered_at REAL,
+    failed_at    REAL
+);
+CREATE INDEX callbacks_due ON callbacks (next_attempt, id) WHERE status = 'pending';
+CREATE INDEX callbacks_outbound ON callbacks (outbound_id, id);
+CREATE INDEX callbacks_status ON callbacks (status, id);
+"""
+
 #: schema version -> script taking the database from the version before to it
-_MIGRATIONS = {1: _SCHEMA_V1}
+_MIGRATIONS = {1: _SCHEMA_V1, 2: _SCHEMA_V2}
 
 # The queries that must stay fast with a million rows queued; tests check their plans.
 DUE_INBOUND_SQL = (
@@ -180,6 +225,16 @@ DEMOTE_HEADS_SQL = (
     " WHERE sender = ? AND status = 'pending' AND head = 1 AND seq != ?")
 COUNT_INBOUND_SQL = "SELECT status, COUNT(*) FROM inbound GROUP BY status"
 COUNT_OUTBOUND_SQL = "SELECT status, COUNT(*) FROM outbound GROUP BY status"
+# A message's callbacks go in the order of their events: only its oldest pending one is offered.
+DUE_CALLBACKS_SQL = (
+    "SELECT * FROM callbacks AS c INDEXED BY callbacks_due"
+    " WHERE c.status = 'pending' AND c.next_attempt <= ? AND NOT EXISTS ("
+    "SELECT 1 FROM callbacks AS p INDEXED BY callbacks_outbound"
+    " WHERE p.outbound_id = c.outbound_id AND p.id < c.id AND p.status = 'pending')"
+    " ORDER BY c.next_attempt, c.id LIMIT ?")
+NEXT_CALLBACK_DUE_SQL = (
+    "SELECT MIN(next_attempt) FROM callbacks INDEXED BY callbacks_due WHERE status = 'pending'")
+COUNT_CALLBACKS_SQL = "SELECT status, COUNT(*) FROM callbacks GROUP BY status"
 
 #: a status report's TP-ST: below 0x20 done (0x00-0x02 delivered), 0x20-0x3F still trying,
 #: 0x40 and above given up (TS 23.040 9.2.3.15)
@@ -407,12 +462,15 @@ class Store:
         """Store a status report and apply it to the outbound message it answers.
 
         Returns the report's id, or None if this very report was stored before. The message is
-        the most recent one sent with that TP-MR to that number (references wrap at 256). It
-        becomes `delivered` once every part is reported delivered, `failed` as soon as one part is
-        reported failed; a pending report (0x20-0x3F) is only recorded.
+        the one most recently sent (within REPORT_WINDOW) with that TP-MR to that number; TP-MR
+        wraps at 256, so a part still awaiting its final report is preferred over one that has
+        had it. The message becomes `delivered` once every part is reported delivered, `failed`
+        as soon as one part is reported failed; a pending report (0x20-0x3F) is only recorded.
+        The delivery-report callback this calls for (1, 2 or 4) is queued in the same transaction.
         """
         now = self.clock()
         reference, status = int(reference), int(status)
+        queued = False
         with self._write() as db:
             cur = db.execute("INSERT OR IGNORE INTO reports (modem, reference, recipient, status,"
                              " pdu, received_at) VALUES (?, ?, ?, ?, ?, ?)",
@@ -420,37 +478,63 @@ class Store:
             if not cur.rowcount:
                 return None
             report_id = cur.lastrowid
-            match = self._match_report(db, modem, reference, recipient)
+            match = self._match_report(db, modem, reference, recipient, now)
             if match is not None:
                 seq, part, msg_id = match
                 db.execute("UPDATE reports SET outbound_id = ? WHERE id = ?", (msg_id, report_id))
-                db.execute("UPDATE outbound_refs SET status = ?, reported_at = ?"
-                           " WHERE outbound_seq = ? AND part = ?", (status, now, seq, part))
-                self._settle_outbound(db, seq, now)
+                # A late "still trying" never overwrites a part's final status.
+                cur = db.execute("UPDATE outbound_refs SET status = ?, reported_at = ?"
+                                 " WHERE outbound_seq = ? AND part = ? AND (? NOT BETWEEN ? AND ?"
+                                 " OR status IS NULL OR status BETWEEN ? AND ?)",
+                                 (status, now, seq, part, status, _ST_PENDING, _ST_FAILED - 1,
+                                  _ST_PENDING, _ST_FAILED - 1))
+                settled = self._settle_outbound(db, seq, now)
+                text = "id:%d stat:%s err:%03d" % (reference, _report_word(status), status)
+                if settled == "delivered":
+                    queued = _queue_callback(db, seq, DLR_DELIVERED, text, now)
+                elif settled == "failed":
+                    queued = _queue_callback(db, seq, DLR_UNDELIVERED, text, now)
+                elif (cur.rowcount and _ST_PENDING <= status < _ST_FAILED
+                      and _outbound_status(db, seq) == "sent"):
+                    queued = _queue_callback(db, seq, DLR_QUEUED, text, now)
+        if queued:
+            self.notify()
         return report_id
 
-    def _match_report(self, db, modem, reference, recipient):
+    def _match_report(self, db, modem, reference, recipient, now):
+        """(outbound seq, part, id) of the sent part a report answers, or None."""
         rows = db.execute(
-            "SELECT r.outbound_seq, r.part, o.id, o.recipient FROM outbound_refs r"
-            " JOIN outbound o ON o.seq = r.outbound_seq"
-            " WHERE r.reference = ? AND (r.modem = ? OR r.modem IS NULL)"
-            " ORDER BY r.outbound_seq DESC LIMIT 50", (reference, modem)).fetchall()
-        for row in rows:
-            if _same_number(row["recipient"], recipient):
-                return row["outbound_seq"], row["part"], row["id"]
-        return None
+            "SELECT r.outbound_seq, r.part, r.status, o.id, o.recipient, o.sent_at"
+            " FROM outbound_refs r JOIN outbound o ON o.seq = r.outbound_seq"
+            " WHERE r.reference = ? AND (r.modem = ? OR r.modem IS NULL) AND o.sent_at >= ?",
+            (reference, modem, now - REPORT_WINDOW)).fetchall()
+        rows = [row for row in rows if _same_number(row["recipient"], recipient)]
+        if not rows:
+            return None
+
+        def preference(row):
+            awaiting = row["status"] is None or _ST_PENDING <= row["status"] < _ST_FAILED
+            return (awaiting, row["sent_at"], row["outbound_seq"])
+
+        best = max(rows, key=preference)
+        return best["outbound_seq"], best["part"], best["id"]
 
     def _settle_outbound(self, db, seq, now):
+        """Apply the parts' report statuses to a sent message: "delivered", "failed" or None
+        (no change)."""
         statuses = [row[0] for row in db.execute(
             "SELECT status FROM outbound_refs WHERE outbound_seq = ?", (seq,))]
         failed = [s for s in statuses if s is not None and s >= _ST_FAILED]
         if failed:
-            db.execute("UPDATE outbound SET status = 'failed', failed_at = ?, last_error = ?"
-                       " WHERE seq = ? AND status = 'sent'",
-                       (now, "status report: not delivered (TP-ST 0x%02X)" % failed[0], seq))
-        elif statuses and all(s is not None and s < _ST_PENDING for s in statuses):
-            db.execute("UPDATE outbound SET status = 'delivered', delivered_at = ?"
-                       " WHERE seq = ? AND status = 'sent'", (now, seq))
+            cur = db.execute("UPDATE outbound SET status = 'failed', failed_at = ?, last_error = ?"
+                             " WHERE seq = ? AND status = 'sent'",
+                             (now, "status report: not delivered (TP-ST 0x%02X)" % failed[0], seq))
+            return "failed" if cur.rowcount else None
+        if statuses and all(s is not None and s < _ST_PENDING for s in statuses):
+            cur = db.execute("UPDATE outbound SET status = 'delivered', delivered_at = ?"
+                             " WHERE seq = ? AND status = 'sent'", (now, seq))
+            return "delivered" if cur.rowcount else None
+        return None
 
     def reports(self, limit=100):
         rows = self._conn().execute("SELECT * FROM reports ORDER BY id DESC LIMIT ?",
@@ -583,6 +667,9 @@ class Store:
             result["reports"] = [dict(r) for r in db.execute(
                 "SELECT part, reference, status, reported_at FROM outbound_refs"
                 " WHERE outbound_seq = ? ORDER BY part", (row["seq"],))]
+            result["callbacks"] = [dict(r) for r in db.execute(
+                "SELECT id, type, text, status, attempts, last_error, created_at, delivered_at,"
+                " failed_at FROM callbacks WHERE outbound_id = ? ORDER BY id", (id,))]
         return result
 
     # -- outbound, read by the worker ------------------------------------------------------
@@ -615,9 +702,10 @@ class Store:
             return False
 
     def outbound_sent(self, id, *, references):
-        """The modem took every part; `references` are their TP-MRs, in part order."""
+        """The modem took every part; `references` are their TP-MRs, in part order (None for a
+        part the modem gave none). Queues the type 8 callback if the message asked for it."""
         now = self.clock()
-        references = [int(r) for r in references]
+        references = [None if r is None else int(r) for r in references]
         with self._write() as db:
             row = db.execute("SELECT seq, sent_by, modem FROM outbound WHERE id = ?", (id,)).fetchone()
             if row is None:
@@ -628,7 +716,10 @@ class Store:
             db.executemany("INSERT INTO outbound_refs (outbound_seq, part, modem, reference)"
                            " VALUES (?, ?, ?, ?)",
                            [(row["seq"], part, row["sent_by"] or row["modem"], ref)
-                            for part, ref in enumerate(references)])
+                            for part, ref in enumerate(references) if ref is not None])
+            queued = _queue_callback(db, row["seq"], DLR_SMSC_ACK, "ACK", now)
+        if queued:
+            self.notify()
 
     def outbound_retry(self, id, *, error, next_attempt):
         """Back in the queue after a transient failure, due again at next_attempt."""
@@ -641,13 +732,20 @@ class Store:
         self.notify()
 
     def outbound_failed(self, id, *, error):
-        """Given up: a permanent error (or too many transient ones)."""
+        """Given up: a permanent error (or too many transient ones). Queues the type 16 callback
+        (once) if the message asked for it."""
         now = self.clock()
         with self._write() as db:
-            cur = db.execute("UPDATE outbound SET status = 'failed', failed_at = ?, last_error = ?"
-                             " WHERE id = ?", (now, str(error), id))
-            if not cur.rowcount:
+            row = db.execute("SELECT seq, status FROM outbound WHERE id = ?", (id,)).fetchone()
+            if row is None:
                 raise KeyError(id)
+            db.execute("UPDATE outbound SET status = 'failed', failed_at = ?, last_error = ?"
+                       " WHERE seq = ?", (now, str(error), row["seq"]))
+            queued = False
+            if row["status"] != "failed":
+                queued = _queue_callback(db, row["seq"], DLR_SMSC_REJECT, _short(error), now)
+        if queued:
+            self.notify()
 
     def recover_sending(self, *, resend):
         """At start: messages left `sending` by a crash may or may not have left the modem.
@@ -670,6 +768,79 @@ class Store:
         if count:
             self.notify()
         return count
+
+    # -- delivery-report callbacks, read by the DLR sender ---------------------------------
+
+    def due_callbacks(self, now, limit=50):
+        """Callbacks due by `now`, earliest first; of each message only its oldest pending one,
+        so a receiver hears a message's events in order (8 before 1).
+        keys: id outbound_id type dlr_url text smsc recipient sender event_at status attempts
+              next_attempt last_attempt last_error response created_at delivered_at failed_at"""
+        rows = self._conn().execute(DUE_CALLBACKS_SQL, (now, limit)).fetchall()
+        return [dict(row) for row in rows]
+
+    def next_callback_due(self):
+        """When the next pending callback is due (epoch seconds), or None if none is pending."""
+        return self._conn().execute(NEXT_CALLBACK_DUE_SQL).fetchone()[0]
+
+    def callback_delivered(self, id, *, response):
+        """The receiver took it (2xx). The start of its answer is kept."""
+        now = self.clock()
+        self._finish_callback(id, "status = 'delivered', delivered_at = ?, response = ?,"
+                              " last_error = NULL", (now, (response or "")[:1000]), now)
+
+    def callback_failed(self, id, *, error):
+        """The receiver refused it for good (4xx): kept, visible, never retried."""
+        now = self.clock()
+        self._finish_callback(id, "status = 'failed', failed_at = ?, last_error = ?",
+                              (now, str(error)), now)
+
+    def _finish_callback(self, id, assignments, params, now):
+        with self._write() as db:
+            row = db.execute("SELECT status FROM callbacks WHERE id = ?", (id,)).fetchone()
+            if row is None:
+                raise KeyError(id)
+            if row["status"] != "pending":
+                return
+            db.execute("UPDATE callbacks SET " + assignments + ", attempts = attempts + 1,"
+                       " last_attempt = ? WHERE id = ?", (*params, now, id))
+        self.notify()  # the message's next callback may now be due
+
+    def callback_retry(self, id, *, error, next_attempt):
+        """Not taken this time (5xx, timeout, connection error): try again at next_attempt."""
+        now = self.clock()
+        with self._write() as db:
+            cur = db.execute("UPDATE callbacks SET attempts = attempts + 1, last_attempt = ?,"
+                             " last_error = ?, next_attempt = ? WHERE id = ? AND status = 'pending'",
+                             (now, str(error), float(next_attempt), id))
+            if not cur.rowcount and not _exists(db, "callbacks", id):
+                raise KeyError(id)
+
+    def requeue_callbacks(self, ids=None):
+        """Failed callbacks back to pending (all of them when ids is None), e.g. once the
+        receiver is fixed. Returns how many."""
+        now = self.clock()
+        with self._write() as db:
+            if ids is None:
+                count = db.execute("UPDATE callbacks SET status = 'pending', next_attempt = ?,"
+                                   " failed_at = NULL WHERE status = 'failed'", (now,)).rowcount
+            else:
+                count = sum(db.execute("UPDATE callbacks SET status = 'pending', next_attempt = ?,"
+                                       " failed_at = NULL WHERE id = ? AND status = 'failed'",
+                                       (now, int(i))).rowcount for i in ids)
+        if count:
+            self.notify()
+        return count
+
+    def callbacks(self, outbound_id=None, limit=100):
+        """The latest callbacks (of one message, or of all), newest first."""
+        db = self._conn()
+        if outbound_id is None:
+            rows = db.execute("SELECT * FROM callbacks ORDER BY id DESC LIMIT ?", (limit,))
+        else:
+            rows = db.execute("SELECT * FROM callbacks WHERE outbound_id = ? ORDER BY id DESC"
+                              " LIMIT ?", (outbound_id, limit))
+        return [dict(row) for row in rows]
 
     # -- the operators' view ---------------------------------------------------------------
 
@@ -697,7 +868,8 @@ class Store:
         return result
 
     def counts(self):
-        """Queue depths: {"inbound": {status: n}, "outbound": {status: n}, "parts", "bad_pdus",
+        """Queue depths: {"inbound": {status: n}, "outbound": {status: n}, "callbacks":
+        {status: n}, "parts", "bad_pdus",
         "reports", "oldest_pending_inbound", "oldest_queued_outbound"} (the last two are
         epoch seconds or None)."""
         with self._read() as db:
@@ -709,9 +881,12 @@ class Store:
                                    " ORDER BY status, seq LIMIT 1").fetchone()
             oldest_out = db.execute("SELECT created_at FROM outbound WHERE status = 'queued'"
                                     " ORDER BY status, seq LIMIT 1").fetchone()
+            callbacks = dict.fromkeys(CALLBACK_STATUSES, 0)
+            callbacks.update(db.execute(COUNT_CALLBACKS_SQL).fetchall())
             return {
                 "inbound": inbound,
                 "outbound": outbound,
+                "callbacks": callbacks,
                 "parts": db.execute("SELECT COUNT(*) FROM parts").fetchone()[0],
                 "bad_pdus": db.execute("SELECT COUNT(*) FROM bad_pdus").fetchone()[0],
                 "reports": db.execute("SELECT COUNT(*) FROM reports").fetchone()[0],
@@ -743,11 +918,11 @@ class Store:
 
         Forgets dedup keys older than seen_days (a network redelivers within hours, a SIM is swept
         within minutes; keys of parts still waiting are kept). With keep_days, also deletes
-        inbound messages delivered, and outbound messages sent or delivered, longer ago than that;
-        failed and unknown messages are never deleted here.
+        inbound messages delivered, outbound messages sent or delivered, and callbacks made,
+        longer ago than that; failed and unknown ones are never deleted here.
         """
         now = self.clock() if now is None else now
-        removed = {"seen": 0, "inbound": 0, "outbound": 0}
+        removed = {"seen": 0, "inbound": 0, "outbound": 0, "callbacks": 0}
         with self._write() as db:
             removed["seen"] = db.execute(
                 "DELETE FROM seen WHERE seen_at < ? AND NOT EXISTS (SELECT 1 FROM parts"
@@ -762,6 +937,9 @@ class Store:
                 removed["outbound"] = db.execute(
                     "DELETE FROM outbound WHERE status IN ('sent', 'delivered')"
                     " AND COALESCE(delivered_at, sent_at) < ?", (cutoff,)).rowcount
+                removed["callbacks"] = db.execute(
+                    "DELETE FROM callbacks WHERE status = 'delivered' AND delivered_at < ?",
+                    (cutoff,)).rowcount
         self._conn().execute("PRAGMA optimize")
         return removed
 
@@ -785,6 +963,71 @@ class Store:
         return problems
 
 
+    # -- read-only queries for the operators' view (web.py, overview.py) -------------------
+
+    #: how many of the newest rows each way activity() looks at: its cost stays bounded however
+    #: many rows are kept (one modem moves at most about 20,000 SMS a day)
+    ACTIVITY_SCAN = 50000
+
+    def activity(self, since, *, bucket=3600.0, buckets=24):
+        """Traffic and the latest events, for the status page and /health.
+
+        {"in": [n per bucket], "out": [n per bucket], "last_received", "last_forwarded",
+        "last_sent"}: bucket i counts inbound messages received, and outbound ones the modem took
+        (sent_at), from since + i * bucket on; the last_* are epoch seconds or None. Only the
+        newest ACTIVITY_SCAN rows of each table are looked at.
+        """
+        result = {"in": [0] * buckets, "out": [0] * buckets}
+        newest = "(SELECT %s AS t FROM %s ORDER BY seq DESC LIMIT %d)"
+        with self._read() as db:
+            for way, column, table in (("in", "received_at", "inbound"),
+                                       ("out", "sent_at", "outbound")):
+                rows = db.execute("SELECT CAST((t - ?) / ? AS INTEGER), COUNT(*) FROM "
+                                  + newest % (column, table, self.ACTIVITY_SCAN)
+                                  + " WHERE t >= ? GROUP BY 1", (since, bucket, since))
+                for index, count in rows:
+                    if 0 <= index < buckets:
+                        result[way][index] = count
+            for key, column, table in (("last_received", "received_at", "inbound"),
+                                       ("last_forwarded", "delivered_at", "inbound"),
+                                       ("last_sent", "sent_at", "outbound")):
+                # finished messages are mostly the newest ones: stop after the first hundred
+                result[key] = db.execute(
+                    "SELECT MAX(t) FROM (SELECT t FROM " + newest % (column, table, self.ACTIVITY_SCAN)
+                    + " WHERE t IS NOT NULL LIMIT 100)").fetchone()[0]
+        return result
+
+    def messages(self, *, direction=None, status=None, number=None, limit=50):
+        """The newest messages, as recent() gives them, filtered by direction ("in"/"out"),
+        status, and number: matched on its last 9 digits (0712..., +255712... and 255712... are
+        the same line), or anywhere in the address when shorter or alphanumeric."""
+        found = []
+        with self._read() as db:
+            for way, table, column, statuses, as_dict in (
+                    ("in", "inbound", "sender", INBOUND_STATUSES, _inbound_dict),
+                    ("out", "outbound", "recipient", OUTBOUND_STATUSES, _outbound_dict)):
+                if direction not in (None, way) or status not in (None, *statuses):
+                    continue
+                where, params = ["1"], []
+                if status is not None:
+                    where.append("status = ?")
+                    params.append(status)
+                if number:
+                    digits = _digits(number)
+                    where.append("substr(%s, -9) = ?" % column if len(digits) >= 9
+                                 else "instr(%s, ?) > 0" % column)
+                    params.append(digits[-9:] if len(digits) >= 9 else number)
+                for row in db.execute("SELECT * FROM %s WHERE %s ORDER BY seq DESC LIMIT ?"
+                                      % (table, " AND ".join(where)), (*params, limit)):
+                    message = as_dict(row)
+                    message.pop("pdus", None)
+                    message["direction"] = way
+                    found.append(message)
+        found.sort(reverse=True, key=lambda m: m["received_at" if m["direction"] == "in"
+                                                else "created_at"])
+        return found[:limit]
+
+
 # -- helpers ---------------------------------------------------------------------------------
 
 def _split_sql(script):
@@ -805,6 +1048,43 @@ def _promote_head(db, sender):
     db.execute(DEMOTE_HEADS_SQL, (sender, oldest[0] if oldest else -1))
     if oldest is not None:
         db.execute("UPDATE inbound SET head = 1 WHERE seq = ? AND head = 0", (oldest[0],))
+
+
+def _queue_callback(db, seq, type, text, now):
+    """Queue a delivery-report callback for outbound message `seq` if it asked for this type
+    (dlr_url set and type in dlr_mask). Part of the caller's transaction. True if queued."""
+    row = db.execute("SELECT id, recipient, sender, dlr_url, dlr_mask, sent_by, modem"
+                     " FROM outbound WHERE seq = ?", (seq,)).fetchone()
+    if row is None or not row["dlr_url"] or not (row["dlr_mask"] & type):
+        return False
+    db.execute("INSERT INTO callbacks (outbound_id, type, dlr_url, text, smsc, recipient, sender,"
+               " event_at, next_attempt, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+               (row["id"], type, row["dlr_url"], text, row["sent_by"] or row["modem"],
+                row["recipient"], row["sender"], now, now, now))
+    return True
+
+
+def _outbound_status(db, seq):
+    row = db.execute("SELECT status FROM outbound WHERE seq = ?", (seq,)).fetchone()
+    return row[0] if row else None
+
+
+def _report_word(status):
+    """A TP-ST (TS 23.040 9.2.3.15) as the word SMSCs use in their receipts' stat: field."""
+    if status < _ST_PENDING:
+        return "DELIVRD"
+    if status < _ST_FAILED:
+        return "ENROUTE"
+    if status == 0x46:
+        return "EXPIRED"        # validity period expired
+    if status in (0x47, 0x48):
+        return "DELETED"        # deleted by the sender or the SC's administration
+    return "UNDELIV"
+
+
+def _short(text, limit=160):
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def _exists(db, table, id):
