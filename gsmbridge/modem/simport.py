@@ -212,12 +212,12 @@ class PtyPort:
         self._check_open()
         if self._open:
             self._read()
-        self._feed_due()
+        arrived = self._feed_due()
         output = self.modem.data_to_send()
         if output:
             if self._open:
                 if not self._out:       # the line was idle: these bytes start on it now
-                    self._out_clock = max(self._out_clock, time.monotonic())
+                    self._out_clock = max(self._out_clock, arrived or time.monotonic())
                 self._out += output
                 self._trace("<", output)
                 del self._out[:-MAX_PENDING_OUTPUT]
@@ -264,9 +264,15 @@ class PtyPort:
                 self.modem.feed(data)
 
     def _feed_due(self):
+        """Hand the modem the input whose last byte has arrived; returns when that was (None
+        if nothing was due), so that its answer starts on the line then: the simulator's own
+        processing time is not line time (a modem answers "OK" in microseconds)."""
         now = time.monotonic()
+        arrived = None
         while self._inbound and self._inbound[0][0] <= now:
-            self.modem.feed(self._inbound.popleft()[1])
+            arrived, data = self._inbound.popleft()
+            self.modem.feed(data)
+        return arrived
 
     def _slice(self):
         """How many bytes the next write to the host carries."""
