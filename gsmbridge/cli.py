@@ -1,13 +1,14 @@
-"""The `gsmbridge` command: run, check-config, simulate, send, status.
+"""The `gsmbridge` command: run, check-config, simulate, send, status, messages.
 
-`send` and `status` talk to a running bridge over its HTTP API, finding its address and credentials
-in the same ini file the bridge was started with.
+`send`, `status` and `messages` talk to a running bridge over its HTTP API, finding its address and
+credentials in the same ini file the bridge was started with.
 """
 
 import argparse
 import json
 import logging
 import sys
+import time
 
 EXIT_CONFIG = 2
 
@@ -104,6 +105,7 @@ def cmd_send(args):
 
 
 def cmd_status(args):
+    """Print the bridge's /status as tables; exit 0 when healthy, 1 when not or unreachable."""
     config = _load(args.config)
     base, auth = _api(config)
     resp = _request("GET", base + "/status", auth=auth)
@@ -113,19 +115,139 @@ def cmd_status(args):
         return 1
     data = resp.json()
     if args.json:
-        print(json.dumps(data, indent=2, sort_keys=True))
-        return 0
+        print(json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False))
+    else:
+        print(format_status(data, base))
+    return 0 if data.get("health", {}).get("ok") else 1
+
+
+def format_status(data, base):
+    """/status as the text `gsmbridge status` prints."""
+    from gsmbridge import overview
+
+    now = data.get("now") or time.time()
+    health = data.get("health", {})
+    lines = ["gsmbridge at %s: %s" % (base, "OK" if health.get("ok") else "PROBLEM")]
+    lines += ["  - %s" % reason for reason in health.get("reasons", [])]
+    if data.get("uptime") is not None:
+        lines.append("running for %s" % overview.duration(data["uptime"]))
+
+    rows = []
     for name, modem in sorted(data.get("modems", {}).items()):
-        print("modem %-10s %-8s operator=%s signal=%s registered=%s%s" % (
-            name, modem.get("state"), modem.get("operator"), modem.get("signal"),
-            modem.get("registered"),
-            "  last error: %s" % modem["last_error"] if modem.get("last_error") else ""))
-    for direction, counts in sorted(data.get("counts", {}).items()):
-        if isinstance(counts, dict):
-            print("%-8s %s" % (direction, "  ".join("%s=%s" % kv for kv in sorted(counts.items()))))
-        else:
-            print("%-8s %s" % (direction, counts))
+        csq = modem.get("signal")
+        bars = overview.signal_bars(csq)
+        signal = "unknown" if bars is None else "%s %s (CSQ %d)" % (
+            "#" * bars + "." * (4 - bars), ("none", "marginal", "fair", "good", "excellent")[bars],
+            csq)
+        rows.append([name, modem.get("state") or "?", signal, modem.get("operator") or "-",
+                     overview.registration_text(modem.get("registration")),
+                     overview.ago(modem.get("updated_at"), now)])
+        if modem.get("last_error"):
+            rows.append(["", "last error: %s" % modem["last_error"]])
+    lines += ["", table(["MODEM", "STATE", "SIGNAL", "OPERATOR", "REGISTRATION", "LAST REPORT"],
+                        rows)]
+
+    counts = data.get("counts", {})
+    inbound, outbound = counts.get("inbound", {}), counts.get("outbound", {})
+    callbacks = counts.get("callbacks") or {}
+
+    def oldest(key):
+        seconds = overview.age(counts.get(key), now)
+        return "" if seconds is None else overview.duration(seconds)
+
+    queues = [
+        ["inbound waiting for RapidSMS", inbound.get("pending", 0), oldest("oldest_pending_inbound")],
+        ["inbound refused by RapidSMS", inbound.get("failed", 0), ""],
+        ["outbound queued", outbound.get("queued", 0), oldest("oldest_queued_outbound")],
+        ["outbound sending", outbound.get("sending", 0), ""],
+        ["outbound failed", outbound.get("failed", 0), ""],
+        ["outbound unknown (interrupted)", outbound.get("unknown", 0), ""],
+        ["parts awaiting reassembly", counts.get("parts", 0), ""],
+        ["undecodable PDUs kept", counts.get("bad_pdus", 0), ""],
+    ]
+    if callbacks:
+        queues.append(["delivery reports to send", callbacks.get("pending", 0), ""])
+        queues.append(["delivery reports failed", callbacks.get("failed", 0), ""])
+    lines += ["", table(["QUEUE", "COUNT", "OLDEST"], queues, right=[1])]
+
+    traffic = data.get("traffic", {})
+    ins, outs = traffic.get("in") or [0], traffic.get("out") or [0]
+    activity = data.get("activity", {})
+    lines += ["", table(["TRAFFIC", "RECEIVED", "SENT"],
+                        [["last hour", ins[-1], outs[-1]],
+                         ["last 24 hours", sum(ins), sum(outs)]], right=[1, 2])]
+    lines.append("last received %s, forwarded %s, sent %s" % tuple(
+        overview.ago(activity.get(key), now)
+        for key in ("last_received", "last_forwarded", "last_sent")))
+    return "\n".join(lines)
+
+
+def table(header, rows, right=()):
+    """Rows as aligned columns under an upper-case header; short rows leave the rest blank."""
+    rows = [[str(c) for c in row] for row in rows]
+    widths = [len(h) for h in header]
+    for row in rows:
+        if len(row) < len(header) and len(row) == 2 and not row[0]:
+            continue  # a note row spans the line
+        for i, cell in enumerate(row):
+            widths[i] = max(widths[i], len(cell))
+
+    def line(cells):
+        if len(cells) == 2 and not cells[0] and len(header) > 2:
+            return " " * (widths[0] + 2) + cells[1]
+        out = [c.rjust(widths[i]) if i in right else c.ljust(widths[i])
+               for i, c in enumerate(cells)]
+        return "  ".join(out).rstrip()
+
+    return "\n".join([line(header)] + [line(row) for row in rows])
+
+
+def cmd_messages(args):
+    """List recent messages through GET /api/v1/messages."""
+    config = _load(args.config)
+    base, auth = _api(config)
+    params = {"limit": args.limit}
+    for name in ("direction", "status", "number"):
+        if getattr(args, name):
+            params[name] = getattr(args, name)
+    resp = _request("GET", base + "/api/v1/messages", auth=auth, params=params)
+    if resp.status_code != 200:
+        print("gsmbridge: messages failed (%d): %s" % (resp.status_code, _reason(resp)),
+              file=sys.stderr)
+        return 1
+    messages = resp.json()["messages"]
+    if args.json:
+        print(json.dumps(messages, indent=2, sort_keys=True, ensure_ascii=False))
+        return 0
+    if not messages:
+        print("no messages")
+        return 0
+    rows = []
+    for m in messages:
+        inbound = m.get("direction") == "in"
+        when = m.get("received_at") if inbound else m.get("created_at")
+        rows.append([time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(when)) if when else "?",
+                     "in" if inbound else "out",
+                     (m.get("sender") if inbound else m.get("recipient")) or "?",
+                     m.get("status") or "?", m.get("parts") or 1, m.get("attempts") or 0,
+                     m.get("id"), _shorten(m.get("text") or "", args.width)])
+        if m.get("last_error") and m.get("status") not in ("delivered", "sent"):
+            rows.append(["", "error: %s" % m["last_error"]])
+    print(table(["WHEN", "WAY", "NUMBER", "STATUS", "PARTS", "TRIES", "ID", "TEXT"], rows,
+                right=[4, 5]))
     return 0
+
+
+def _reason(resp):
+    try:
+        return resp.json()["error"]
+    except (ValueError, KeyError, TypeError):
+        return resp.text.strip()
+
+
+def _shorten(text, width):
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[:max(width - 3, 1)] + "..."
 
 
 def build_parser():
@@ -144,8 +266,19 @@ def build_parser():
     send = with_config(sub.add_parser("send", help="queue an SMS through a running bridge"))
     send.add_argument("--to", required=True, action="append", help="recipient (repeatable)")
     send.add_argument("--text", required=True)
-    status = with_config(sub.add_parser("status", help="show a running bridge's status"))
+    status = with_config(sub.add_parser(
+        "status", help="show a running bridge's modems, queues and traffic (exit 1 if unhealthy)"))
     status.add_argument("--json", action="store_true", help="print the raw JSON")
+    messages = with_config(sub.add_parser("messages", help="list a running bridge's recent "
+                                                           "messages, newest first"))
+    messages.add_argument("--direction", choices=["in", "out"], help="only inbound or outbound")
+    messages.add_argument("--status", help="only this status (in: pending, delivered, failed; "
+                                           "out: queued, sending, sent, delivered, failed, unknown)")
+    messages.add_argument("--number", help="only this number (its last 9 digits match)")
+    messages.add_argument("--limit", type=int, default=20, help="how many (default %(default)s)")
+    messages.add_argument("--width", type=int, default=40,
+                          help="text shown up to this many characters (default %(default)s)")
+    messages.add_argument("--json", action="store_true", help="print the raw JSON, texts whole")
     return parser
 
 
@@ -155,7 +288,7 @@ def main(argv=None):
         return cmd_simulate(None, argv[1:])
     args = build_parser().parse_args(argv)
     handler = {"run": cmd_run, "check-config": cmd_check_config, "send": cmd_send,
-               "status": cmd_status}[args.command]
+               "status": cmd_status, "messages": cmd_messages}[args.command]
     return handler(args)
 
 

@@ -981,7 +981,7 @@ class Store:
         newest = "(SELECT %s AS t FROM %s ORDER BY seq DESC LIMIT %d)"
         with self._read() as db:
             for way, column, table in (("in", "received_at", "inbound"),
-                                       ("out", "sent_at", "outbound")):
+                                       ("out", "sent_at", "outbound")) if buckets else ():
                 rows = db.execute("SELECT CAST((t - ?) / ? AS INTEGER), COUNT(*) FROM "
                                   + newest % (column, table, self.ACTIVITY_SCAN)
                                   + " WHERE t >= ? GROUP BY 1", (since, bucket, since))
@@ -1015,8 +1015,8 @@ class Store:
                 if number:
                     digits = _digits(number)
                     where.append("substr(%s, -9) = ?" % column if len(digits) >= 9
-                                 else "instr(%s, ?) > 0" % column)
-                    params.append(digits[-9:] if len(digits) >= 9 else number)
+                                 else "instr(lower(%s), ?) > 0" % column)
+                    params.append(digits[-9:] if len(digits) >= 9 else number.lower())
                 for row in db.execute("SELECT * FROM %s WHERE %s ORDER BY seq DESC LIMIT ?"
                                       % (table, " AND ".join(where)), (*params, limit)):
                     message = as_dict(row)

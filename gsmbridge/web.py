@@ -1,4 +1,5 @@
-"""The HTTP API: Kannel's /cgi-bin/sendsms, a JSON API, /health and /status.
+"""The HTTP API: Kannel's /cgi-bin/sendsms, a JSON API, and the operators' view (the status page
+at /, /status, /health, /metrics), described by the OpenAPI document at /openapi.json.
 
 The views are thin on purpose: they check the request, commit the message to the store and answer.
 They never touch the modem; its worker picks the message up from the store. A 202 therefore means
@@ -8,7 +9,8 @@ retries: whatever we accept must not be lost, and whatever we cannot take must b
 Bad input of any kind gets a 4xx with a plain reason, never a 500 or a traceback. The query string
 and form body are parsed here from their raw bytes, because the text must be decoded in the charset
 the caller names, and because a literal '+' in `to` may be a separator or an international prefix.
-Credentials and query strings are never logged.
+Credentials and query strings are never logged; every log line about a message starts with
+id=<its id>, so one grep finds a message's whole story in the bridge's log.
 """
 
 import codecs
@@ -16,14 +18,17 @@ import hmac
 import json
 import logging
 import re
+import socket
 import time
 import urllib.parse
-from datetime import datetime, timezone
 
 from flask import Flask, Response, request
+from prometheus_client import CollectorRegistry, generate_latest
 from werkzeug.exceptions import HTTPException
 
+from gsmbridge import metrics, openapi, overview, statuspage
 from gsmbridge.modem import pdu
+from gsmbridge.store import INBOUND_STATUSES, OUTBOUND_STATUSES
 
 log = logging.getLogger("gsmbridge.web")
 
@@ -35,7 +40,15 @@ UNKNOWN = "Unknown request."
 
 #: a modem that has not reported for this long counts as stuck for /health (the worker reports
 #: every 30 s while idle, but one long multipart send may hold it for minutes)
-HEALTH_STALE = 300.0
+HEALTH_STALE = overview.MODEM_STALE
+
+#: GET /api/v1/messages: how many messages by default and at most
+LIST_DEFAULT, LIST_MAX = 50, 1000
+#: the classic text format every Prometheus reads (prometheus_client >= 0.22 would say 1.0.0;
+#: with our plain metric names the body is the same)
+METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+#: the status page's refresh interval by default, and the bounds of ?refresh=
+REFRESH_DEFAULT, REFRESH_MIN, REFRESH_MAX = 15, 2, 3600
 
 NUMBER = re.compile(r"\+?[0-9]{3,20}")
 MAX_SENDER = 64
@@ -310,8 +323,7 @@ def sendsms(store, config):
 
     ids = add_outbound(store, numbers, text, encoding=encoding, parts=parts,
                        modem=smsc or None, sender=sender, dlr_url=dlr_url, dlr_mask=dlr_mask)
-    log.info("sendsms accepted %s: %d receiver(s), %d part(s) %s",
-             describe_ids(ids), len(numbers), parts, encoding)
+    log_accepted("sendsms", ids, numbers, parts, encoding)
     return Response(ACCEPTED, 202, mimetype="text/plain")
 
 
@@ -322,6 +334,13 @@ def add_outbound(store, numbers, text, **fields):
     except Exception:
         log.exception("could not store an outbound message")
         raise Refused(503, TEMPORARY) from None
+
+
+def log_accepted(via, ids, numbers, parts, encoding):
+    """One INFO line per message accepted, starting with its id (a message's lines all do)."""
+    for msg_id, number in zip(ids, numbers):
+        log.info("id=%s accepted via %s for %s: %d part(s) %s", msg_id, via,
+                 overview.mask_number(number), parts, encoding)
 
 
 def describe_ids(ids):
@@ -378,8 +397,7 @@ def post_message(store, config):
 
     ids = add_outbound(store, numbers, text, encoding=encoding, parts=parts, dlr_url=dlr_url,
                        dlr_mask=31 if dlr_url else 0)
-    log.info("api accepted %s: %d receiver(s), %d part(s) %s",
-             describe_ids(ids), len(numbers), parts, encoding)
+    log_accepted("api", ids, numbers, parts, encoding)
     answer = {"id": ids[0], "ids": ids, "status": "queued", "parts": parts, "encoding": encoding}
     response = json_response(answer, 202)
     response.headers["Location"] = "/api/v1/messages/%s" % urllib.parse.quote(str(ids[0]))
@@ -391,7 +409,7 @@ def get_message(store, config, message_id):
     try:
         message = store.get_outbound(message_id)
     except Exception:
-        log.exception("could not read outbound message")
+        log.exception("id=%s could not read the outbound message", message_id[:64])
         raise Refused(503, TEMPORARY) from None
     if message is None:
         raise Refused(404, "No message %r" % message_id[:64])
@@ -405,59 +423,97 @@ def get_message(store, config, message_id):
 # Operators' view
 
 
-def health(store, config):
-    """200 when every modem is up and reported recently; else 503 with the first reason."""
+def list_messages(store, config):
+    """GET /api/v1/messages?direction=in|out&status=S&number=N&limit=L: the newest messages,
+    both ways unless direction says, numbers and texts in full (this is the authenticated API;
+    the status page masks them)."""
+    require_basic_auth(config)
+    args = request.args
+    direction = args.get("direction") or None
+    if direction not in (None, "in", "out"):
+        raise Refused(400, "direction must be in or out")
+    status = args.get("status") or None
+    allowed = {"in": INBOUND_STATUSES, "out": OUTBOUND_STATUSES,
+               None: INBOUND_STATUSES + OUTBOUND_STATUSES}[direction]
+    if status is not None and status not in allowed:
+        raise Refused(400, "status must be one of %s" % ", ".join(sorted(set(allowed))))
+    number = args.get("number") or None
+    if number is not None:
+        if len(number) > MAX_SENDER:
+            raise Refused(400, "number is too long (at most %d characters)" % MAX_SENDER)
+        check_unicode(number, "number")
+    limit = small_int(args.get("limit") or str(LIST_DEFAULT), "limit", 1, LIST_MAX)
     try:
-        modems = store.modems()
+        messages = store.messages(direction=direction, status=status, number=number, limit=limit)
     except Exception:
-        log.exception("health: could not read the store")
-        return json_response({"ok": False, "reason": "the store cannot be read"}, 503)
-    now = time.time()
-    for name in config.modem_names:
-        state = modems.get(name)
-        reason = modem_problem(name, state, now)
-        if reason:
-            return json_response({"ok": False, "reason": reason}, 503)
+        log.exception("could not list messages")
+        raise Refused(503, TEMPORARY) from None
+    for message in messages:
+        if message["direction"] == "out":
+            message.setdefault("to", message.get("recipient"))
+        else:
+            message.setdefault("from", message.get("sender"))
+    return json_response({"messages": messages, "count": len(messages)})
+
+
+def health(store, config):
+    """GET /health: 200 {"ok": true} when the bridge can take and deliver messages, else 503
+    {"ok": false, "reason": "..."} with every reason found, joined by "; ".
+
+    No credentials needed (it shows no message). The rules (gsmbridge/overview.py):
+    the store is readable, its directory writable and its disk has at least 20 MB free; every
+    configured modem is "up", has reported within 5 minutes and is not known to be unregistered
+    from the network; no inbound message has waited over an hour for RapidSMS; and the outbound
+    queue is not stalled (a message queued over an hour while nothing was sent for 15 minutes).
+    """
+    reasons = overview.health(store, config)
+    if reasons:
+        log.debug("health: %s", "; ".join(reasons))
+        return json_response({"ok": False, "reason": "; ".join(reasons)}, 503)
     return json_response({"ok": True})
 
 
-def modem_problem(name, state, now):
-    if not state:
-        return "modem %s has not started" % name
-    if state.get("state") != "up":
-        error = state.get("last_error")
-        return "modem %s is %s%s" % (name, state.get("state") or "unknown",
-                                     ": %s" % error if error else "")
-    age = seconds_since(state.get("updated_at"), now)
-    if age is None or age > HEALTH_STALE:
-        return "modem %s has not reported for %s" % (
-            name, "a long time" if age is None else "%d s" % age)
-    return None
-
-
-def seconds_since(stamp, now):
-    """updated_at as epoch seconds or an ISO 8601 string -> seconds ago (None if unreadable)."""
-    if isinstance(stamp, (int, float)):
-        return now - stamp
-    if isinstance(stamp, str):
-        try:
-            when = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
-        except ValueError:
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=timezone.utc)
-        return now - when.timestamp()
-    return None
-
-
-def status(store, config):
-    require_basic_auth(config)
+def snapshot(store, config, started_at):
     try:
-        data = {"counts": store.counts(), "modems": store.modems(), "recent": store.recent()}
+        return overview.snapshot(store, config, started_at=started_at)
     except Exception:
         log.exception("status: could not read the store")
         raise Refused(503, TEMPORARY) from None
-    return json_response(data)
+
+
+def status(store, config, started_at):
+    """GET /status: what the status page shows, as JSON (numbers and texts unmasked)."""
+    require_basic_auth(config)
+    return json_response(snapshot(store, config, started_at))
+
+
+def status_page(store, config, started_at):
+    """GET /: the status page (HTML, self-contained; gsmbridge/statuspage.py)."""
+    require_basic_auth(config)
+    refresh = request.args.get("refresh")
+    refresh = (small_int(refresh, "refresh", REFRESH_MIN, REFRESH_MAX) if refresh
+               else REFRESH_DEFAULT)
+    page = statuspage.render(snapshot(store, config, started_at), refresh=refresh,
+                             name="gsmbridge on %s" % socket.gethostname())
+    response = Response(page, 200, mimetype="text/html")
+    response.headers["Content-Security-Policy"] = statuspage.CSP
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    return response
+
+
+def prometheus(store, config, registry):
+    """GET /metrics: the process's counters (gsmbridge.metrics.REGISTRY) and the store's queue
+    depths read now (overview.StoreCollector), in Prometheus's text format."""
+    require_basic_auth(config)
+    body = generate_latest(metrics.REGISTRY) + generate_latest(registry)
+    return Response(body, 200, headers={"Content-Type": METRICS_CONTENT_TYPE})
+
+
+def openapi_document(store, config):
+    """GET /openapi.json: the OpenAPI 3 description of this API (no credentials needed)."""
+    return json_response(openapi.document(config))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -470,7 +526,8 @@ def json_response(data, status=200):
 
 
 def wants_json():
-    return request.path.startswith("/api/") or request.path in ("/status", "/health")
+    return request.path.startswith("/api/") or request.path in ("/status", "/health",
+                                                                "/openapi.json")
 
 
 def error_response(status, message, headers=None):
@@ -487,6 +544,9 @@ def create_app(store, config):
     """The Flask application serving store according to config (a gsmbridge.config.Config)."""
     app = Flask("gsmbridge")
     app.config["MAX_CONTENT_LENGTH"] = config.http.max_body
+    started_at = time.time()
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(overview.StoreCollector(store, config))
 
     def view(func, *args):
         def run(**kwargs):
@@ -496,10 +556,14 @@ def create_app(store, config):
 
     app.add_url_rule("/cgi-bin/sendsms", view_func=view(sendsms), methods=["GET", "POST"])
     app.add_url_rule("/api/v1/messages", view_func=view(post_message), methods=["POST"])
+    app.add_url_rule("/api/v1/messages", view_func=view(list_messages), methods=["GET"])
     app.add_url_rule("/api/v1/messages/<message_id>", view_func=view(get_message),
                      methods=["GET"])
+    app.add_url_rule("/", view_func=view(status_page, started_at), methods=["GET"])
     app.add_url_rule("/health", view_func=view(health), methods=["GET"])
-    app.add_url_rule("/status", view_func=view(status), methods=["GET"])
+    app.add_url_rule("/status", view_func=view(status, started_at), methods=["GET"])
+    app.add_url_rule("/metrics", view_func=view(prometheus, registry), methods=["GET"])
+    app.add_url_rule("/openapi.json", view_func=view(openapi_document), methods=["GET"])
     from gsmbridge.dialects import dialect_blueprint  # here: dialects imports this module
     app.register_blueprint(dialect_blueprint(store, config))
 

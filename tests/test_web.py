@@ -458,7 +458,7 @@ def test_unknown_path_and_wrong_methods(open_bridge):
     assert resp.status_code == 404 and resp.json() == {"error": "Unknown request."}
     resp = requests.put(open_bridge.url + "/cgi-bin/sendsms", timeout=10)
     assert resp.status_code == 405 and "POST" in resp.headers["Allow"]
-    resp = requests.get(open_bridge.url + "/api/v1/messages", timeout=10)
+    resp = requests.delete(open_bridge.url + "/api/v1/messages", timeout=10)
     assert resp.status_code == 405 and resp.json() == {"error": "Method not allowed"}
     resp = requests.head(open_bridge.url + "/cgi-bin/sendsms?to=%2B255700000001&text=x", timeout=10)
     assert resp.status_code == 405

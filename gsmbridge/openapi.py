@@ -1,0 +1,422 @@
+"""The OpenAPI 3 description of the bridge's HTTP API, served at GET /openapi.json.
+
+Written by hand, next to the code it describes, and checked against the real server by
+tests/test_openapi.py (schemathesis generates requests from it, valid and invalid, and every answer
+must be documented, match its schema, and never be a 5xx). Limits that come from the config file
+(recipients per request, parts per message, body size) are filled in from it when one is given.
+"""
+
+import copy
+
+NUMBER_PATTERN = r"^\+?[0-9]{3,20}$"
+#: what Kannel's `to` takes: numbers separated by spaces or '+'
+NUMBERS_PATTERN = r"^\+?[0-9]{3,20}([ +]+\+?[0-9]{3,20})*$"
+
+
+def nullable(schema):
+    return dict(schema, nullable=True)
+
+
+EPOCH = {"type": "number", "description": "seconds since the epoch, UTC"}
+TEXT_ERROR = {"description": "refused, with the reason as plain text",
+              "content": {"text/plain": {"schema": {"type": "string"}}}}
+
+
+def json_error(description):
+    return {"description": description,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+
+
+UNAUTHORIZED = {
+    "description": "credentials are configured ([http] username/password) and were not given",
+    "headers": {"WWW-Authenticate": {"schema": {"type": "string"}}},
+    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}},
+                "text/plain": {"schema": {"type": "string"}}},
+}
+UNAVAILABLE = json_error("the store cannot be read or written just now; try again later")
+
+SENDSMS_FIELDS = {
+    "username": {"type": "string", "description": "[http] username (alias: user)"},
+    "password": {"type": "string", "description": "[http] password (alias: pass)"},
+    "to": {"type": "string", "pattern": NUMBERS_PATTERN,
+           "description": "receiver number(s); several separated by spaces or '+'"},
+    "text": {"type": "string", "minLength": 1,
+             "description": "the message, in `charset` (UTF-8 by default; UTF-16BE with coding=2)"},
+    "charset": {"type": "string", "description": "the charset of text, e.g. UTF-8, UCS-2"},
+    "coding": {"type": "integer", "minimum": 0, "maximum": 2,
+               "description": "Kannel's coding; the bridge picks GSM 7-bit whenever it can"},
+    "from": {"type": "string", "maxLength": 64, "description": "sender, recorded only"},
+    "smsc": {"type": "string", "description": "a modem name to send through (empty: any)"},
+    "dlr-mask": {"type": "integer", "minimum": 0, "maximum": 255,
+                 "description": "Kannel's delivery-report mask (alias: dlrmask)"},
+    "dlr-url": {"type": "string", "format": "uri", "maxLength": 2048,
+                "description": "delivery-report URL template (alias: dlrurl)"},
+    "validity": {"type": "integer", "minimum": -1, "maximum": 999999,
+                 "description": "accepted for compatibility"},
+}
+
+SCHEMAS = {
+    "Error": {"type": "object", "required": ["error"],
+              "properties": {"error": {"type": "string"}}},
+    "SendRequest": {
+        "type": "object", "required": ["to", "text"], "additionalProperties": False,
+        "properties": {
+            "to": {"oneOf": [
+                {"type": "string", "pattern": NUMBER_PATTERN},
+                {"type": "array", "minItems": 1, "maxItems": 1000,
+                 "items": {"type": "string", "pattern": NUMBER_PATTERN}}]},
+            "text": {"type": "string", "minLength": 1},
+            "dlr_url": {"type": "string", "format": "uri", "maxLength": 2048},
+        },
+    },
+    "Accepted": {
+        "type": "object", "required": ["id", "ids", "status", "parts", "encoding"],
+        "properties": {
+            "id": {"type": "string", "description": "the first message's id"},
+            "ids": {"type": "array", "items": {"type": "string"},
+                    "description": "one message per receiver, in order"},
+            "status": {"type": "string", "enum": ["queued"]},
+            "parts": {"type": "integer", "minimum": 1},
+            "encoding": {"type": "string", "enum": ["gsm7", "ucs2"]},
+        },
+    },
+    "OutboundMessage": {
+        "type": "object",
+        "required": ["id", "to", "recipient", "text", "status", "parts", "attempts",
+                     "created_at"],
+        "properties": {
+            "id": {"type": "string"},
+            "direction": {"type": "string", "enum": ["out"]},
+            "to": {"type": "string"},
+            "recipient": {"type": "string"},
+            "text": {"type": "string"},
+            "encoding": nullable({"type": "string"}),
+            "parts": {"type": "integer"},
+            "status": {"type": "string",
+                       "enum": ["queued", "sending", "sent", "delivered", "failed", "unknown"]},
+            "attempts": {"type": "integer"},
+            "last_error": nullable({"type": "string"}),
+            "modem": nullable({"type": "string"}),
+            "sender": nullable({"type": "string"}),
+            "sent_by": nullable({"type": "string"}),
+            "dlr_url": nullable({"type": "string"}),
+            "dlr_mask": {"type": "integer"},
+            "references": {"type": "array", "items": {"type": "integer"},
+                           "description": "TP-MR of each part, once sent"},
+            "created_at": EPOCH,
+            "next_attempt": nullable(EPOCH),
+            "sending_at": nullable(EPOCH),
+            "sent_at": nullable(EPOCH),
+            "delivered_at": nullable(EPOCH),
+            "failed_at": nullable(EPOCH),
+            "reports": {"type": "array", "items": {"type": "object"},
+                        "description": "per part: reference, TP-ST of its status report"},
+        },
+    },
+    "InboundMessage": {
+        "type": "object",
+        "required": ["id", "direction", "sender", "text", "status", "received_at"],
+        "properties": {
+            "id": {"type": "string"},
+            "direction": {"type": "string", "enum": ["in"]},
+            "from": {"type": "string"},
+            "sender": {"type": "string"},
+            "modem": {"type": "string"},
+            "text": {"type": "string"},
+            "sent_at": nullable({"type": "string",
+                                 "description": "the SMSC's timestamp, ISO 8601 with offset"}),
+            "received_at": EPOCH,
+            "parts": {"type": "integer"},
+            "incomplete": {"type": "boolean"},
+            "status": {"type": "string", "enum": ["pending", "delivered", "failed"]},
+            "attempts": {"type": "integer"},
+            "last_error": nullable({"type": "string"}),
+            "response": nullable({"type": "string"}),
+            "next_attempt": nullable(EPOCH),
+            "last_attempt": nullable(EPOCH),
+            "delivered_at": nullable(EPOCH),
+            "failed_at": nullable(EPOCH),
+        },
+    },
+    "MessageList": {
+        "type": "object", "required": ["messages", "count"],
+        "properties": {
+            "count": {"type": "integer", "minimum": 0},
+            "messages": {"type": "array", "items": {"oneOf": [
+                {"$ref": "#/components/schemas/InboundMessage"},
+                {"allOf": [{"$ref": "#/components/schemas/OutboundMessage"},
+                           {"required": ["direction"]}]}]}},
+        },
+    },
+    "Modem": {
+        "type": "object", "required": ["state"],
+        "properties": {
+            "state": {"type": "string",
+                      "description": "up, booting, down, stopped, or not started"},
+            "signal": nullable({"type": "integer", "description": "AT+CSQ rssi, 0-31"}),
+            "operator": nullable({"type": "string"}),
+            "registration": nullable({"type": "integer", "description": "27.007 <stat>"}),
+            "registered": nullable({"type": "boolean"}),
+            "last_error": nullable({"type": "string"}),
+            "updated_at": nullable(EPOCH),
+            "configured": {"type": "boolean"},
+        },
+    },
+    "Counts": {
+        "type": "object",
+        "required": ["inbound", "outbound", "parts", "bad_pdus", "reports",
+                     "oldest_pending_inbound", "oldest_queued_outbound"],
+        "properties": {
+            "inbound": {"type": "object", "additionalProperties": {"type": "integer"},
+                        "required": ["pending", "delivered", "failed"]},
+            "outbound": {"type": "object", "additionalProperties": {"type": "integer"},
+                         "required": ["queued", "sending", "sent", "delivered", "failed",
+                                      "unknown"]},
+            "callbacks": {"type": "object", "additionalProperties": {"type": "integer"}},
+            "parts": {"type": "integer"},
+            "bad_pdus": {"type": "integer"},
+            "reports": {"type": "integer"},
+            "oldest_pending_inbound": nullable(EPOCH),
+            "oldest_queued_outbound": nullable(EPOCH),
+        },
+    },
+    "Status": {
+        "type": "object",
+        "required": ["now", "uptime", "modems", "counts", "activity", "traffic", "recent",
+                     "health"],
+        "properties": {
+            "now": EPOCH,
+            "uptime": nullable({"type": "number", "description": "seconds since start"}),
+            "modems": {"type": "object",
+                       "additionalProperties": {"$ref": "#/components/schemas/Modem"}},
+            "counts": {"$ref": "#/components/schemas/Counts"},
+            "activity": {
+                "type": "object",
+                "required": ["last_received", "last_forwarded", "last_sent"],
+                "properties": {"last_received": nullable(EPOCH),
+                               "last_forwarded": nullable(EPOCH),
+                               "last_sent": nullable(EPOCH)}},
+            "traffic": {
+                "type": "object", "required": ["start", "bucket", "in", "out"],
+                "description": "messages received (in) and sent (out) per bucket since start",
+                "properties": {"start": EPOCH, "bucket": {"type": "number"},
+                               "in": {"type": "array", "items": {"type": "integer"}},
+                               "out": {"type": "array", "items": {"type": "integer"}}}},
+            "recent": {"type": "array", "items": {"type": "object", "required": ["direction"],
+                                                  "properties": {"direction": {
+                                                      "type": "string",
+                                                      "enum": ["in", "out"]}}}},
+            "health": {"type": "object", "required": ["ok", "reasons"],
+                       "properties": {"ok": {"type": "boolean"},
+                                      "reasons": {"type": "array",
+                                                  "items": {"type": "string"}}}},
+        },
+    },
+    "Health": {
+        "type": "object", "required": ["ok"],
+        "properties": {"ok": {"type": "boolean"},
+                       "reason": {"type": "string", "description": "every problem found"}},
+    },
+}
+
+BASIC = [{"basicAuth": []}, {}]
+
+PATHS = {
+    "/cgi-bin/sendsms": {
+        "get": {
+            "summary": "Send an SMS, Kannel style",
+            "description": "Kannel's sendsms: what RapidSMS's KannelBackend calls. The first "
+                           "occurrence of a field wins; `to` may be given several times. "
+                           "Credentials as username/password or HTTP basic auth.",
+            "security": BASIC,
+            "parameters": [
+                {"name": name, "in": "query", "required": name in ("to", "text"),
+                 "schema": schema} for name, schema in SENDSMS_FIELDS.items()],
+            "responses": {
+                "202": {"description": "committed to the store",
+                        "content": {"text/plain": {"schema": {
+                            "type": "string", "enum": ["0: Accepted for delivery"]}}}},
+                "400": TEXT_ERROR, "403": TEXT_ERROR, "405": TEXT_ERROR, "413": TEXT_ERROR,
+                "414": TEXT_ERROR, "503": TEXT_ERROR,
+            },
+        },
+        "post": {
+            "summary": "Send an SMS, Kannel style, fields in the body",
+            "description": "The same fields as a form, or the text as a text/plain body with "
+                           "the other fields in the query or in X-Kannel-* headers.",
+            "security": BASIC,
+            "requestBody": {"required": True, "content": {
+                "application/x-www-form-urlencoded": {"schema": {
+                    "type": "object", "required": ["to", "text"],
+                    "properties": SENDSMS_FIELDS}},
+                "text/plain": {"schema": {"type": "string", "minLength": 1}},
+            }},
+            "parameters": [
+                {"name": "X-Kannel-To", "in": "header", "required": False,
+                 "schema": {"type": "string", "pattern": NUMBERS_PATTERN}},
+                {"name": "X-Kannel-Coding", "in": "header", "required": False,
+                 "schema": {"type": "integer", "minimum": 0, "maximum": 2}},
+            ],
+            "responses": {
+                "202": {"description": "committed to the store",
+                        "content": {"text/plain": {"schema": {
+                            "type": "string", "enum": ["0: Accepted for delivery"]}}}},
+                "400": TEXT_ERROR, "403": TEXT_ERROR, "413": TEXT_ERROR, "414": TEXT_ERROR,
+                "415": TEXT_ERROR, "503": TEXT_ERROR,
+            },
+        },
+    },
+    "/api/v1/messages": {
+        "post": {
+            "summary": "Send an SMS to one or more numbers",
+            "security": BASIC,
+            "requestBody": {"required": True, "content": {"application/json": {
+                "schema": {"$ref": "#/components/schemas/SendRequest"}}}},
+            "responses": {
+                "202": {"description": "committed; one message per receiver",
+                        "headers": {"Location": {"schema": {"type": "string"},
+                                                 "description": "the first message"}},
+                        "content": {"application/json": {
+                            "schema": {"$ref": "#/components/schemas/Accepted"}}}},
+                "400": json_error("refused, with the reason"),
+                "401": UNAUTHORIZED,
+                "413": json_error("the body is too large"),
+                "503": UNAVAILABLE,
+            },
+        },
+        "get": {
+            "summary": "The newest messages, both ways, filtered",
+            "security": BASIC,
+            "parameters": [
+                {"name": "direction", "in": "query", "required": False,
+                 "schema": {"type": "string", "enum": ["in", "out"]}},
+                {"name": "status", "in": "query", "required": False,
+                 "description": "inbound: pending, delivered, failed; outbound: queued, "
+                                "sending, sent, delivered, failed, unknown",
+                 "schema": {"type": "string", "enum": [
+                     "pending", "delivered", "failed", "queued", "sending", "sent", "unknown"]}},
+                {"name": "number", "in": "query", "required": False,
+                 "description": "matched on its last 9 digits, or anywhere when shorter",
+                 "schema": {"type": "string", "maxLength": 64}},
+                {"name": "limit", "in": "query", "required": False,
+                 "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 50}},
+            ],
+            "responses": {
+                "200": {"description": "newest first",
+                        "content": {"application/json": {
+                            "schema": {"$ref": "#/components/schemas/MessageList"}}}},
+                "400": json_error("a bad filter (e.g. a status the direction does not have)"),
+                "401": UNAUTHORIZED,
+                "503": UNAVAILABLE,
+            },
+        },
+    },
+    "/api/v1/messages/{message_id}": {
+        "get": {
+            "summary": "One outbound message and its status",
+            "security": BASIC,
+            "parameters": [{"name": "message_id", "in": "path", "required": True,
+                            "schema": {"type": "string", "minLength": 1}}],
+            "responses": {
+                "200": {"description": "the message",
+                        "content": {"application/json": {
+                            "schema": {"$ref": "#/components/schemas/OutboundMessage"}}}},
+                "401": UNAUTHORIZED,
+                "404": json_error("no such message"),
+                "503": UNAVAILABLE,
+            },
+        },
+    },
+    "/": {
+        "get": {
+            "summary": "The status page (HTML, refreshes itself)",
+            "security": BASIC,
+            "parameters": [{"name": "refresh", "in": "query", "required": False,
+                            "description": "seconds between refreshes",
+                            "schema": {"type": "integer", "minimum": 2, "maximum": 3600}}],
+            "responses": {
+                "200": {"description": "the page",
+                        "content": {"text/html": {"schema": {"type": "string"}}}},
+                "400": TEXT_ERROR,
+                "401": UNAUTHORIZED,
+                "503": TEXT_ERROR,
+            },
+        },
+    },
+    "/status": {
+        "get": {
+            "summary": "What the status page shows, as JSON",
+            "security": BASIC,
+            "responses": {
+                "200": {"description": "modems, queue depths, traffic, recent messages, health",
+                        "content": {"application/json": {
+                            "schema": {"$ref": "#/components/schemas/Status"}}}},
+                "401": UNAUTHORIZED,
+                "503": UNAVAILABLE,
+            },
+        },
+    },
+    "/health": {
+        "get": {
+            "summary": "Whether the bridge can take and deliver messages",
+            "description": "200 when it can; 503 with every reason found when not: the store "
+                           "unreadable, unwritable or its disk nearly full; a modem not up, "
+                           "silent for 5 minutes or unregistered; an inbound message waiting "
+                           "over an hour for RapidSMS; outbound stalled (a message queued over "
+                           "an hour and nothing sent for 15 minutes).",
+            "security": [],
+            "responses": {
+                "200": {"description": "healthy", "content": {"application/json": {
+                    "schema": {"$ref": "#/components/schemas/Health"}}}},
+                "503": {"description": "not healthy, and why", "content": {"application/json": {
+                    "schema": {"$ref": "#/components/schemas/Health"}}}},
+            },
+        },
+    },
+    "/metrics": {
+        "get": {
+            "summary": "Prometheus metrics",
+            "description": "Counters of the running process, and queue depths read from the "
+                           "store at scrape time.",
+            "security": BASIC,
+            "responses": {
+                "200": {"description": "Prometheus text exposition format 0.0.4",
+                        "content": {"text/plain": {"schema": {"type": "string"}}}},
+                "401": UNAUTHORIZED,
+            },
+        },
+    },
+    "/openapi.json": {
+        "get": {
+            "summary": "This document",
+            "security": [],
+            "responses": {"200": {"description": "OpenAPI 3.0",
+                                  "content": {"application/json": {
+                                      "schema": {"type": "object"}}}}},
+        },
+    },
+}
+
+
+def document(config=None):
+    """The OpenAPI document as a dict; with a Config, its limits filled in."""
+    doc = {
+        "openapi": "3.0.3",
+        "info": {
+            "title": "gsmbridge",
+            "version": "1",
+            "description": "An SMS gateway between a GSM modem and RapidSMS. When [http] "
+                           "username and password are set, every endpoint but /health and "
+                           "/openapi.json needs them (HTTP basic auth; sendsms also takes them "
+                           "as parameters).",
+        },
+        "paths": copy.deepcopy(PATHS),
+        "components": {
+            "schemas": copy.deepcopy(SCHEMAS),
+            "securitySchemes": {"basicAuth": {"type": "http", "scheme": "basic"}},
+        },
+    }
+    if config is not None:
+        send = doc["components"]["schemas"]["SendRequest"]["properties"]["to"]["oneOf"][1]
+        send["maxItems"] = config.http.max_recipients
+    return doc

@@ -1,0 +1,306 @@
+"""What an operator needs to know about a running bridge, read from the store.
+
+One `snapshot()` feeds the status page, GET /status and `gsmbridge status`; `problems()` is what
+GET /health answers; `StoreCollector` gives the same queue depths to Prometheus at scrape time.
+Everything here only reads: the store is the truth (the worker records the modem's state in it, the
+forwarder the deliveries), so the numbers are right across restarts and whichever thread asks.
+
+The health rules, each a reason for 503 (there may be several):
+
+- the store cannot be read, its directory is not writable (a read-only remount after SD card
+  errors, wrong owner) or its disk has less than MIN_FREE_BYTES free;
+- a configured modem has not started, is not "up" (booting, down, stopped), has not reported for
+  MODEM_STALE seconds (the worker reports every 30 s; one long send may hold it a few minutes) or
+  says it is not registered on the network (AT+CREG/CEREG: searching, denied, ...);
+- inbound: a message has waited for RapidSMS more than QUEUE_STALE seconds (RapidSMS down or
+  refusing it, or the forwarder stuck);
+- outbound: a message has been queued more than QUEUE_STALE seconds and the modem has sent
+  nothing for SEND_STALE seconds (a long but moving queue is not a problem; a stalled one is).
+"""
+
+import os
+import time
+
+from prometheus_client.core import GaugeMetricFamily
+
+#: seconds without a modem report before /health calls the modem stuck
+MODEM_STALE = 300.0
+#: seconds a message may wait in a queue before /health looks at why
+QUEUE_STALE = 3600.0
+#: seconds without any send, with an old message queued, before outbound counts as stalled
+SEND_STALE = 900.0
+#: free bytes on the store's disk below which /health fails (SQLite needs room to commit)
+MIN_FREE_BYTES = 20 * 1024 * 1024
+
+#: the traffic chart: 24 buckets of an hour, the last one ending now
+BUCKET = 3600.0
+BUCKETS = 24
+
+#: 27.007 +CREG/+CGREG/+CEREG <stat>
+REGISTRATION = {
+    0: "not registered",
+    1: "registered (home)",
+    2: "searching",
+    3: "registration denied",
+    4: "unknown",
+    5: "registered (roaming)",
+    6: "registered for SMS only (home)",
+    7: "registered for SMS only (roaming)",
+    8: "emergency calls only",
+    9: "registered (home, CSFB not preferred)",
+    10: "registered (roaming, CSFB not preferred)",
+}
+
+
+def snapshot(store, config, *, now=None, recent=20, started_at=None):
+    """Everything the status page shows, as one JSON-able dict (the body of GET /status).
+
+    Keys: now, uptime (seconds since started_at, or None), modems {name: {...}}, counts
+    (store.counts()), activity {last_received, last_forwarded, last_sent}, traffic {start,
+    bucket, in: [24 counts], out: [24 counts]}, recent (store.recent()), health {ok, reasons}.
+    Raises whatever the store raises when it cannot be read.
+    """
+    now = time.time() if now is None else now
+    start = now - BUCKET * BUCKETS
+    activity = store.activity(start, bucket=BUCKET, buckets=BUCKETS)
+    data = {
+        "now": now,
+        "uptime": None if started_at is None else now - started_at,
+        "modems": modems_with_config(store.modems(), config),
+        "counts": store.counts(),
+        "activity": {key: activity[key] for key in ("last_received", "last_forwarded",
+                                                    "last_sent")},
+        "traffic": {"start": start, "bucket": BUCKET, "in": activity["in"],
+                    "out": activity["out"]},
+        "recent": store.recent(limit=recent),
+    }
+    reasons = problems(data, config, now=now, disk=disk_problem(config.store.path))
+    data["health"] = {"ok": not reasons, "reasons": reasons}
+    return data
+
+
+def modems_with_config(modems, config):
+    """The store's modem records, every configured modem included (a missing one as not started)."""
+    result = {name: dict(state, configured=name in config.modem_names)
+              for name, state in modems.items()}
+    for name in config.modem_names:
+        result.setdefault(name, {"state": "not started", "configured": True, "updated_at": None})
+    return result
+
+
+def health(store, config, *, now=None):
+    """[reasons] the bridge cannot take or deliver messages; [] when it can (GET /health)."""
+    now = time.time() if now is None else now
+    try:
+        data = {"modems": modems_with_config(store.modems(), config), "counts": store.counts(),
+                "activity": store.activity(now, buckets=0)}
+    except Exception:
+        return ["the store cannot be read"]
+    return problems(data, config, now=now, disk=disk_problem(config.store.path))
+
+
+def problems(data, config, *, now, disk=None):
+    """The health rules (see the module docstring) applied to a snapshot."""
+    reasons = [disk] if disk else []
+    for name in config.modem_names:
+        reason = modem_problem(name, data["modems"].get(name), now)
+        if reason:
+            reasons.append(reason)
+    counts, activity = data["counts"], data["activity"]
+    waiting = age(counts.get("oldest_pending_inbound"), now)
+    if waiting is not None and waiting > QUEUE_STALE:
+        reasons.append("inbound: a message has waited %s for RapidSMS (%d pending, last "
+                       "forwarded %s)" % (duration(waiting), counts["inbound"]["pending"],
+                                          ago(activity.get("last_forwarded"), now)))
+    queued = age(counts.get("oldest_queued_outbound"), now)
+    idle = age(activity.get("last_sent"), now)
+    if queued is not None and queued > QUEUE_STALE and (idle is None or idle > SEND_STALE):
+        reasons.append("outbound: nothing sent %s; %d queued, the oldest for %s"
+                       % ("ever" if idle is None else "for " + duration(idle),
+                          counts["outbound"]["queued"], duration(queued)))
+    return reasons
+
+
+def modem_problem(name, state, now):
+    if not state or state.get("state") == "not started":
+        return "modem %s has not started" % name
+    if state.get("state") != "up":
+        error = state.get("last_error")
+        return "modem %s is %s%s" % (name, state.get("state") or "unknown",
+                                     ": %s" % error if error else "")
+    since = age(state.get("updated_at"), now)
+    if since is None or since > MODEM_STALE:
+        return "modem %s has not reported for %s" % (
+            name, "a long time" if since is None else "%d s" % since)
+    if state.get("registered") is False:
+        return "modem %s is not registered on the network (%s)" % (
+            name, registration_text(state.get("registration")))
+    return None
+
+
+def disk_problem(path):
+    """Why the store's directory cannot take writes, or None. Cheap: no write is made."""
+    directory = os.path.dirname(os.path.abspath(path))
+    try:
+        stat = os.statvfs(directory)
+    except OSError as exc:
+        return "the store's directory cannot be read: %s" % exc.strerror
+    if stat.f_flag & os.ST_RDONLY:
+        return "the store's file system is mounted read-only"
+    if not os.access(directory, os.W_OK) or (os.path.exists(path)
+                                             and not os.access(path, os.W_OK)):
+        return "the store is not writable by this user"
+    free = stat.f_bavail * stat.f_frsize
+    if free < MIN_FREE_BYTES:
+        return "the store's disk is nearly full: %.1f MB free" % (free / 1e6)
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Words for people
+
+
+def registration_text(stat):
+    if stat is None:
+        return "unknown"
+    return REGISTRATION.get(stat, "status %s" % stat)
+
+
+def signal_bars(csq):
+    """AT+CSQ <rssi> (0-31, 99 or None unknown) -> 0..4 bars, None when unknown.
+
+    The usual reading of 27.007's scale: below 2 (-109 dBm) no service to speak of, 2-9 marginal,
+    10-14 fair, 15-19 good, 20 and up (-73 dBm) excellent.
+    """
+    if csq is None or not isinstance(csq, int) or not 0 <= csq <= 31:
+        return None
+    return 0 if csq < 2 else 1 if csq < 10 else 2 if csq < 15 else 3 if csq < 20 else 4
+
+
+def signal_dbm(csq):
+    if csq is None or not isinstance(csq, int) or not 0 <= csq <= 31:
+        return None
+    return -113 + 2 * csq
+
+
+def mask_number(number):
+    """A phone number with its middle hidden: +255700000001 -> +25570****001.
+
+    The last 3 digits stay (to tell numbers apart), at least 4 are hidden, and at most the first
+    5 stay (country and network). Short codes (6 digits or fewer) and alphanumeric senders
+    ("MyBank") are not personal and stay as they are.
+    """
+    if not number:
+        return number or ""
+    number = str(number)
+    prefix = "+" if number.startswith("+") else ""
+    digits = number[len(prefix):]
+    if not digits.isdigit() or len(digits) <= 6:
+        return number
+    keep = max(0, min(5, len(digits) - 3 - 4))
+    return prefix + digits[:keep] + "*" * (len(digits) - keep - 3) + digits[-3:]
+
+
+def age(stamp, now):
+    """Seconds since an epoch stamp; None when there is none."""
+    if isinstance(stamp, (int, float)) and not isinstance(stamp, bool):
+        return max(0.0, now - stamp)
+    return None
+
+
+def duration(seconds):
+    """3 s, 5 min, 2 h 10 min, 3 d 4 h."""
+    seconds = int(seconds)
+    if seconds < 90:
+        return "%d s" % seconds
+    minutes = seconds // 60
+    if minutes < 90:
+        return "%d min" % minutes
+    hours, minutes = divmod(minutes, 60)
+    if hours < 48:
+        return "%d h %d min" % (hours, minutes) if minutes else "%d h" % hours
+    days, hours = divmod(hours, 24)
+    return "%d d %d h" % (days, hours) if hours else "%d d" % days
+
+
+def ago(stamp, now):
+    seconds = age(stamp, now)
+    return "never" if seconds is None else "%s ago" % duration(seconds)
+
+
+# ---------------------------------------------------------------------------------------------
+# Prometheus
+
+
+class StoreCollector:
+    """Queue depths and latest events read from the store at scrape time.
+
+    Register it on a registry of its own per app (the module REGISTRY in gsmbridge.metrics holds
+    the process's counters); /metrics renders both. A store that cannot be read gives
+    gsmbridge_store_ok 0 and nothing else, never a failed scrape.
+    """
+
+    def __init__(self, store, config):
+        self.store = store
+        self.config = config
+
+    def describe(self):
+        return []   # collected only at scrape time: nothing to check when registering
+
+    def collect(self):
+        now = time.time()
+        ok = GaugeMetricFamily("gsmbridge_store_ok", "1 when the store could be read")
+        try:
+            counts = self.store.counts()
+            activity = self.store.activity(now, buckets=0)
+            modems = self.store.modems()
+        except Exception:
+            ok.add_metric([], 0)
+            yield ok
+            return
+        ok.add_metric([], 1)
+        yield ok
+        for direction in ("inbound", "outbound", "callbacks"):
+            if direction not in counts:
+                continue
+            family = GaugeMetricFamily(
+                "gsmbridge_%s_messages" % direction if direction != "callbacks"
+                else "gsmbridge_dlr_callbacks",
+                "%s in the store by status" % ("delivery-report callbacks" if direction ==
+                                               "callbacks" else direction + " messages"),
+                labels=["status"])
+            for status, count in sorted(counts[direction].items()):
+                family.add_metric([status], count)
+            yield family
+        yield GaugeMetricFamily("gsmbridge_parts_waiting",
+                                "parts of concatenated SMS awaiting their siblings",
+                                value=counts["parts"])
+        yield GaugeMetricFamily("gsmbridge_bad_pdus_stored", "undecodable PDUs kept aside",
+                                value=counts["bad_pdus"])
+        for key, name, help in (
+                ("oldest_pending_inbound", "oldest_pending_inbound",
+                 "when the oldest inbound message still to forward was received"),
+                ("oldest_queued_outbound", "oldest_queued_outbound",
+                 "when the oldest outbound message still queued was accepted")):
+            if counts.get(key) is not None:
+                yield GaugeMetricFamily("gsmbridge_%s_timestamp_seconds" % name, help,
+                                        value=counts[key])
+        for key, help in (("last_received", "when the newest SMS was received"),
+                          ("last_forwarded", "when an inbound SMS was last delivered to RapidSMS"),
+                          ("last_sent", "when the modem last took an SMS to send")):
+            if activity.get(key) is not None:
+                yield GaugeMetricFamily("gsmbridge_%s_timestamp_seconds" % key, help,
+                                        value=activity[key])
+        updated = GaugeMetricFamily("gsmbridge_modem_updated_timestamp_seconds",
+                                    "when the modem's worker last reported its state",
+                                    labels=["modem"])
+        for name, state in sorted(modems.items()):
+            if isinstance(state.get("updated_at"), (int, float)):
+                updated.add_metric([name], state["updated_at"])
+        yield updated
+        data = {"modems": modems_with_config(modems, self.config), "counts": counts,
+                "activity": activity}
+        healthy = not problems(data, self.config, now=now,
+                               disk=disk_problem(self.config.store.path))
+        yield GaugeMetricFamily("gsmbridge_healthy", "1 when GET /health answers 200",
+                                value=1 if healthy else 0)
