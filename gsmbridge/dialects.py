@@ -89,11 +89,12 @@ def vumi(store, config):
 
     encoding, parts = web.count_parts(content, config.modem.max_parts)
     ids = web.add_outbound(store, numbers, content, encoding=encoding, parts=parts, sender=sender)
-    # in_reply_to is the inbound id the bridge gave RapidSMS as message_id: it ties a reply to
-    # the SMS it answers in the log.
-    log.info("vumi send accepted %s: %d receiver(s), %d part(s) %s, in_reply_to=%s "
-             "rapidsms_msg_id=%s", web.describe_ids(ids), len(numbers), parts, encoding,
-             in_reply_to or "-", rapidsms_id if rapidsms_id is not None else "-")
+    web.log_accepted("vumi", ids, numbers, parts, encoding)
+    # in_reply_to is the inbound id the bridge gave RapidSMS as message_id: this line ties a
+    # reply to the SMS it answers.
+    for msg_id in ids:
+        log.info("id=%s in_reply_to=%s rapidsms_msg_id=%s", msg_id, in_reply_to or "-",
+                 rapidsms_id if rapidsms_id is not None else "-")
     answer = {
         "message_version": "20110921",
         "message_type": "user_message",
@@ -177,7 +178,7 @@ def threadless(store, config):
     encoding, parts = web.count_parts(text, config.modem.max_parts)
 
     ids = web.add_outbound(store, [number], text, encoding=encoding, parts=parts)
-    log.info("http send accepted %s: %d part(s) %s", web.describe_ids(ids), parts, encoding)
+    web.log_accepted("http", ids, [number], parts, encoding)
     response = Response("Accepted for delivery: %s\n" % ids[0], 200, mimetype="text/plain")
     response.headers["X-Message-Id"] = str(ids[0])
     return response

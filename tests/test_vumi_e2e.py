@@ -60,6 +60,12 @@ def bridge_log(bridge):
         return f.read()
 
 
+def reply_id(bridge, sender):
+    [out] = [m for m in bridge.status()["recent"]
+             if m["direction"] == "out" and m["recipient"] == sender]
+    return out["id"]
+
+
 def echo(e2e, sender, text):
     """Inject an SMS, wait for the one reply RapidSMS sends back through the modem, check it with
     gammu too, and check the reply named the inbound message (Vumi's message_id/in_reply_to)."""
@@ -86,7 +92,8 @@ def echo(e2e, sender, text):
                  if m["direction"] == "in" and m["sender"] == sender]
     assert inbound["status"] == "delivered" and inbound["text"] == text
     # RapidSMS kept our message_id as external_id and sent it back as in_reply_to
-    assert "in_reply_to=%s " % inbound["id"] in bridge_log(bridge), explain()
+    assert "id=%s in_reply_to=%s " % (reply_id(bridge, sender), inbound["id"]) in \
+        bridge_log(bridge), explain()
     return parts, reply
 
 
