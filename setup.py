@@ -21,6 +21,13 @@ setup(
             "pytest>=7",
             "hypothesis>=6",
             "python-gammu>=3.2",
+            # The end-to-end tests run gsmbridge against an unmodified RapidSMS 2.2.0, which
+            # needs Django 4.2 (it does not run on 5.x).
+            "RapidSMS==2.2.0",
+            "Django>=4.2,<5",
+            "djappsettings==0.4.0",
+            "django-selectable==1.5.0",
+            "django-tables2==3.0.1",
         ],
     },
     entry_points={"console_scripts": ["gsmbridge = gsmbridge.cli:main"]},

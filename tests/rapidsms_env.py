@@ -21,7 +21,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 PROJECT = os.path.join(HERE, "rapidsms_project")
 
 RAPIDSMS_VERSION = "2.2.0"
-INSTALL_HINT = "install it with: pip install -r requirements-e2e.txt"
+INSTALL_HINT = "install the test extra: pip install -e '.[test]'"
 
 
 def check_installed():

@@ -8,7 +8,7 @@ and blocking router, plus an app that answers every message with "echo: " and it
 The blocking router makes its reply's sendsms request to the bridge from inside the bridge's own
 inbound request to RapidSMS, with no timeout: the bridge must answer it while it waits.
 
-RapidSMS must be installed (requirements-e2e.txt); without it these tests fail, they are not skipped.
+RapidSMS must be installed (setup.py's test extra); without it these tests fail, they are not skipped.
 """
 
 import binascii

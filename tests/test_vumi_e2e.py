@@ -7,7 +7,7 @@ backend, "vumi-backend", is the stock VumiBackend with only its URL and basic-au
 no charset settings at all, because it speaks JSON. Both programs run in their own processes on
 127.0.0.1, the bridge as `python -m gsmbridge run -c <ini>`.
 
-RapidSMS must be installed (requirements-e2e.txt); without it these tests fail, they are not
+RapidSMS must be installed (setup.py's test extra); without it these tests fail, they are not
 skipped.
 """
 
