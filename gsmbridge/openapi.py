@@ -66,7 +66,8 @@ SCHEMAS = {
                 {"type": "array", "minItems": 1, "maxItems": 1000,
                  "items": {"type": "string", "pattern": NUMBER_PATTERN}}]},
             "text": {"type": "string", "minLength": 1},
-            "dlr_url": {"type": "string", "format": "uri", "maxLength": 2048},
+            "dlr_url": {"type": "string", "format": "uri", "maxLength": 2048, "nullable": True,
+                        "description": "delivery-report callbacks to this URL (null: none)"},
         },
     },
     "Accepted": {
@@ -229,9 +230,12 @@ PATHS = {
                            "occurrence of a field wins; `to` may be given several times. "
                            "Credentials as username/password or HTTP basic auth.",
             "security": BASIC,
+            # An empty value counts as not given (RapidSMS sends smsc= and from= empty).
             "parameters": [
-                {"name": name, "in": "query", "required": name in ("to", "text"),
-                 "schema": schema} for name, schema in SENDSMS_FIELDS.items()],
+                dict({"name": name, "in": "query", "required": name in ("to", "text"),
+                      "schema": schema}, **({} if name in ("to", "text")
+                                            else {"allowEmptyValue": True}))
+                for name, schema in SENDSMS_FIELDS.items()],
             "responses": {
                 "202": {"description": "committed to the store",
                         "content": {"text/plain": {"schema": {
@@ -243,7 +247,10 @@ PATHS = {
         "post": {
             "summary": "Send an SMS, Kannel style, fields in the body",
             "description": "The same fields as a form, or the text as a text/plain body with "
-                           "the other fields in the query or in X-Kannel-* headers.",
+                           "the other fields in the query or, for a text/plain body only, in "
+                           "Kannel's X-Kannel-To, X-Kannel-From, X-Kannel-Coding, "
+                           "X-Kannel-Username, X-Kannel-Password, X-Kannel-DLR-Mask, "
+                           "X-Kannel-DLR-Url headers.",
             "security": BASIC,
             "requestBody": {"required": True, "content": {
                 "application/x-www-form-urlencoded": {"schema": {
@@ -251,12 +258,6 @@ PATHS = {
                     "properties": SENDSMS_FIELDS}},
                 "text/plain": {"schema": {"type": "string", "minLength": 1}},
             }},
-            "parameters": [
-                {"name": "X-Kannel-To", "in": "header", "required": False,
-                 "schema": {"type": "string", "pattern": NUMBERS_PATTERN}},
-                {"name": "X-Kannel-Coding", "in": "header", "required": False,
-                 "schema": {"type": "integer", "minimum": 0, "maximum": 2}},
-            ],
             "responses": {
                 "202": {"description": "committed to the store",
                         "content": {"text/plain": {"schema": {
@@ -286,19 +287,24 @@ PATHS = {
         },
         "get": {
             "summary": "The newest messages, both ways, filtered",
+            "description": "An empty filter counts as not given.",
             "security": BASIC,
             "parameters": [
                 {"name": "direction", "in": "query", "required": False,
+                 "allowEmptyValue": True,
                  "schema": {"type": "string", "enum": ["in", "out"]}},
                 {"name": "status", "in": "query", "required": False,
+                 "allowEmptyValue": True,
                  "description": "inbound: pending, delivered, failed; outbound: queued, "
                                 "sending, sent, delivered, failed, unknown",
                  "schema": {"type": "string", "enum": [
                      "pending", "delivered", "failed", "queued", "sending", "sent", "unknown"]}},
                 {"name": "number", "in": "query", "required": False,
+                 "allowEmptyValue": True,
                  "description": "matched on its last 9 digits, or anywhere when shorter",
                  "schema": {"type": "string", "maxLength": 64}},
                 {"name": "limit", "in": "query", "required": False,
+                 "allowEmptyValue": True,
                  "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 50}},
             ],
             "responses": {
@@ -332,6 +338,7 @@ PATHS = {
             "summary": "The status page (HTML, refreshes itself)",
             "security": BASIC,
             "parameters": [{"name": "refresh", "in": "query", "required": False,
+                            "allowEmptyValue": True,
                             "description": "seconds between refreshes",
                             "schema": {"type": "integer", "minimum": 2, "maximum": 3600}}],
             "responses": {

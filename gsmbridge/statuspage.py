@@ -90,7 +90,9 @@ SCRIPT = """
   var every = %d * 1000, since = null;
   var offline = document.getElementById("offline");
   function tick() {
-    fetch(location.pathname + location.search, {cache: "no-store", credentials: "same-origin"})
+    // location.host, not location.href: a URL with user:password@ in it cannot be fetched
+    fetch(location.protocol + "//" + location.host + location.pathname + location.search,
+          {cache: "no-store", credentials: "same-origin"})
       .then(function (r) { if (!r.ok) throw new Error("HTTP " + r.status); return r.text(); })
       .then(function (text) {
         var page = new DOMParser().parseFromString(text, "text/html");
