@@ -16,9 +16,13 @@ from gsmbridge.dlr import DlrSender
 from gsmbridge.forwarder import Forwarder
 from gsmbridge.store import Store
 from gsmbridge.web import create_app
-from gsmbridge.worker import ModemWorker
+from gsmbridge.worker import EXIT_WATCHDOG, ModemWorker
 
 log = logging.getLogger("gsmbridge")
+
+#: [modem] receive -> the driver's receive_mode ("poll" is stored receiving: the worker sweeps
+#: the storage every sweep_interval whether notices come or not)
+RECEIVE_MODES = {"auto": "auto", "cmt": "routed", "cmti": "stored", "poll": "stored"}
 
 #: how long shutdown waits for the SMS in flight before leaving it to the next start
 STOP_GRACE = 12.0
@@ -44,6 +48,7 @@ class Bridge:
         self.store = Store(config.store.path)
         self.simulator = None
         self.stopping = threading.Event()
+        self.exit_status = 0
         self.workers = [self._make_worker(name, modem) for name, modem in config.modems.items()]
         rs = config.rapidsms
         self.forwarder = Forwarder(self.store, url=rs.url, style=rs.style, timeout=rs.timeout,
@@ -73,13 +78,22 @@ class Bridge:
             from gsmbridge.modem.driver import GsmModem
 
             return GsmModem(port, baudrate=cfg.baudrate, pin=cfg.pin, smsc=cfg.smsc,
-                            receive_mode=cfg.receive, command_timeout=cfg.command_timeout,
-                            send_timeout=cfg.send_timeout)
+                            receive_mode=RECEIVE_MODES[cfg.receive],
+                            command_timeout=cfg.command_timeout, send_timeout=cfg.send_timeout)
 
         bridge = self.config.bridge
         return ModemWorker(name, self.store, open_modem, max_parts=cfg.max_parts,
                            status_reports=cfg.status_reports, sweep_interval=cfg.sweep_interval,
-                           reassembly_timeout=bridge.reassembly_timeout)
+                           reassembly_timeout=bridge.reassembly_timeout, send_rate=cfg.send_rate,
+                           reset_command=cfg.reset_command,
+                           watchdog_exit_after=cfg.watchdog_exit_after,
+                           on_giveup=self._watchdog_gave_up)
+
+    def _watchdog_gave_up(self, worker):
+        """A modem that no recovery brought back: stop, and exit EXIT_WATCHDOG for the
+        supervisor to start a fresh process."""
+        self.exit_status = EXIT_WATCHDOG
+        self.stopping.set()
 
     def _make_server(self):
         from waitress import create_server
@@ -163,4 +177,6 @@ def run(config):
     while not done.is_set() and not bridge.stopping.is_set():
         done.wait(1.0)
     bridge.stop()
-    return 0
+    if bridge.exit_status:
+        log.critical("exiting with status %d (the modem watchdog gave up)", bridge.exit_status)
+    return bridge.exit_status

@@ -59,6 +59,9 @@ class ModemConfig:
     send_timeout: float = 90.0
     max_parts: int = 10
     status_reports: bool = False
+    send_rate: float = 0.0
+    reset_command: str | None = None
+    watchdog_exit_after: int = 5
 
     @property
     def simulated(self):
@@ -326,6 +329,13 @@ def _sim_url(raw):
             raise ValueError("%r: unknown sim:// option %r (known: control, baud)" % (raw, key))
 
 
+def _at_command(raw):
+    if not re.fullmatch(r"(?i)AT[\x20-\x7e]{0,100}", raw):
+        raise ValueError("%r is not an AT command (AT followed by printable characters, such as "
+                         "AT+CFUN=1,1)" % raw)
+    return raw
+
+
 def _http_url(raw):
     parts = urllib.parse.urlsplit(raw)
     if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -355,9 +365,13 @@ CHECKS = {
         "receive": _choice("auto", "cmt", "cmti", "poll"),
         "sweep_interval": _float(above=0),
         "command_timeout": _float(above=0),
-        "send_timeout": _float(above=0),
+        # 5 s lets tests run fast; real modems need 60 s or more (SIM800: AT+CMGS up to 60 s)
+        "send_timeout": _float(5),
         "max_parts": _int(1, 255),
         "status_reports": _bool,
+        "send_rate": _float(0),
+        "reset_command": _at_command,
+        "watchdog_exit_after": _int(0),
     },
     "http": {
         "listen": _host_port,
@@ -454,6 +468,13 @@ def _build(sections, base_dir, path=None):
         warnings.append("[rapidsms] url: %r does not end with '/'; RapidSMS's backend views "
                         "need the trailing slash (Django answers a redirect or 404 without it)"
                         % url)
+
+    modem = built["modem"]
+    if modem.get("send_timeout", ModemConfig.send_timeout) < 60 and \
+            not modem["port"].startswith("sim://"):
+        warnings.append("[modem] send_timeout: %g s is shorter than a real modem may take to send "
+                        "(up to 60 s): a message it sent late would count as failed and go again"
+                        % modem["send_timeout"])
 
     return Config(**{name: SECTIONS[name](**built[name]) for name in SECTIONS},
                   path=path, warnings=tuple(warnings))

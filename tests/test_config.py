@@ -143,7 +143,7 @@ def test_accepted_ports(tmp_path, port):
     ("[modem]\nreceive = push\n", "modem", "receive", "auto, cmt, cmti, poll"),
     ("[modem]\nreceive = cmt ; routed\n", "modem", "receive", "comments must be on a line"),
     ("[modem]\nstatus_reports = maybe\n", "modem", "status_reports", "not yes/no"),
-    ("[modem]\nsend_timeout = 0\n", "modem", "send_timeout", "more than 0"),
+    ("[modem]\nsend_timeout = 0\n", "modem", "send_timeout", "at least 5"),
     ("[modem]\ncommand_timeout = inf\n", "modem", "command_timeout", "not a finite number"),
     ("[modem]\nsmsc = +255-75\n", "modem", "smsc", "not a phone number"),
     ("[modem]\nbaudrate =\n", "modem", "baudrate", "is empty"),

@@ -119,6 +119,9 @@ def test_address_digits_beyond_0_to_9():
 # ----------------------------------------------------------------------------- malformed
 
 
+# GOOD_HEAD + SCTS + "0141" is a DELIVER of "A" from +12345678900 (encode_deliver's own output);
+# each malformed PDU below breaks one thing of such a PDU and nothing else.
+GOOD_HEAD = "00040B912143658709F00000"
 MALFORMED = {
     "empty": "",
     "odd length": "0791",
@@ -126,20 +129,16 @@ MALFORMED = {
     "truncated in SMSC": "0791728301",
     "truncated in address": "00040B912143",
     "truncated in time stamp": "00040B91214365870900F100009930925161",
-    "user data longer than the PDU": "00040B91214365870900F100009930925161958010E8329B",
-    "UDL beyond 160 septets": "00040B91214365870900F10000993092516195800A1E8329BFD4697D9EC37",
-    "UDL beyond 140 octets": "00040B91214365870900F10008993092516195808D" + "00" * 141,
-    "filler nibble inside a number": "00040B91F1436587090F10000993092516195800141",
-    "month 13": "00040B91214365870900F10000993192516195800141",
-    "day 32": "00040B91214365870900F10000993023516195800141",
-    "hour 25": "00040B91214365870900F10000993092526195800141",
-    "non-decimal time stamp": "00040B91214365870900F100009930925161A5800141",
-    "non-decimal time zone": "00040B91214365870900F1000099309251619580A041",
+    "user data longer than the PDU": GOOD_HEAD + "99309251619580" + "10E8329B",
+    "UDL beyond 160 septets": GOOD_HEAD + "99309251619580" + "A1" + "00" * 141,
+    "UDL beyond 140 octets": GOOD_HEAD[:-2] + "08" + "99309251619580" + "8D" + "00" * 141,
+    "filler nibble inside a number": "00040B9121F3658709F00000" + "99309251619580" + "0141",
     "address longer than 20 digits": "000415911111111111111111111100009930925161958001410000",
-    "UDH longer than the user data": "00440B91214365870900F1000499309251619580020541",
-    "UDHI with empty user data": "00440B91214365870900F1000499309251619580" "00",
-    "IE longer than the UDH": "00440B91214365870900F100049930925161958004030005AA",
-    "UDH longer than the 7-bit UDL": "00440B91214365870900F1000099309251619580020500000000000000",
+    "UDH longer than the user data": "00440B912143658709F00004" + "99309251619580" + "020541",
+    "UDHI with empty user data": "00440B912143658709F00004" + "99309251619580" + "00",
+    "IE longer than the UDH": "00440B912143658709F00004" + "99309251619580" + "04030005AA",
+    "UDH longer than the 7-bit UDL":
+        "00440B912143658709F00000" + "99309251619580" + "020500000000000000",
     "SMSC longer than 12 octets": "0D91" + "11" * 12 + "040B91214365870900F100009930925161958000",
     "submit where a deliver belongs": "0011000B916407281553F80000AA0AE8329BFD4697D9EC37",
     "status report truncated before its status": "00062A0C9152750000001042204191103021422041912030",
@@ -150,6 +149,42 @@ MALFORMED = {
 def test_malformed_raises_pdu_error(hexpdu):
     with pytest.raises(PduError):
         pdu.decode(hexpdu)
+
+
+# An SMSC that sends a time stamp which is no date must not cost us the message: it decodes with
+# timestamp None and the reason, the text intact.
+BAD_SCTS = {
+    "month 13": GOOD_HEAD + "99319251619580" + "0141",
+    "day 32": GOOD_HEAD + "99302351619580" + "0141",
+    "hour 25": GOOD_HEAD + "99309252619580" + "0141",
+    "non-decimal time stamp": GOOD_HEAD + "9930925161A580" + "0141",
+    "non-decimal time zone": GOOD_HEAD + "993092516195A0" + "0141",
+}
+
+
+@pytest.mark.parametrize("hexpdu", BAD_SCTS.values(), ids=BAD_SCTS.keys())
+def test_deliver_with_an_impossible_time_stamp_keeps_its_text(hexpdu):
+    msg = pdu.decode(hexpdu)
+    assert (msg.sender, msg.text, msg.timestamp) == ("+12345678900", "A", None)
+    assert "time stamp" in msg.timestamp_error
+
+
+def test_a_good_time_stamp_has_no_error():
+    msg = pdu.decode(GOOD_HEAD + "99309251619580" + "0141")
+    assert msg.timestamp == datetime(1999, 3, 29, 15, 16, 59, tzinfo=timezone(timedelta(hours=2)))
+    assert msg.timestamp_error is None
+
+
+def test_a_time_stamp_cut_short_is_still_malformed():
+    with pytest.raises(PduError):
+        pdu.decode(GOOD_HEAD + "993092516195")
+
+
+def test_a_status_report_with_an_impossible_time_stamp_is_malformed():
+    good = "00062A0A915275000000" + "42201021000000" + "42201021005000" + "00"
+    assert pdu.decode(good).reference == 42
+    with pytest.raises(PduError):
+        pdu.decode("00062A0A915275000000" + "42311021000000" + "42201021005000" + "00")
 
 
 def test_deliver_where_a_submit_belongs():

@@ -42,6 +42,10 @@ _STARTING = _BUSY | {("ERROR", None), ("CMS", 302), ("CMS", 500), ("CME", 100), 
 # URCs after which a modem has restarted and forgotten our settings (CMGF, CNMI, CSMS...).
 _RESTART = {"RDY", "^SYSSTART", "MODEM:STARTUP"}
 
+# URCs that say the message storage is full (Huawei's ^SMMEMFULL; other makers announce it
+# through +CIEV indicators numbered per model, which are not trusted): sweep at once.
+_STORAGE_FULL = {"^SMMEMFULL"}
+
 # +CNMI settings to try, best first.  <mode>,<mt>,<bm>,<ds>,<bfr>: mt=2 routes SMS-DELIVERs as
 # +CMT (needs AT+CSMS=1 so that we acknowledge them with +CNMA only after committing), mt=1
 # stores them and says +CMTI; ds=1 routes status reports as +CDS, ds=2 stores them (+CDSI).
@@ -283,9 +287,21 @@ class GsmModem:
                     if done_on:
                         self._settle(limit=0.5)     # let a late OK land while idle
                     return responses
+                self._note_error(event.error)
                 raise event.error
             else:
                 self._other(event)
+
+    def _note_error(self, error):
+        """A full message storage (+CMS ERROR: 322, +CME ERROR: 20) is ours to empty: sweep at
+        the next poll(), so what is stored gets committed and deleted."""
+        if error is not None and (error.kind, error.code) in (("CMS", 322), ("CME", 20)):
+            self._storage_full()
+
+    def _storage_full(self):
+        if self._next_check is not None and not self._in_setup:
+            self.log.warning("%s: message storage full; sweeping it", self.port)
+            self._next_check = time.monotonic()
 
     def _rx(self, event):
         if self.log.isEnabledFor(logging.DEBUG):
@@ -581,6 +597,8 @@ class GsmModem:
             self.log.warning("%s: modem restarted (%s); setting it up again", self.port,
                              event.line)
             self._needs_setup = True
+        elif name in _STORAGE_FULL:
+            self._storage_full()
 
     @staticmethod
     def _item(pdu_hex, *, index, storage, routed):
@@ -784,26 +802,34 @@ class GsmModem:
     # --- sending -------------------------------------------------------------------------------
 
     def send_sms(self, to, text, *, status_report=False, validity=None, max_parts=10,
-                 encoding=None):
+                 encoding=None, concat_reference=None, skip_parts=0):
         """Send ``text`` to ``to`` (split into up to ``max_parts`` parts) -> the message
-        references (TP-MR) of the parts, None where a modem gave none.
+        references (TP-MR) of the parts sent, None where a modem gave none.
 
-        Raises ValueError (pdu.TooLong) for a text that does not fit, ModemError (CmsError) when
-        the modem or network refuses a part, ModemTimeout when it does not answer.  A failure
-        after some parts went out carries their references as ``exc.sent_references``.
+        Raises ValueError (pdu.TooLong) for a text that does not fit, before anything is
+        written; ModemError (CmsError) when the modem or network refuses a part, ModemTimeout
+        when it does not answer, ModemGone when the port fails.  Those carry
+        ``exc.sent_references`` (the parts that went out before the failure) and
+        ``exc.concat_reference``: to finish the message later without sending those parts
+        again, call again with ``concat_reference=exc.concat_reference`` and
+        ``skip_parts=<parts sent so far>`` -- the same text splits into the same parts, and
+        the same reference lets the phone join old and new parts into one message.
         """
         if self._needs_setup:
             self._redo_setup()
-        self._concat = (self._concat + 1) % 256
-        parts = pdu.submit_pdus(to, text, concat_reference=self._concat, max_parts=max_parts,
+        if concat_reference is None:
+            self._concat = (self._concat + 1) % 256
+            concat_reference = self._concat
+        parts = pdu.submit_pdus(to, text, concat_reference=concat_reference, max_parts=max_parts,
                                 encoding=encoding, status_report=status_report,
                                 validity=validity, smsc=self.smsc)
         references = []
-        for hex_pdu, length in parts:
+        for hex_pdu, length in parts[skip_parts:]:
             try:
                 references.append(self._send_pdu(hex_pdu, length))
-            except (ModemError, ModemTimeout) as exc:
+            except Exception as exc:
                 exc.sent_references = list(references)
+                exc.concat_reference = concat_reference
                 raise
         return references
 
@@ -839,6 +865,7 @@ class GsmModem:
                     self._rx(event)
                     if event.ok:
                         return reference
+                    self._note_error(event.error)
                     raise event.error
                 else:
                     self._other(event)
@@ -861,6 +888,55 @@ class GsmModem:
         except ModemTimeout:
             pass
         self._stale = True
+
+    # --- recovery ------------------------------------------------------------------------------
+
+    def probe(self, timeout=None):
+        """ESC, then AT every half second for up to ``timeout`` seconds (command_timeout): True as
+        soon as the modem answers at all (an ERROR is an answer too).
+
+        The first thing to try when a command got no answer: a modem left at a "> " prompt, or
+        one that was busy for a while, answers again without a reopen.  Modems drop what is
+        written while they are stuck, hence AT again and again rather than one long wait.
+        """
+        if self._serial is None:
+            return False
+        deadline = time.monotonic() + (timeout or self.command_timeout)
+        self._engine.abandon()
+        self._write(ESC)
+        self._settle(limit=0.5)
+        while True:
+            try:
+                self._command("AT", timeout=max(0.1, min(0.5, deadline - time.monotonic())))
+            except ModemError:
+                pass
+            except ModemTimeout:
+                if time.monotonic() < deadline:
+                    continue
+                return False
+            self._settle(limit=0.5)         # late answers to what timed out, while idle
+            return True
+
+    def reset(self, command, timeout=None):
+        """Write ``command`` (e.g. AT+CFUN=1,1) to restart the modem, then close the port.
+
+        The modem may well not answer (it is being reset because it does not), so no answer
+        is no error; ModemGone if the port cannot be opened or fails.  A USB modem restarting
+        leaves the bus and comes back, so the caller reopens later with ``boot()``.
+        """
+        if self._serial is None:
+            self.connect()
+        try:
+            self._engine.abandon()
+            self._write(ESC)
+            self._settle(limit=0.5)
+            try:
+                self._command(command, timeout=timeout)
+                self.log.warning("%s: %s accepted; the modem restarts", self.port, command)
+            except (ModemError, ModemTimeout) as exc:
+                self.log.warning("%s: %s: %s", self.port, command, exc)
+        finally:
+            self.close()
 
     # --- status --------------------------------------------------------------------------------
 

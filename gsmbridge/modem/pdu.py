@@ -4,12 +4,15 @@
 receives after AT+CMGS; ``encode_*`` build them; ``split`` cuts a long text into parts.
 
 Decoding is strict about structure and lenient about content.  Anything that does not parse
-(bad hex, a length pointing past the data, a digit nibble that is not a digit, a date that does
-not exist) raises ``PduError`` and nothing else, so the caller can keep the raw PDU as a bad
-message instead of crashing.  Content that parses but is odd is decoded the way 23.038 tells a
-phone to show it: a UCS-2 body with an odd octet count or a lone surrogate decodes with U+FFFD
-in the broken place, an unknown escape shows the basic-table character, a compressed body or a
-reserved alphabet is handed over as 8-bit data or GSM 7-bit text.
+(bad hex, a length pointing past the data, a digit nibble that is not a digit) raises
+``PduError`` and nothing else, so the caller can keep the raw PDU as a bad message instead of
+crashing.  The one exception is an SMS-DELIVER's service centre time stamp: a date that does not
+exist or a zone nibble that is not a digit there comes from a misconfigured SMSC, not from a
+broken message, so the message is decoded with ``timestamp`` None and the reason in
+``timestamp_error`` rather than lost.  Content that parses but is odd is decoded the way 23.038
+tells a phone to show it: a UCS-2 body with an odd octet count or a lone surrogate decodes with
+U+FFFD in the broken place, an unknown escape shows the basic-table character, a compressed body
+or a reserved alphabet is handed over as 8-bit data or GSM 7-bit text.
 """
 
 import math
@@ -69,7 +72,9 @@ class Deliver:
     text: str
     data: bytes
     encoding: str  # "gsm7" | "ucs2" | "8bit"
-    timestamp: datetime
+    # SCTS; None when the service centre sent one that is no date (timestamp_error says why):
+    # the message itself is fine and must not be lost over its time stamp.
+    timestamp: datetime | None
     concat: Concat | None
     smsc: str | None
     pid: int
@@ -82,6 +87,7 @@ class Deliver:
     # bodies before decoding so that an escape pair or a surrogate pair some other sender cut
     # in two between parts still comes out whole.  See decode_body().
     body: bytes = field(default=b"", repr=False)
+    timestamp_error: str | None = None
 
 
 @dataclass
@@ -377,11 +383,23 @@ def _message(r: _Reader, first: int, dcs: int) -> tuple:
     return encoding, message_class, udh, body, concat, text, data
 
 
+def _lenient_time(r: _Reader, what: str) -> tuple[datetime | None, str | None]:
+    """A time stamp whose 7 octets are there but may not be a date: (datetime, None) or
+    (None, why).  A truncated one is still a PduError: then the PDU itself is broken."""
+    start = r.pos
+    try:
+        return _read_time(r, what), None
+    except PduError as exc:
+        r.pos = start
+        r.take(7, what)
+        return None, str(exc)
+
+
 def _decode_deliver(r: _Reader, first: int, smsc: str | None) -> Deliver:
     sender = _read_address(r, "originating address")
     pid = r.byte("protocol identifier")
     dcs = r.byte("data coding scheme")
-    timestamp = _read_time(r, "service centre time stamp")
+    timestamp, timestamp_error = _lenient_time(r, "service centre time stamp")
     encoding, message_class, udh, body, concat, text, data = _message(r, first, dcs)
     return Deliver(
         sender=sender,
@@ -397,6 +415,7 @@ def _decode_deliver(r: _Reader, first: int, smsc: str | None) -> Deliver:
         udh=udh,
         status_report_indication=bool(first & 0x20),
         body=body,
+        timestamp_error=timestamp_error,
     )
 
 

@@ -1,0 +1,458 @@
+"""The modem worker against the simulated modem on a real pseudo-terminal, with a real Store: the
+watchdog's escalation, the port vanishing, lost registration, throttling, texts that cannot be
+sent, partial sends, bad PDUs and SMSC time stamps, a full SIM.
+"""
+
+import errno
+import os
+import pty
+import select
+import threading
+import time
+import tty
+from datetime import datetime, timezone
+
+import pytest
+
+from gsmbridge import metrics
+from gsmbridge.modem import pdu, simulator
+from gsmbridge.modem.driver import GsmModem
+from gsmbridge.modem.simport import start_simulator
+from gsmbridge.store import Store
+from gsmbridge.worker import EXIT_WATCHDOG, Backoff, ModemWorker, TokenBucket
+
+ALICE = "+255700000001"
+BOB = "+255711111111"
+T0 = datetime(2024, 5, 6, 7, 8, 9, tzinfo=timezone.utc)
+
+
+# --- harness ---------------------------------------------------------------------------------
+
+@pytest.fixture
+def store(tmp_path):
+    s = Store(str(tmp_path / "store.sqlite3"))
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def sim(tmp_path):
+    """Start a simulated modem on a pty: sim(**options) -> simport.Simulator."""
+    running = []
+
+    def start(**options):
+        options.setdefault("seed", 1)
+        options.setdefault("cnma_timeout", 1.0)
+        options.setdefault("redelivery_delay", 0.5)
+        s = start_simulator(str(tmp_path / ("modem%d" % len(running))), **options)
+        running.append(s)
+        return s
+
+    yield start
+    for s in running:
+        s.stop()
+
+
+_names = iter(range(1000))
+
+
+@pytest.fixture
+def worker(store):
+    """worker(port, **options) -> a started ModemWorker with test-sized timeouts and its own
+    modem name (the Prometheus counters are per process); stopped afterwards."""
+    started = []
+
+    def make(port, *, modem_options=None, start=True, **options):
+        modem_options = dict(dict(command_timeout=2.0, send_timeout=5.0, boot_timeout=3.0),
+                             **(modem_options or {}))
+        options.setdefault("retry_base", 0.2)
+        w = ModemWorker("w%d" % next(_names), store, lambda: GsmModem(port, **modem_options),
+                        **options)
+        w.reconnect = Backoff(0.1, 0.5)
+        w.reset_wait = 0.2
+        w.status_interval = 0.5
+        w.no_network_interval = 0.2
+        w.expire_interval = 0.5
+        started.append(w)
+        if start:
+            w.start()
+        return w
+
+    yield make
+    for w in started:
+        w.stop()
+    for w in started:
+        w.join(15)
+
+
+def wait_for(predicate, timeout=20.0, message="condition"):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting for %s" % message)
+        time.sleep(0.02)
+
+
+def state(store, w):
+    return store.modems().get(w.modem_name, {})
+
+
+def up(store, w):
+    return state(store, w).get("state") == "up"
+
+
+def metric(name, w):
+    return metrics.REGISTRY.get_sample_value(name, {"modem": w.modem_name}) or 0.0
+
+
+def queue(store, to, text, **options):
+    encoding, parts = pdu.split(text, max_parts=255)
+    [msg_id] = store.add_outbound([to], text, encoding=encoding, parts=len(parts), **options)
+    return msg_id
+
+
+def outbound(store, msg_id):
+    return store.get_outbound(msg_id)
+
+
+def inbound_texts(store):
+    return sorted(m["text"] for m in store.recent(1000) if m["direction"] == "in")
+
+
+class DeadModem:
+    """A modem on a pty that answers OK to every command line until `die()`, and then nothing.
+    `lines` has every command line it got, in order (ESC shown as <ESC>)."""
+
+    def __init__(self, link):
+        master, slave = pty.openpty()
+        tty.setraw(slave)
+        self.device = os.ttyname(slave)
+        os.close(slave)
+        self.master = master
+        self.link = link
+        os.symlink(self.device, link)
+        self.lines = []
+        self.dead = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def die(self):
+        self.dead = True
+
+    def _run(self):
+        buf = b""
+        while not self._stop.is_set():
+            ready, _, _ = select.select([self.master], [], [], 0.05)
+            if not ready:
+                continue
+            try:
+                data = os.read(self.master, 4096)
+            except OSError as exc:        # nobody has the port open right now
+                if exc.errno != errno.EIO:
+                    raise
+                time.sleep(0.05)
+                continue
+            buf += data.replace(b"\x1b", b"<ESC>\r")
+            while b"\r" in buf:
+                line, buf = buf.split(b"\r", 1)
+                line = line.strip().decode("ascii", "replace")
+                if not line:
+                    continue
+                self.lines.append(line)
+                if not self.dead and line.upper().startswith("AT"):
+                    os.write(self.master, b"\r\nOK\r\n")
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join(5)
+        os.close(self.master)
+        os.unlink(self.link)
+
+
+# --- in and out ------------------------------------------------------------------------------
+
+def test_messages_flow_both_ways_and_are_counted(sim, store, worker):
+    s = sim()
+    w = worker(s.link)
+    wait_for(lambda: up(store, w), message="modem up")
+    s.modem.deliver(ALICE, "hello bridge")
+    s.modem.deliver(ALICE, "long one " * 40)               # three parts
+    msg_id = queue(store, BOB, "hello phone")
+    wait_for(lambda: len(inbound_texts(store)) == 2, message="both inbound stored")
+    assert inbound_texts(store) == sorted(["hello bridge", "long one " * 40])
+    wait_for(lambda: outbound(store, msg_id)["status"] == "sent", message="sent")
+    assert [m["text"] for m in s.modem.sent_messages()] == ["hello phone"]
+    assert metric("gsmbridge_messages_received_total", w) == 2
+    assert metric("gsmbridge_messages_sent_total", w) == 1
+    assert metric("gsmbridge_send_seconds_count", w) == 1
+    assert metric("gsmbridge_modem_up", w) == 1
+    assert metric("gsmbridge_modem_signal_csq", w) == 20
+    wait_for(lambda: s.modem.state()["unacknowledged"] is None, message="every +CMT acknowledged")
+
+
+def test_malformed_pdu_is_kept_and_the_next_message_still_arrives(sim, store, worker):
+    s = sim()
+    w = worker(s.link)
+    wait_for(lambda: up(store, w), message="modem up")
+    s.modem.deliver_pdu("0004")                             # cut short after the first octet
+    s.modem.deliver(ALICE, "after the garbage")
+    wait_for(lambda: inbound_texts(store) == ["after the garbage"], message="good one stored")
+    [bad] = store.bad_pdus()
+    assert bad["pdu"] == "0004" and bad["error"]
+    assert metric("gsmbridge_bad_pdus_total", w) == 1
+    assert metric("gsmbridge_modem_reconnects_total", w) == 0
+
+
+def _with_scts(hex_pdu, scts_hex):
+    """The PDU encoded with time stamp T0, with another SCTS in its place."""
+    t0 = "42506070809000"                                   # T0 as semi-octets
+    assert hex_pdu.count(t0) == 1
+    return hex_pdu.replace(t0, scts_hex)
+
+
+def test_an_impossible_smsc_time_stamp_costs_only_the_time_stamp(sim, store, worker):
+    s = sim()
+    w = worker(s.link)
+    wait_for(lambda: up(store, w), message="modem up")
+    [(single, _)] = pdu.deliver_pdus(ALICE, "month 15", timestamp=T0, concat_reference=1)
+    s.modem.deliver_pdu(_with_scts(single, "42516070809000"))
+    parts = pdu.deliver_pdus(BOB, "two parts " * 20, timestamp=T0, concat_reference=2)
+    s.modem.deliver_pdu(_with_scts(parts[0][0], "425060708090A0"))   # bad zone nibble
+    s.modem.deliver_pdu(parts[1][0])
+    parts = pdu.deliver_pdus(BOB, "every part wrong " * 12, timestamp=T0, concat_reference=3)
+    for hex_pdu, _ in parts:
+        s.modem.deliver_pdu(_with_scts(hex_pdu, "42516070809000"))
+    wait_for(lambda: len(inbound_texts(store)) == 3, message="three messages stored")
+    rows = {m["text"]: store.get_inbound(m["id"]) for m in store.recent(10)}
+    assert rows["month 15"]["sent_at"] is None
+    assert rows["two parts " * 20]["sent_at"] == T0.isoformat()    # the good part's
+    assert rows["every part wrong " * 12]["sent_at"] is None
+    assert store.bad_pdus() == []
+
+
+# --- outbound: what must fail, what must wait ---------------------------------------------------
+
+def test_a_text_beyond_max_parts_fails_for_good_and_the_modem_carries_on(sim, store, worker):
+    s = sim()
+    w = worker(s.link, max_parts=2)
+    wait_for(lambda: up(store, w), message="modem up")
+    too_long = queue(store, BOB, "x" * 400)                 # three parts
+    fits = queue(store, BOB, "y" * 300)                      # two
+    wait_for(lambda: outbound(store, fits)["status"] == "sent", message="the next one sent")
+    row = outbound(store, too_long)
+    assert row["status"] == "failed" and "TooLong" in row["last_error"]
+    assert [m["text"] for m in s.modem.sent_messages()] == ["y" * 300]
+    assert w.boots == 1 and metric("gsmbridge_modem_reconnects_total", w) == 0
+    assert metric("gsmbridge_messages_send_failed_total", w) == 1
+
+
+def test_send_rate_holds_messages_in_the_queue_and_counts_parts():
+    now = [100.0]
+    bucket = TokenBucket(30, clock=lambda: now[0])           # one SMS every 2 s
+    assert bucket.ready()
+    bucket.take(3)                                          # a three-part message
+    assert not bucket.ready()
+    now[0] += 5.9                                           # 2.95 tokens back, debt was 2
+    assert not bucket.ready()
+    now[0] += 0.2
+    assert bucket.ready()
+    bucket.take(1)
+    now[0] += 3600                                          # idle: no burst saved up
+    assert bucket.ready()
+    bucket.take(1)
+    assert not bucket.ready()
+    unlimited = TokenBucket(0, clock=lambda: now[0])
+    unlimited.take(100)
+    assert unlimited.ready()
+
+
+def test_the_worker_sends_no_faster_than_send_rate(sim, store, worker):
+    s = sim()
+    w = worker(s.link, send_rate=6, start=False)            # one SMS per 10 s
+    now = [0.0]
+    w.throttle = TokenBucket(6, clock=lambda: now[0])       # time under the test's control
+    w.start()
+    ids = [queue(store, BOB, "throttled %d" % i) for i in range(3)]
+    wait_for(lambda: outbound(store, ids[0])["status"] == "sent", message="first sent")
+    time.sleep(1.0)                                         # the worker would have had time
+    assert [outbound(store, i)["status"] for i in ids] == ["sent", "queued", "queued"]
+    now[0] += 10
+    wait_for(lambda: outbound(store, ids[1])["status"] == "sent", message="second sent")
+    time.sleep(0.5)
+    assert outbound(store, ids[2])["status"] == "queued"
+    assert outbound(store, ids[2])["attempts"] == 0        # waiting, not failing
+    now[0] += 10
+    wait_for(lambda: outbound(store, ids[2])["status"] == "sent", message="third sent")
+    assert [m["text"] for m in s.modem.sent_messages()] == ["throttled %d" % i for i in range(3)]
+
+
+def test_a_part_that_went_out_is_not_sent_again(sim, store, worker):
+    s = sim(slow_cmgs=0.5)
+    w = worker(s.link)
+    wait_for(lambda: up(store, w), message="modem up")
+    text = "three parts " * 35
+
+    def refuse_the_second_part():
+        wait_for(lambda: s.modem.state()["partial_sends"] == 1, message="first part out")
+        s.modem.set_faults(cms_error=1.0, cms_error_code=500)
+        wait_for(lambda: s.modem.state()["rejected"] == 1, message="second part refused")
+        s.modem.set_faults(cms_error=0.0)
+
+    saboteur = threading.Thread(target=refuse_the_second_part)
+    saboteur.start()
+    msg_id = queue(store, BOB, text)
+    saboteur.join(20)
+    wait_for(lambda: outbound(store, msg_id)["status"] == "sent", message="sent in the end")
+    [sent] = s.modem.sent_messages()
+    assert sent["text"] == text and sent["parts"] == 3
+    assert s.modem.state()["partial_sends"] == 0            # no orphan first part left over
+    row = outbound(store, msg_id)
+    assert row["references"] == sent["references"]          # first part's TP-MR kept
+    assert row["attempts"] == 2
+    assert metric("gsmbridge_messages_send_retried_total", w) == 1
+
+
+# --- network registration --------------------------------------------------------------------
+
+def test_lost_registration_holds_sending_and_asks_to_register_again(sim, store, worker):
+    s = sim()
+    w = worker(s.link, start=False)
+    w.reregister_after = 0.5
+    w.start()
+    wait_for(lambda: state(store, w).get("registered") is True, message="registered")
+    s.modem.set_faults(registration=2)                      # searching
+    wait_for(lambda: state(store, w).get("state") == "no network", message="no network shown")
+    assert state(store, w)["registered"] is False
+    msg_id = queue(store, BOB, "waits for the network")
+    wait_for(lambda: "AT+COPS=0" in s.transcript(), message="AT+COPS=0")
+    assert outbound(store, msg_id)["status"] == "queued"
+    assert outbound(store, msg_id)["attempts"] == 0         # not even tried
+    s.modem.set_faults(registration=1)
+    wait_for(lambda: outbound(store, msg_id)["status"] == "sent", message="sent once back")
+    assert state(store, w)["state"] == "up" and state(store, w)["registered"] is True
+
+
+# --- the port and the watchdog ---------------------------------------------------------------
+
+def test_a_vanished_port_is_reopened_when_it_comes_back(sim, store, worker):
+    s = sim()
+    w = worker(s.link)
+    wait_for(lambda: up(store, w), message="modem up")
+    seen = set()
+
+    def watch():
+        while True:
+            st = state(store, w)
+            seen.add(st.get("state"))
+            if "down" in seen and st.get("state") == "up":
+                return st
+            time.sleep(0.02)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    s.modem.set_faults(disappear=1.5)
+    wait_for(lambda: not os.path.exists(s.link), message="link gone")
+    s.modem.deliver(ALICE, "sent while the modem was away")
+    msg_id = queue(store, BOB, "queued while the modem was away")
+    watcher.join(20)
+    assert not watcher.is_alive(), "the modem never came back up"
+    assert "down" in seen
+    wait_for(lambda: outbound(store, msg_id)["status"] == "sent", message="sent after return")
+    wait_for(lambda: inbound_texts(store) == ["sent while the modem was away"],
+             message="inbound after return")
+    assert w.boots == 2 and metric("gsmbridge_modem_reconnects_total", w) == 1
+    assert metric("gsmbridge_modem_up", w) == 1
+
+
+def test_watchdog_brings_back_a_modem_that_was_stuck_for_a_while(sim, store, worker):
+    s = sim()
+    w = worker(s.link, start=False)
+    w.status_interval = 3600                                # the only command: the send below
+    w.start()
+    wait_for(lambda: "registered" in state(store, w), message="modem up, status known")
+    s.modem.set_faults(hang=3.0)                            # drops all input for 3 s
+    msg_id = queue(store, BOB, "after the hang")            # its AT+CMGS gets no answer
+    wait_for(lambda: outbound(store, msg_id)["status"] == "sent", message="sent")
+    assert w.boots == 1                                     # ESC and AT did it: no reopen
+    assert outbound(store, msg_id)["attempts"] == 2         # into the hang, and after it
+    assert [m["text"] for m in s.modem.sent_messages()] == ["after the hang"]
+    assert up(store, w)
+
+
+def test_watchdog_reopens_the_port_of_a_modem_that_stays_stuck(sim, store, worker):
+    s = sim()
+    w = worker(s.link, modem_options={"command_timeout": 1.0})
+    wait_for(lambda: up(store, w), message="modem up")
+    s.modem.set_faults(hang=-1)                             # until the port is reopened
+    msg_id = queue(store, BOB, "after the reopen")
+    wait_for(lambda: outbound(store, msg_id)["status"] == "sent", message="sent")
+    assert w.boots == 2 and metric("gsmbridge_modem_reconnects_total", w) == 1
+    assert [m["text"] for m in s.modem.sent_messages()] == ["after the reopen"]
+    assert up(store, w)
+
+
+def test_watchdog_escalates_to_the_reset_command_then_gives_up(tmp_path, store, worker):
+    modem = DeadModem(str(tmp_path / "dead"))
+    gave_up = threading.Event()
+    try:
+        w = worker(modem.link, reset_command="AT+CFUN=1,1", watchdog_exit_after=3,
+                   on_giveup=lambda worker: gave_up.set(),
+                   modem_options={"boot_timeout": 1.0, "command_timeout": 1.0},
+                   start=False)
+        w.status_interval = 3600                            # the only command: the send below
+        w.start()
+        wait_for(lambda: "registered" in state(store, w), message="modem up, status known")
+        modem.die()
+        msg_id = queue(store, BOB, "stuck")
+        assert gave_up.wait(60), "the watchdog never gave up"
+        w.join(10)
+        assert not w.is_alive()
+        stuck = max(i for i, line in enumerate(modem.lines) if line.startswith("AT+CMGS"))
+        steps = []
+        for line in modem.lines[stuck + 1:]:
+            if not steps or steps[-1] != line:
+                steps.append(line)
+        # The send's ESC, then ESC and AT on the open port (the probe); a reopen (a boot starts
+        # with ESC and AT); the reset command; one more reopen; then it gave up.
+        assert steps == ["<ESC>", "AT", "<ESC>", "AT", "<ESC>", "AT+CFUN=1,1", "<ESC>", "AT"]
+        st = state(store, w)
+        assert st["state"] == "down" and "watchdog gave up" in st["last_error"]
+        assert st["recoveries"] == 3 and w.gave_up
+        assert outbound(store, msg_id)["status"] == "queued"   # kept for the next process
+        assert metric("gsmbridge_modem_up", w) == 0
+        assert EXIT_WATCHDOG == 3
+    finally:
+        modem.stop()
+
+
+# --- the SIM's storage -----------------------------------------------------------------------
+
+def test_a_full_sim_is_emptied_at_boot_and_the_network_delivers_the_rest(sim, store, worker):
+    s = sim(capacity=3)
+    for i in range(5):                                      # before the bridge: stored silently
+        s.modem.deliver(ALICE, "waiting %d" % i)
+    assert s.modem.state()["storage"]["SM"]["used"] == 3    # two held by the network
+    w = worker(s.link)
+    wait_for(lambda: len(inbound_texts(store)) == 5, message="all five stored")
+    assert inbound_texts(store) == ["waiting %d" % i for i in range(5)]
+    wait_for(lambda: s.modem.state()["storage"]["SM"]["used"] == 0, message="SIM emptied")
+    assert metric("gsmbridge_messages_received_total", w) == 5
+
+
+def test_memory_full_on_a_send_makes_the_driver_sweep_at_once(sim, store, worker):
+    s = sim(cms_error=1.0, cms_error_code=322)
+    w = worker(s.link, sweep_interval=3600, retry_base=60)
+    wait_for(lambda: up(store, w), message="modem up")
+    [(hex_pdu, _)] = pdu.deliver_pdus(ALICE, "found by the sweep", timestamp=T0,
+                                      concat_reference=1)
+    with s.modem._lock:                                     # stored without a +CMTI notice
+        s.modem.sm.add(simulator.Message(0, hex_pdu, "deliver"))
+    msg_id = queue(store, BOB, "refused: memory full")
+    wait_for(lambda: inbound_texts(store) == ["found by the sweep"], message="swept")
+    row = outbound(store, msg_id)
+    assert row["status"] == "queued" and "322" in row["last_error"]
+    assert s.modem.state()["storage"]["SM"]["used"] == 0
