@@ -28,6 +28,8 @@ setup(
             "djappsettings==0.4.0",
             "django-selectable==1.5.0",
             "django-tables2==3.0.1",
+            "schemathesis>=4.0",   # fuzzes the HTTP API against its OpenAPI document
+            "selenium>=4.11",      # drives Debian's chromium for the status page test
         ],
     },
     entry_points={"console_scripts": ["gsmbridge = gsmbridge.cli:main"]},
