@@ -468,15 +468,23 @@ class SimulatedModem:
             self._storm()
 
     def next_timer(self):
-        """Seconds until `tick()` has something to do (None: nothing planned)."""
+        """Seconds until `tick()` has something to do (None: nothing planned).
+
+        Network messages that are due but held (an unacknowledged +CMT, no registration, a
+        modem that is off or hung) wait for an event, not for time: they are not counted, or
+        the port's pump would spin until the event comes."""
         with self._lock:
-            dues = [t[0] for t in self._timers] + [p.due for p in self._network]
+            now = self._clock()
+            held = self._unacked is not None or self._hung() or self._state == "off" \
+                or not self._registered()
+            dues = [t[0] for t in self._timers]
+            dues += [p.due for p in self._network if not (held and p.due <= now)]
             dues += [d for d in self._deadlines.values() if d != float("inf")]
             if self._storm_next is not None:
                 dues.append(self._storm_next)
             if not dues:
                 return None
-            return max(0.0, min(dues) - self._clock())
+            return max(0.0, min(dues) - now)
 
     # -- the network side ------------------------------------------------------------------
 
