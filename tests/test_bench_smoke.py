@@ -1,0 +1,65 @@
+"""The benchmark harness runs end to end in its tiny mode and writes its JSON.
+
+No timing is asserted here (figures from a tiny run on a shared CI machine mean little); this only
+checks that `python -m bench` still works against the current bridge and simulator, and that its
+results have the shape bench/RESULTS.md and anyone's scripts rely on.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SUITES = "outbound,inbound,api,queue,footprint"
+
+
+def test_tiny_run_writes_json_with_every_suite(tmp_path):
+    out = tmp_path / "bench.json"
+    proc = subprocess.run([sys.executable, "-m", "bench", "--tiny", "--only", SUITES,
+                           "--json", str(out)], cwd=ROOT, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    data = json.loads(out.read_text())
+
+    assert data["mode"] == "tiny" and data["errors"] == {}
+    assert {"nproc", "cpu", "memory_gb"} <= set(data["machine"])
+    assert {"date", "commit", "baud", "sizes", "rows", "elapsed_s"} <= set(data)
+    suites = data["suites"]
+    assert set(suites) == set(SUITES.split(","))
+
+    for delay in ("no_delay", "network_delay"):
+        kinds = suites["outbound"][delay]["kinds"]
+        assert set(kinds) == {"gsm160", "ucs2_70", "multi3"}
+        for kind, figures in kinds.items():
+            assert figures["failed_parts"] == 0
+            assert figures["parts"] == figures["messages"] * (3 if kind == "multi3" else 1)
+            for key in ("messages_per_s", "fraction_of_bound", "gap_ms_p50", "gap_ms_p99",
+                        "host_ms_per_message", "modem_late_ms_per_message"):
+                assert key in figures
+    assert suites["outbound"]["pickup"]["samples"] >= 1
+
+    latency = suites["inbound"]["latency"]
+    for key in ("latency_ms_p50", "latency_ms_p99", "serial_transfer_ms",
+                "above_serial_ms_p50", "above_serial_ms_p99"):
+        assert latency[key] is not None
+    assert suites["inbound"]["burst"]["messages"] > 0
+
+    for endpoint in ("sendsms", "json"):
+        assert suites["api"][endpoint]["statuses"] == {"202": suites["api"][endpoint]["requests"]}
+        assert suites["api"][endpoint]["accept_ms_p99"] is not None
+    assert suites["api"]["bulk"]["accepted_per_s"] > 0
+
+    assert set(suites["queue"]["spread"]) == {"accept_ms_p50", "accept_ms_p99", "messages_per_s"}
+    assert len(suites["queue"]["runs"]) >= 2
+
+    for key in ("idle_cpu_percent", "rss_mb", "peak_rss_mb"):
+        assert suites["footprint"][key] is not None
+
+    # every row names its figure; the ones with a target carry a verdict
+    assert data["rows"]
+    for row in data["rows"]:
+        assert row["metric"] and "value" in row
+        if row["target"] is not None and row["value"] is not None:
+            assert row["ok"] in (True, False)
+    assert "share of line bound" in proc.stdout      # the table was printed
