@@ -1,5 +1,9 @@
-"""Wiring: builds the store, the modem worker, the forwarder and the web server from a Config, runs
-them, and stops them in order on SIGTERM/SIGINT.
+"""Wiring: builds the store, the modem workers, the forwarders and the web server from a Config,
+runs them, and stops them in order on SIGTERM/SIGINT.
+
+A pool of modems is one worker thread per modem, all pulling from the one store: the store's
+routing (next_outbound, set_pool) decides which modem sends what. Inbound goes to RapidSMS
+through one forwarder per receiver URL: [rapidsms] url, and each distinct [modem:NAME] url.
 
 Stopping order matters: first the HTTP server stops taking new messages, then the worker finishes the
 SMS in flight and the forwarder the request in flight, then the store closes. Anything not finished
@@ -39,23 +43,76 @@ def parse_sim_url(port):
     return options
 
 
+class InboundView:
+    """The store as one forwarder sees it: only the inbound messages of some modems (those whose
+    receiver it serves). Everything else is the store's own."""
+
+    def __init__(self, store, modems):
+        self.store = store
+        self.modems = tuple(modems)
+
+    def due_inbound(self, now, limit=50):
+        return self.store.due_inbound(now, limit, modems=self.modems)
+
+    def next_inbound_due(self):
+        return self.store.next_inbound_due(modems=self.modems)
+
+    def __getattr__(self, name):
+        return getattr(self.store, name)
+
+
+def forwarding_groups(config, stored_modems=()):
+    """{receiver url: [modem names]} -- None as the list means "every modem" (no modem has a url
+    of its own). Modems without a url, and modems that left the config but still have messages
+    waiting (stored_modems), go to [rapidsms] url."""
+    default = config.rapidsms.url
+    own = {name: m.url for name, m in config.modems.items() if m.url and m.url != default}
+    if not own:
+        return {default: None}
+    groups = {}
+    for name, url in own.items():
+        groups.setdefault(url, []).append(name)
+    rest = [name for name in config.modems if name not in own]
+    rest += [name for name in stored_modems if name not in config.modems and name not in rest]
+    if rest:
+        groups.setdefault(default, []).extend(rest)
+    return groups
+
+
 class Bridge:
-    """The running daemon: one modem worker, one forwarder, one HTTP server, one store."""
+    """The running daemon: a worker per modem, a forwarder per receiver URL, one HTTP server,
+    one store."""
 
     def __init__(self, config):
         self.config = config
         os.makedirs(os.path.dirname(os.path.abspath(config.store.path)), exist_ok=True)
         self.store = Store(config.store.path)
-        self.simulator = None
+        orphans = self.store.set_pool({
+            name: {"routes": m.routes, "daily_cap": m.daily_cap, "hourly_cap": m.hourly_cap}
+            for name, m in config.modems.items()})
+        if orphans:
+            log.warning("%d queued message(s) are pinned to a modem this config does not have; "
+                        "they wait until it is back", orphans)
+        self.simulators = {}
         self.stopping = threading.Event()
         self.exit_status = 0
         self.workers = [self._make_worker(name, modem) for name, modem in config.modems.items()]
         rs = config.rapidsms
-        self.forwarder = Forwarder(self.store, url=rs.url, style=rs.style, timeout=rs.timeout,
-                                   identity_name=rs.identity_name, text_name=rs.text_name,
-                                   backoff_cap=rs.retry_cap)
-        self.forwarder_thread = threading.Thread(target=self.forwarder.run, args=(self.stopping,),
-                                                 name="forwarder", daemon=True)
+        groups = forwarding_groups(config, self.store.pending_inbound_modems()
+                                   if len(config.modems) > 1 or config.modem.url else ())
+        self.forwarders, self.forwarder_threads = [], []
+        for number, (url, modems) in enumerate(groups.items()):
+            store = self.store if modems is None else InboundView(self.store, modems)
+            forwarder = Forwarder(store, url=url, style=rs.style, timeout=rs.timeout,
+                                  identity_name=rs.identity_name, text_name=rs.text_name,
+                                  backoff_cap=rs.retry_cap)
+            self.forwarders.append(forwarder)
+            self.forwarder_threads.append(threading.Thread(
+                target=forwarder.run, args=(self.stopping,), daemon=True,
+                name="forwarder" if len(groups) == 1 else "forwarder-%d" % number))
+            if modems is not None:
+                log.info("inbound from %s goes to %s", ", ".join(modems), forwarder.safe_url)
+        self.forwarder = self.forwarders[0]
         self.dlr_sender = DlrSender(self.store, smsc=config.modem.name, timeout=rs.timeout,
                                     backoff_cap=rs.retry_cap)
         self.dlr_thread = threading.Thread(target=self.dlr_sender.run, args=(self.stopping,),
@@ -69,9 +126,9 @@ class Bridge:
 
             link = os.path.join(os.path.dirname(os.path.abspath(self.config.store.path)),
                                 "sim-%s.tty" % name)
-            self.simulator = start_simulator(link, **parse_sim_url(port))
+            simulator = self.simulators[name] = start_simulator(link, **parse_sim_url(port))
             log.info("modem=%s simulated modem at %s%s", name, link,
-                     " control %s" % self.simulator.control_url if self.simulator.control_url else "")
+                     " control %s" % simulator.control_url if simulator.control_url else "")
             port = link
 
         def open_modem():
@@ -115,7 +172,8 @@ class Bridge:
                         "queued again" if self.config.bridge.resend_unconfirmed else "marked unknown")
         for worker in self.workers:
             worker.start()
-        self.forwarder_thread.start()
+        for thread in self.forwarder_threads:
+            thread.start()
         self.dlr_thread.start()
         self.server_thread = threading.Thread(target=self._serve, name="http", daemon=True)
         self.server_thread.start()
@@ -152,10 +210,11 @@ class Bridge:
             if worker.is_alive():
                 log.warning("modem=%s did not finish in %.0fs; its message will be resent",
                             worker.modem_name, STOP_GRACE)
-        self.forwarder_thread.join(2.0)
+        for thread in self.forwarder_threads:
+            thread.join(2.0)
         self.dlr_thread.join(2.0)
-        if self.simulator is not None:
-            self.simulator.stop()
+        for simulator in self.simulators.values():
+            simulator.stop()
         self.store.close()
         log.info("stopped")
 

@@ -62,6 +62,11 @@ class ModemConfig:
     send_rate: float = 0.0
     reset_command: str | None = None
     watchdog_exit_after: int = 5
+    # the pool: which recipients this modem takes first, its caps, its inbound receiver
+    routes: tuple = ()
+    daily_cap: int = 0
+    hourly_cap: int = 0
+    url: str | None = None
 
     @property
     def simulated(self):
@@ -142,26 +147,42 @@ class Config:
     path: str | None = None
     #: things that are allowed but probably wrong; the CLI prints them
     warnings: tuple = field(default=())
+    #: the pool's other modems, in the file's order ([modem:NAME] sections after the first)
+    more_modems: tuple = field(default=())
 
     @property
     def modems(self):
-        """{name: ModemConfig} for every modem the bridge drives (one, for now)."""
-        return {self.modem.name: self.modem}
+        """{name: ModemConfig} for every modem the bridge drives, in the file's order; `modem`
+        is the first."""
+        result = {self.modem.name: self.modem}
+        result.update((m.name, m) for m in self.more_modems)
+        return result
 
     @property
     def modem_names(self):
         return tuple(self.modems)
 
     def masked(self):
-        """{section: {key: value}} with secrets shown as "***": safe to print or log."""
+        """{section: {key: value}} with secrets shown as "***": safe to print or log. A pool's
+        modems come as "modem:NAME" sections; a lone modem as "modem"."""
         out = {}
         for section in SECTIONS:
-            values = dataclasses.asdict(getattr(self, section))
-            for key, value in values.items():
-                if (section, key) in SECRETS and value:
-                    values[key] = SECRET
-            out[section] = values
+            if section == "modem" and self.more_modems:
+                for modem in self.modems.values():
+                    out["modem:%s" % modem.name] = _masked_values("modem", modem)
+            else:
+                out[section] = _masked_values(section, getattr(self, section))
         return out
+
+
+def _masked_values(section, values):
+    values = dataclasses.asdict(values)
+    for key, value in values.items():
+        if (section, key) in SECRETS and value:
+            values[key] = SECRET
+        elif isinstance(value, tuple):
+            values[key] = " ".join(value)
+    return values
 
 
 # ---------------------------------------------------------------------------------------------
@@ -329,6 +350,16 @@ def _sim_url(raw):
             raise ValueError("%r: unknown sim:// option %r (known: control, baud)" % (raw, key))
 
 
+def _routes(raw):
+    """Number prefixes, separated by spaces or commas: `+25576 +25577` or `0765, 0766`."""
+    prefixes = [p for p in re.split(r"[\s,]+", raw) if p]
+    for prefix in prefixes:
+        if not re.fullmatch(r"\+?[0-9]{1,20}", prefix):
+            raise ValueError("%r is not a number prefix (an optional + and 1 to 20 digits)"
+                             % prefix)
+    return tuple(dict.fromkeys(prefixes))
+
+
 def _at_command(raw):
     if not re.fullmatch(r"(?i)AT[\x20-\x7e]{0,100}", raw):
         raise ValueError("%r is not an AT command (AT followed by printable characters, such as "
@@ -372,6 +403,10 @@ CHECKS = {
         "send_rate": _float(0),
         "reset_command": _at_command,
         "watchdog_exit_after": _int(0),
+        "routes": _routes,
+        "daily_cap": _int(0),
+        "hourly_cap": _int(0),
+        "url": _http_url,
     },
     "http": {
         "listen": _host_port,
@@ -409,40 +444,32 @@ def _suggest(word, choices):
     return " (did you mean %r?)" % close[0] if close else ""
 
 
+def _kind(section):
+    """The section's kind: "modem" for [modem] and [modem:NAME], else its name."""
+    kind, colon, _ = section.partition(":")
+    return "modem" if colon and kind == "modem" else section
+
+
 def _build(sections, base_dir, path=None):
     """sections: {section: {key: raw string}} -> Config. Raises ConfigError."""
     for section, values in sections.items():
-        if section not in SECTIONS:
+        kind = _kind(section)
+        if kind not in SECTIONS:
             raise ConfigError(section, None, "unknown section%s; known sections: %s"
-                              % (_suggest(section, SECTIONS), ", ".join(SECTIONS)))
-        for key in values:
-            if key not in CHECKS[section]:
-                raise ConfigError(section, key, "unknown key%s; known keys: %s"
-                                  % (_suggest(key, CHECKS[section]), ", ".join(CHECKS[section])))
-
-    built = {}
-    for section, cls in SECTIONS.items():
-        values = sections.get(section, {})
-        kwargs = {}
-        for fld in dataclasses.fields(cls):
-            raw = values.get(fld.name)
-            raw = raw.strip() if raw is not None else None
-            required = fld.default is dataclasses.MISSING
-            if raw is None or raw == "":
-                if required:
-                    raise ConfigError(section, fld.name, "is required")
-                if fld.default is None or raw is None:
-                    continue
-                raise ConfigError(section, fld.name, "is empty; remove the line to get the "
-                                  "default (%s)" % _show_default(fld.default))
+                              % (_suggest(section, SECTIONS), ", ".join(SECTIONS)
+                                 + ", modem:NAME"))
+        if kind != section:
             try:
-                kwargs[fld.name] = CHECKS[section][fld.name](raw)
+                _name(section.partition(":")[2])
             except ValueError as exc:
-                message = str(exc)
-                if re.search(r"\s[;#]", raw) and (section, fld.name) not in SECRETS:
-                    message += " (comments must be on a line of their own)"
-                raise ConfigError(section, fld.name, message) from None
-        built[section] = kwargs
+                raise ConfigError(section, None, "the modem's name %s" % exc) from None
+        for key in values:
+            if key not in CHECKS[kind]:
+                raise ConfigError(section, key, "unknown key%s; known keys: %s"
+                                  % (_suggest(key, CHECKS[kind]), ", ".join(CHECKS[kind])))
+
+    built = {section: _build_section(section, sections.get(section, {}))
+             for section in SECTIONS if section != "modem"}
 
     http = built["http"]
     if bool(http.get("username")) != bool(http.get("password")):
@@ -461,28 +488,110 @@ def _build(sections, base_dir, path=None):
     built["store"]["path"] = os.path.normpath(os.path.join(base_dir, store_path))
 
     warnings = []
-    url = built["rapidsms"]["url"]
     style = built["rapidsms"].get("style", RapidSMSConfig.style)
+    _check_slash("rapidsms", built["rapidsms"]["url"], style, warnings)
+
+    modems = _build_modems(sections, style, warnings)
+    built = {name: SECTIONS[name](**kwargs) for name, kwargs in built.items()}
+    return Config(modem=modems[0], **built, path=path, warnings=tuple(warnings),
+                  more_modems=tuple(modems[1:]))
+
+
+def _build_section(section, values):
+    """One section's {key: raw} -> {key: typed value}, defaults left out."""
+    cls = SECTIONS[_kind(section)]
+    checks = CHECKS[_kind(section)]
+    kwargs = {}
+    for fld in dataclasses.fields(cls):
+        raw = values.get(fld.name)
+        raw = raw.strip() if raw is not None else None
+        required = fld.default is dataclasses.MISSING
+        if raw is None or raw == "":
+            if required:
+                raise ConfigError(section, fld.name, "is required")
+            if fld.default is None or raw is None:
+                continue
+            raise ConfigError(section, fld.name, "is empty; remove the line to get the "
+                              "default (%s)" % _show_default(fld.default))
+        try:
+            kwargs[fld.name] = checks[fld.name](raw)
+        except ValueError as exc:
+            message = str(exc)
+            if re.search(r"\s[;#]", raw) and (_kind(section), fld.name) not in SECRETS:
+                message += " (comments must be on a line of their own)"
+            raise ConfigError(section, fld.name, message) from None
+    return kwargs
+
+
+def _check_slash(section, url, style, warnings):
     # httprouter's /router/receive matches with or without a slash; the backend views need one
     if style != "httprouter" and not urllib.parse.urlsplit(url).path.endswith("/"):
-        warnings.append("[rapidsms] url: %r does not end with '/'; RapidSMS's backend views "
+        warnings.append("[%s] url: %r does not end with '/'; RapidSMS's backend views "
                         "need the trailing slash (Django answers a redirect or 404 without it)"
-                        % url)
+                        % (section, url))
 
-    modem = built["modem"]
-    if modem.get("send_timeout", ModemConfig.send_timeout) < 60 and \
-            not modem["port"].startswith("sim://"):
-        warnings.append("[modem] send_timeout: %g s is shorter than a real modem may take to send "
-                        "(up to 60 s): a message it sent late would count as failed and go again"
-                        % modem["send_timeout"])
 
-    return Config(**{name: SECTIONS[name](**built[name]) for name in SECTIONS},
-                  path=path, warnings=tuple(warnings))
+def _build_modems(sections, style, warnings):
+    """The pool, in the file's order: [modem] (named by its name key) and [modem:NAME]
+    sections. Two modems may not share a name, a serial port or a simulator's control address,
+    and all must take the same longest message (max_parts: the HTTP API checks against it)."""
+    names = [s for s in sections if _kind(s) == "modem"] or ["modem"]
+    modems, seen_names, seen_ports = [], {}, {}
+    for section in names:
+        kwargs = _build_section(section, sections.get(section, {}))
+        if section != "modem":
+            name = section.partition(":")[2]
+            if kwargs.get("name", name) != name:
+                raise ConfigError(section, "name", "is %r but the section is named %r; leave "
+                                  "name out of [modem:NAME] sections" % (kwargs["name"], name))
+            kwargs["name"] = name
+        modem = ModemConfig(**kwargs)
+        other = seen_names.setdefault(modem.name.lower(), section)
+        if other != section:
+            raise ConfigError(section, "name" if section == "modem" else None,
+                              "the modem name %r is [%s]'s too; every modem needs its own "
+                              "(it is the smsc name in sendsms)" % (modem.name, other))
+        for port in _port_identities(modem.port):
+            other = seen_ports.setdefault(port, section)
+            if other != section:
+                raise ConfigError(section, "port", "%r is [%s]'s too: one serial port (or "
+                                  "simulator control address) per modem" % (modem.port, other))
+        if modems and modem.max_parts != modems[0].max_parts:
+            raise ConfigError(section, "max_parts", "is %d but [%s] has %d: every modem of a "
+                              "pool takes the same longest message (the HTTP API refuses longer "
+                              "ones), so set it alike in every modem section"
+                              % (modem.max_parts, names[0], modems[0].max_parts))
+        if modem.send_timeout < 60 and not modem.simulated:
+            warnings.append("[%s] send_timeout: %g s is shorter than a real modem may take to "
+                            "send (up to 60 s): a message it sent late would count as failed "
+                            "and go again" % (section, modem.send_timeout))
+        if modem.url:
+            _check_slash(section, modem.url, style, warnings)
+        modems.append(modem)
+    return modems
+
+
+def _port_identities(port):
+    """What two modems may not share: a device (symlinks resolved) or a simulator's control
+    address (a sim:// without one gets a link of its own)."""
+    if port.startswith("sim://"):
+        query = urllib.parse.parse_qs(urllib.parse.urlsplit(port).query)
+        control = query.get("control", [None])[-1]
+        if control and not control.endswith(":0"):
+            return ["sim-control:" + control]
+        return []
+    if port.startswith("/"):
+        return [os.path.realpath(port)]
+    if port == "loop://":
+        return []
+    return [port]
 
 
 def _show_default(value):
     if isinstance(value, bool):
         return "yes" if value else "no"
+    if isinstance(value, tuple):
+        return " ".join(value) or "none"
     return _num(value)
 
 

@@ -39,7 +39,7 @@ from datetime import datetime
 log = logging.getLogger("gsmbridge.store")
 
 #: the schema version this code writes (PRAGMA user_version)
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 INBOUND_STATUSES = ("pending", "delivered", "failed")
 OUTBOUND_STATUSES = ("queued", "sending", "sent", "delivered", "failed", "unknown")
@@ -199,8 +199,21 @@ CREATE INDEX callbacks_outbound ON callbacks (outbound_id, id);
 CREATE INDEX callbacks_status ON callbacks (status, id);
 """
 
+_SCHEMA_V3 = """
+ALTER TABLE outbound ADD COLUMN route TEXT NOT NULL DEFAULT '';  -- pool modems whose routes match
+CREATE INDEX outbound_route ON outbound (route, seq) WHERE status = 'queued' AND modem IS NULL;
+CREATE INDEX outbound_sent_by ON outbound (sent_by, sent_at, parts) WHERE sent_at IS NOT NULL;
+CREATE INDEX inbound_due_modem ON inbound (modem, next_attempt, seq) WHERE head = 1;
+CREATE TABLE pool (                                   -- the modems' routes and caps (set_pool)
+    name       TEXT PRIMARY KEY,
+    routes     TEXT NOT NULL,                         -- JSON list of prefixes as configured
+    daily_cap  INTEGER NOT NULL DEFAULT 0,
+    hourly_cap INTEGER NOT NULL DEFAULT 0
+);
+"""
+
 #: schema version -> script taking the database from the version before to it
-_MIGRATIONS = {1: _SCHEMA_V1, 2: _SCHEMA_V2}
+_MIGRATIONS = {1: _SCHEMA_V1, 2: _SCHEMA_V2, 3: _SCHEMA_V3}
 
 # The queries that must stay fast with a million rows queued; tests check their plans.
 DUE_INBOUND_SQL = (
@@ -215,6 +228,22 @@ NEXT_OUTBOUND_ANY_SQL = (
     "SELECT * FROM outbound INDEXED BY outbound_queue"
     " WHERE status = 'queued' AND modem IS NULL AND next_attempt <= ? "
     "ORDER BY seq LIMIT 1")
+# The pool: an unpinned message's route is the set of modems whose prefixes match its recipient
+# ('' for none), so "the oldest one this modem may take" is one index seek per route value.
+NEXT_OUTBOUND_ROUTE_SQL = (
+    "SELECT * FROM outbound INDEXED BY outbound_route"
+    " WHERE status = 'queued' AND modem IS NULL AND route = ? AND next_attempt <= ? "
+    "ORDER BY seq LIMIT 1")
+# SMS (parts) a modem sent since a time: its caps. At most a cap's worth of index entries.
+SENT_SINCE_SQL = (
+    "SELECT COALESCE(SUM(parts), 0) FROM outbound INDEXED BY outbound_sent_by"
+    " WHERE sent_by = ? AND sent_at >= ?")
+DUE_INBOUND_OF_MODEM_SQL = (
+    "SELECT * FROM inbound INDEXED BY inbound_due_modem"
+    " WHERE head = 1 AND modem = ? AND next_attempt <= ? ORDER BY next_attempt, seq LIMIT ?")
+NEXT_INBOUND_DUE_OF_MODEM_SQL = (
+    "SELECT MIN(next_attempt) FROM inbound INDEXED BY inbound_due_modem"
+    " WHERE head = 1 AND modem = ?")
 # Several indexes cover `status = ...`; without statistics the planner may pick the wrong one, so
 # the per-sender and per-modem queue lookups name theirs.
 OLDEST_PENDING_OF_SENDER_SQL = (
@@ -235,6 +264,14 @@ DUE_CALLBACKS_SQL = (
 NEXT_CALLBACK_DUE_SQL = (
     "SELECT MIN(next_attempt) FROM callbacks INDEXED BY callbacks_due WHERE status = 'pending'")
 COUNT_CALLBACKS_SQL = "SELECT status, COUNT(*) FROM callbacks GROUP BY status"
+
+#: a modem whose worker has not reported its state for this long is not counted on for routing
+MODEM_STALE = 300.0
+#: the caps' windows, seconds
+HOUR, DAY = 3600.0, 86400.0
+#: how long a modem's sent counts are reused before they are counted again (sends by this Store
+#: object recount at once; this only bounds how late a window's oldest send is let go)
+USAGE_TTL = 5.0
 
 #: a status report's TP-ST: below 0x20 done (0x00-0x02 delivered), 0x20-0x3F still trying,
 #: 0x40 and above given up (TS 23.040 9.2.3.15)
@@ -261,6 +298,17 @@ def _iso(value):
 
 def _digits(number):
     return "".join(ch for ch in number if ch.isdigit())
+
+
+def route_digits(number):
+    """A number (or route prefix) as routes compare it: a leading + or 00 dropped, so that
+    +25576, 0025576 and 25576 are one prefix, and the national 076 another."""
+    number = number.strip()
+    if number.startswith("+"):
+        return number[1:]
+    if number.startswith("00"):
+        return number[2:]
+    return number
 
 
 def _same_number(a, b):
@@ -291,7 +339,13 @@ class Store:
         self._closed = False
         self._cond = threading.Condition()
         self._generation = 0
+        self._pool = {}                 # name -> {"routes", "daily_cap", "hourly_cap"}
+        self._prefixes = []             # [(digits, modem)], longest first
+        self._route_values = [""]       # every route a message can have
+        self._usage = {}                # modem -> (counted at, sent last hour, sent last day)
+        self._usage_lock = threading.Lock()
         self._open()
+        self._load_pool()
 
     # -- connections and transactions ------------------------------------------------------
 
@@ -555,15 +609,39 @@ class Store:
 
     # -- inbound, read by the forwarder ----------------------------------------------------
 
-    def due_inbound(self, now, limit=50):
+    def due_inbound(self, now, limit=50, *, modems=None):
         """For each sender only its oldest pending message, and only if it is due: delivering
-        these keeps every sender's messages in arrival order. Earliest due first."""
-        rows = self._conn().execute(DUE_INBOUND_SQL, (now, limit)).fetchall()
+        these keeps every sender's messages in arrival order. Earliest due first.
+
+        modems: only messages received by these modems (a forwarder per receiver URL: a modem
+        with a url of its own). A sender's message still waits for their older one received by
+        another modem."""
+        if modems is None:
+            rows = self._conn().execute(DUE_INBOUND_SQL, (now, limit)).fetchall()
+        else:
+            with self._read() as db:
+                rows = [row for modem in modems
+                        for row in db.execute(DUE_INBOUND_OF_MODEM_SQL, (modem, now, limit))]
+            rows = sorted(rows, key=lambda row: (row["next_attempt"], row["seq"]))[:limit]
         return [_inbound_dict(row) for row in rows]
 
-    def next_inbound_due(self):
-        """When the next pending message is due (epoch seconds), or None if nothing is pending."""
-        return self._conn().execute(NEXT_INBOUND_DUE_SQL).fetchone()[0]
+    def next_inbound_due(self, *, modems=None):
+        """When the next pending message is due (epoch seconds), or None if nothing is pending
+        (of these modems, when given)."""
+        if modems is None:
+            return self._conn().execute(NEXT_INBOUND_DUE_SQL).fetchone()[0]
+        with self._read() as db:
+            times = [db.execute(NEXT_INBOUND_DUE_OF_MODEM_SQL, (modem,)).fetchone()[0]
+                     for modem in modems]
+        times = [t for t in times if t is not None]
+        return min(times) if times else None
+
+    def pending_inbound_modems(self):
+        """The modems whose received messages still wait for the forwarder (one scan of the
+        pending messages: for the start, to find modems that left the config)."""
+        return [row[0] for row in self._conn().execute(
+            "SELECT DISTINCT modem FROM inbound INDEXED BY inbound_status"
+            " WHERE status = 'pending' ORDER BY modem")]
 
     def get_inbound(self, id):
         row = self._conn().execute("SELECT * FROM inbound WHERE id = ?", (id,)).fetchone()
@@ -651,9 +729,11 @@ class Store:
         with self._write() as db:
             db.executemany(
                 "INSERT INTO outbound (id, recipient, text, encoding, parts, modem, sender, dlr_url,"
-                " dlr_mask, next_attempt, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " dlr_mask, next_attempt, created_at, route)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [(msg_id, number, text, encoding, int(parts), modem, sender, dlr_url,
-                  int(dlr_mask or 0), now, now) for msg_id, number in zip(ids, recipients)])
+                  int(dlr_mask or 0), now, now, self.route_of(number))
+                 for msg_id, number in zip(ids, recipients)])
         self.notify()
         return ids
 
@@ -675,11 +755,26 @@ class Store:
     # -- outbound, read by the worker ------------------------------------------------------
 
     def next_outbound(self, modem, now):
-        """The oldest queued message that is due and either pinned to this modem or to none."""
+        """The oldest queued message, due by `now`, that this modem should send: pinned to it,
+        or unpinned and either routed to it (its prefixes match the recipient), routed nowhere,
+        or routed only to modems that cannot send now (see available()). None when there is
+        none, or when this modem is at one of its caps (then even its pinned messages wait).
+
+        Workers pull, so an unrouted message goes to whichever modem asks first: the least
+        busy one. The cost is one index seek per route value, however long the queue.
+        """
+        if modem in self._pool and self.capped(modem):
+            return None
+        values = self._route_values
+        if len(values) > 1:
+            usable = set(self.available())
+            values = [v for v in values
+                      if not v or modem in v.split(",") or usable.isdisjoint(v.split(","))]
         with self._read() as db:
-            pinned = db.execute(NEXT_OUTBOUND_PINNED_SQL, (modem, now)).fetchone()
-            anyone = db.execute(NEXT_OUTBOUND_ANY_SQL, (now,)).fetchone()
-        candidates = [row for row in (pinned, anyone) if row is not None]
+            candidates = [db.execute(NEXT_OUTBOUND_PINNED_SQL, (modem, now)).fetchone()]
+            candidates += [db.execute(NEXT_OUTBOUND_ROUTE_SQL, (value, now)).fetchone()
+                           for value in values]
+        candidates = [row for row in candidates if row is not None]
         if not candidates:
             return None
         return _outbound_dict(min(candidates, key=lambda row: row["seq"]))
@@ -687,14 +782,17 @@ class Store:
     def outbound_sending(self, id, *, modem=None):
         """Claim a queued message for sending; commit this BEFORE AT+CMGS.
 
-        Returns False if it is no longer queued (another modem's worker took it first): skip it
-        then. `modem` records which modem sends it, for matching status reports.
+        Returns False if it is no longer queued (another modem's worker took it first), or is
+        pinned to another modem: skip it then. `modem` records which modem sends it, for
+        matching status reports and counting its caps.
         """
         now = self.clock()
         with self._write() as db:
             cur = db.execute("UPDATE outbound SET status = 'sending', attempts = attempts + 1,"
                              " sending_at = ?, sent_by = COALESCE(?, modem)"
-                             " WHERE id = ? AND status = 'queued'", (now, modem, id))
+                             " WHERE id = ? AND status = 'queued'"
+                             " AND (? IS NULL OR modem IS NULL OR modem = ?)",
+                             (now, modem, id, modem, modem))
             if cur.rowcount:
                 return True
             if not _exists(db, "outbound", id):
@@ -718,6 +816,7 @@ class Store:
                            [(row["seq"], part, row["sent_by"] or row["modem"], ref)
                             for part, ref in enumerate(references) if ref is not None])
             queued = _queue_callback(db, row["seq"], DLR_SMSC_ACK, "ACK", now)
+        self._forget_usage(row["sent_by"] or row["modem"])
         if queued:
             self.notify()
 
@@ -842,6 +941,124 @@ class Store:
                               " LIMIT ?", (outbound_id, limit))
         return [dict(row) for row in rows]
 
+    # -- the pool: routes and caps ---------------------------------------------------------
+
+    def set_pool(self, modems):
+        """Record the pool's modems: {name: {"routes": [prefixes], "daily_cap": n,
+        "hourly_cap": n}} (caps in SMS parts, 0 = none). Called at start.
+
+        Kept in the store, so that every Store object on the file routes alike. When the routes
+        differ from those recorded, the queued unpinned messages are routed again (one UPDATE;
+        seconds for a million). Returns how many queued messages are pinned to a modem not in
+        the pool: those wait until it comes back, and the caller should say so.
+        """
+        pool = {}
+        for name, settings in modems.items():
+            routes = [str(r) for r in settings.get("routes") or ()]
+            for prefix in routes:
+                if not route_digits(prefix).isdigit():
+                    raise ValueError("route %r of modem %s is not a number prefix"
+                                     % (prefix, name))
+            pool[str(name)] = {"routes": routes,
+                               "daily_cap": int(settings.get("daily_cap") or 0),
+                               "hourly_cap": int(settings.get("hourly_cap") or 0)}
+        with self._write() as db:
+            before = _read_pool(db)
+            if before != pool:
+                db.execute("DELETE FROM pool")
+                db.executemany("INSERT INTO pool (name, routes, daily_cap, hourly_cap)"
+                               " VALUES (?, ?, ?, ?)",
+                               [(name, json.dumps(p["routes"]), p["daily_cap"], p["hourly_cap"])
+                                for name, p in pool.items()])
+            self._use_pool(pool)
+            if _routes_of(before) != _routes_of(pool):
+                db.create_function("gsmbridge_route", 1, self.route_of, deterministic=True)
+                count = db.execute("UPDATE outbound SET route = gsmbridge_route(recipient)"
+                                   " WHERE status IN ('queued', 'sending')").rowcount
+                log.info("store %s: routes changed; %d queued message(s) routed again",
+                         self.path, count)
+            orphans = db.execute(
+                "SELECT COUNT(*) FROM outbound INDEXED BY outbound_queue WHERE status = 'queued'"
+                " AND modem IS NOT NULL AND modem NOT IN (SELECT name FROM pool)").fetchone()[0]
+        self.notify()
+        return orphans if pool else 0
+
+    def pool(self):
+        """The pool as set_pool recorded it: {name: {"routes", "daily_cap", "hourly_cap"}}."""
+        return {name: dict(p, routes=list(p["routes"])) for name, p in self._pool.items()}
+
+    def _load_pool(self):
+        with self._read() as db:
+            self._use_pool(_read_pool(db))
+
+    def _use_pool(self, pool):
+        self._pool = pool
+        prefixes = [(route_digits(prefix), name) for name, p in pool.items()
+                    for prefix in p["routes"]]
+        self._prefixes = sorted(set(prefixes), key=lambda item: (-len(item[0]), item))
+        # every route a recipient can have: the modems matching one of the prefixes (a number
+        # matches exactly the prefixes of the longest prefix it starts with), or none
+        values = {""}
+        for digits, _ in self._prefixes:
+            values.add(self._route(digits))
+        self._route_values = sorted(values)
+        with self._usage_lock:
+            self._usage.clear()
+
+    def route_of(self, recipient):
+        """The route an unpinned message to `recipient` gets: the names of the pool modems one
+        of whose prefixes starts it, joined by ",", sorted; "" when none."""
+        return self._route(route_digits(recipient))
+
+    def _route(self, digits):
+        return ",".join(sorted({name for prefix, name in self._prefixes
+                                if digits.startswith(prefix)}))
+
+    def usage(self, modem, *, fresh=False):
+        """(SMS sent in the last hour, in the last day) by a modem: parts of messages whose
+        sent_at falls in the window, as carriers count. Counted again at most every
+        USAGE_TTL seconds, and at once after this Store recorded a send by that modem."""
+        now = self.clock()
+        with self._usage_lock:
+            cached = self._usage.get(modem)
+        if cached is not None and not fresh and now - cached[0] < USAGE_TTL:
+            return cached[1], cached[2]
+        with self._read() as db:
+            hour = db.execute(SENT_SINCE_SQL, (modem, now - HOUR)).fetchone()[0]
+            day = db.execute(SENT_SINCE_SQL, (modem, now - DAY)).fetchone()[0]
+        with self._usage_lock:
+            self._usage[modem] = (now, hour, day)
+        return hour, day
+
+    def _forget_usage(self, modem):
+        with self._usage_lock:
+            self._usage.pop(modem, None)
+
+    def capped(self, modem):
+        """Whether a pool modem has sent its daily_cap or hourly_cap of SMS (rolling windows).
+        A message that starts under the cap goes out whole, so a cap may be passed by the
+        parts of one long message."""
+        settings = self._pool.get(modem)
+        if not settings or not (settings["daily_cap"] or settings["hourly_cap"]):
+            return False
+        hour, day = self.usage(modem)
+        return bool(settings["hourly_cap"] and hour >= settings["hourly_cap"]
+                    or settings["daily_cap"] and day >= settings["daily_cap"])
+
+    def available(self, modems=None):
+        """The pool modems that can send now: state "up" (booted, registered), reported within
+        MODEM_STALE seconds, and under their caps. modems: store.modems()'s rows, if read."""
+        if modems is None:
+            modems = {row["name"]: {"state": json.loads(row["state"]).get("state"),
+                                    "updated_at": row["updated_at"]}
+                      for row in self._conn().execute(
+                          "SELECT name, state, updated_at FROM modems")}
+        now = self.clock()
+        return [name for name in self._pool
+                if (modems.get(name) or {}).get("state") == "up"
+                and now - ((modems.get(name) or {}).get("updated_at") or 0) < MODEM_STALE
+                and not self.capped(name)]
+
     # -- the operators' view ---------------------------------------------------------------
 
     def set_modem(self, name, **state):
@@ -859,12 +1076,23 @@ class Store:
                        (name, json.dumps(merged, default=str), updated_at))
 
     def modems(self):
-        """{name: {state..., "updated_at": epoch}}"""
+        """{name: {state..., "updated_at": epoch}}. A pool modem (set_pool) also has "routes",
+        "daily_cap", "hourly_cap", "sent_last_hour", "sent_last_day" (SMS parts), "capped" and
+        "available" (see available())."""
         result = {}
         for row in self._conn().execute("SELECT name, state, updated_at FROM modems ORDER BY name"):
             state = json.loads(row["state"])
             state["updated_at"] = row["updated_at"]
             result[row["name"]] = state
+        if self._pool:
+            usable = self.available(result)
+            for name, settings in self._pool.items():
+                hour, day = self.usage(name)
+                state = result.setdefault(name, {"state": "not started", "updated_at": None})
+                state.update(routes=list(settings["routes"]), daily_cap=settings["daily_cap"],
+                             hourly_cap=settings["hourly_cap"], sent_last_hour=hour,
+                             sent_last_day=day, capped=self.capped(name),
+                             available=name in usable)
         return result
 
     def counts(self):
@@ -1034,6 +1262,17 @@ def _split_sql(script):
     """Split a schema script into statements (it has no semicolons inside strings or triggers)."""
     lines = [line.split("--", 1)[0] for line in script.splitlines()]
     return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
+
+
+def _read_pool(db):
+    return {row["name"]: {"routes": json.loads(row["routes"]), "daily_cap": row["daily_cap"],
+                          "hourly_cap": row["hourly_cap"]}
+            for row in db.execute("SELECT * FROM pool ORDER BY name")}
+
+
+def _routes_of(pool):
+    return {name: sorted(route_digits(r) for r in p["routes"]) for name, p in pool.items()
+            if p["routes"]}
 
 
 def _mark_seen(db, key, modem, now):
