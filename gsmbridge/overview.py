@@ -11,7 +11,10 @@ The health rules, each a reason for 503 (there may be several):
   errors, wrong owner) or its disk has less than MIN_FREE_BYTES free;
 - a configured modem has not started, is not "up" (booting, down, stopped), has not reported for
   MODEM_STALE seconds (the worker reports every 30 s; one long send may hold it a few minutes) or
-  says it is not registered on the network (AT+CREG/CEREG: searching, denied, ...);
+  says it is not registered on the network (AT+CREG/CEREG: searching, denied, ...). In a pool of
+  several modems this is a reason only when no modem is fine: while one can send, the others'
+  unpinned messages go out through it, so the bridge is healthy and the modems that are not
+  fine are listed as warnings (GET /health: 200 {"ok": true, "warnings": [...]});
 - inbound: a message has waited for RapidSMS more than QUEUE_STALE seconds (RapidSMS down or
   refusing it, or the forwarder stuck);
 - outbound: a message has been queued more than QUEUE_STALE seconds and the modem has sent
@@ -57,7 +60,8 @@ def snapshot(store, config, *, now=None, recent=20, started_at=None):
 
     Keys: now, uptime (seconds since started_at, or None), modems {name: {...}}, counts
     (store.counts()), activity {last_received, last_forwarded, last_sent}, traffic {start,
-    bucket, in: [24 counts], out: [24 counts]}, recent (store.recent()), health {ok, reasons}.
+    bucket, in: [24 counts], out: [24 counts]}, recent (store.recent()), health {ok, reasons,
+    and warnings when some modems of a pool cannot send but another can}.
     Raises whatever the store raises when it cannot be read.
     """
     now = time.time() if now is None else now
@@ -76,6 +80,9 @@ def snapshot(store, config, *, now=None, recent=20, started_at=None):
     }
     reasons = problems(data, config, now=now, disk=disk_problem(config.store.path))
     data["health"] = {"ok": not reasons, "reasons": reasons}
+    pool_warnings = warnings(data, config, now=now)
+    if pool_warnings:
+        data["health"]["warnings"] = pool_warnings
     return data
 
 
@@ -90,22 +97,41 @@ def modems_with_config(modems, config):
 
 def health(store, config, *, now=None):
     """[reasons] the bridge cannot take or deliver messages; [] when it can (GET /health)."""
+    return health_report(store, config, now=now)[0]
+
+
+def health_report(store, config, *, now=None):
+    """(reasons, warnings): what makes GET /health answer 503, and what it lists with a 200
+    (the modems of a pool that cannot send while another can)."""
     now = time.time() if now is None else now
     try:
         data = {"modems": modems_with_config(store.modems(), config), "counts": store.counts(),
                 "activity": store.activity(now, buckets=0)}
     except Exception:
-        return ["the store cannot be read"]
-    return problems(data, config, now=now, disk=disk_problem(config.store.path))
+        return ["the store cannot be read"], []
+    return (problems(data, config, now=now, disk=disk_problem(config.store.path)),
+            warnings(data, config, now=now))
+
+
+def _modem_problems(data, config, now):
+    """(modem problems, whether they are only warnings: a pool with a modem that is fine)."""
+    found = [reason for reason in (modem_problem(name, data["modems"].get(name), now)
+                                   for name in config.modem_names) if reason]
+    return found, len(config.modem_names) > 1 and len(found) < len(config.modem_names)
+
+
+def warnings(data, config, *, now):
+    """The modems of a pool that cannot send, while another can; [] otherwise."""
+    found, pool_is_fine = _modem_problems(data, config, now)
+    return found if pool_is_fine else []
 
 
 def problems(data, config, *, now, disk=None):
     """The health rules (see the module docstring) applied to a snapshot."""
     reasons = [disk] if disk else []
-    for name in config.modem_names:
-        reason = modem_problem(name, data["modems"].get(name), now)
-        if reason:
-            reasons.append(reason)
+    found, pool_is_fine = _modem_problems(data, config, now)
+    if not pool_is_fine:
+        reasons.extend(found)
     counts, activity = data["counts"], data["activity"]
     waiting = age(counts.get("oldest_pending_inbound"), now)
     if waiting is not None and waiting > QUEUE_STALE:
