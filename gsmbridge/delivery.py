@@ -1,0 +1,231 @@
+"""HTTP delivery with retries: the loop and the rules the forwarder and the delivery-report sender
+share.
+
+Both move rows of a store queue to an HTTP receiver, one thread each, and both follow the same
+rules, so an operator learns them once:
+
+- 2xx: done.  4xx: refused for good (kept as failed, logged, never retried), but 408, 425 and 429,
+  which say "try later".  Anything else (5xx, a timeout, a refused connection) is retried with
+  capped exponential backoff, without end: a message is worth more than a request.
+- A receiver that cannot be reached at all (a refused connection, a timeout) is put on hold for
+  the same backoff, so an outage costs one probe per backoff, not one request per waiting row.
+- What reaches logs and the store never carries credentials nor a query string (it holds phone
+  numbers and message text): `mask_url`, `describe_error`.
+
+`Sender` is the loop and the rules.  A subclass says where its rows come from (`due`,
+`next_due`), what request each one makes (`request`) to which receiver (`target`), and how an
+outcome is kept (`mark_delivered`, `mark_retry`, `mark_failed`).
+"""
+
+import random
+import re
+import time
+
+import requests
+
+#: 4xx statuses that mean "not now" rather than "never"
+RETRYABLE_4XX = frozenset({408, 425, 429})
+
+_USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
+
+
+def mask_url(text):
+    """Hide credentials embedded in URLs (scheme://user:pass@host -> scheme://***@host)."""
+    return _USERINFO.sub("***@", str(text))
+
+
+def describe_error(exc):
+    """A short, credential-free description of a requests exception (no URL, no query string:
+    the query holds the sender's number and the message text)."""
+    reason = exc
+    while True:  # requests wraps urllib3's MaxRetryError, which wraps the real cause
+        inner = getattr(reason, "reason", None)
+        if inner is None and reason.args and isinstance(reason.args[0], BaseException):
+            inner = reason.args[0]
+        if inner is None or inner is reason or not isinstance(inner, BaseException):
+            break
+        reason = inner
+    text = str(reason)
+    text = re.sub(r"^<[^>]*>:\s*", "", text)             # "<HTTPConnection object at 0x..>: "
+    text = re.sub(r"\s*\(?(with )?url: \S+\)?", "", text)  # "... with url: /backend/?id=..&text=.."
+    return "%s: %s" % (type(exc).__name__, mask_url(text).strip() or type(reason).__name__)
+
+
+class Sender:
+    """Delivers the due rows of one store queue over HTTP until each is taken or refused.
+
+    One thread runs it (`run`); `step` is one pass, for tests and for the loop.
+    """
+
+    #: rows offered per pass
+    batch = 50
+    #: the longest sleep between looks at the store (a notify wakes it sooner)
+    max_idle = 1.0
+    #: how many characters of a refusing answer are kept in the error
+    body_excerpt = 200
+
+    #: words for the logs: the thread ("forwarder"), a pass ("forwarding"), what it moves
+    #: ("deliveries"), and a row that arrived ("delivered")
+    name = "sender"
+    activity = "delivery"
+    items = "deliveries"
+    done = "delivered"
+
+    def __init__(self, store, *, timeout, backoff_base, backoff_cap, session, logger):
+        self.store = store
+        self.timeout = timeout
+        self.backoff_base = backoff_base
+        self.backoff_cap = backoff_cap
+        self.session = session or requests.Session()
+        self.log = logger
+        self.holds = {}   # target -> [hold until (epoch), consecutive unreachable tries]
+        self._stop = None
+
+    # -- what a subclass says ------------------------------------------------------------------
+
+    def due(self, now):
+        """The rows to offer in this pass (at most `batch`), oldest first."""
+        raise NotImplementedError
+
+    def next_due(self):
+        """When the next row falls due (epoch), None when nothing is waiting."""
+        raise NotImplementedError
+
+    def target(self, row):
+        """The receiver a row goes to, as logs may show it: what a hold applies to."""
+        raise NotImplementedError
+
+    def describe(self, row):
+        """How log lines about the row start (``id=...``)."""
+        raise NotImplementedError
+
+    def request(self, row):
+        """Make the row's HTTP request; the `requests.Response`, or a requests exception."""
+        raise NotImplementedError
+
+    def mark_delivered(self, row, body):
+        """Keep the row as delivered, with the receiver's answer."""
+        raise NotImplementedError
+
+    def mark_retry(self, row, error, next_attempt):
+        """Keep the row pending, its next try not before next_attempt (epoch)."""
+        raise NotImplementedError
+
+    def mark_failed(self, row, error):
+        """Keep the row as refused for good: visible, never retried."""
+        raise NotImplementedError
+
+    def unusable(self, row, attempt, error):
+        """A request requests could not make (neither a timeout nor a refused connection):
+        retried, unless a subclass knows better."""
+        return self._retry(row, attempt, error)
+
+    def error_for(self, response, excerpt):
+        """The error kept for an answer that is neither 2xx nor a refusal."""
+        return "HTTP %d: %s" % (response.status_code, excerpt)
+
+    # -- the loop ------------------------------------------------------------------------------
+
+    def run(self, stop_event):
+        """Thread target: deliver until stop_event is set (store.notify() stops it at once)."""
+        self._stop = stop_event
+        while not stop_event.is_set():
+            try:
+                worked = self.step()
+            except Exception:
+                # The store failing (disk full, closed at shutdown) must not kill the thread:
+                # everything not yet delivered is still pending in the store.
+                if stop_event.is_set():
+                    break
+                self.log.exception("%s pass failed; trying again shortly", self.activity)
+                stop_event.wait(5.0)
+                continue
+            if not worked and not stop_event.is_set():
+                self.store.wait(self._idle_time())
+        self.log.info("%s stopped", self.name)
+
+    def _idle_time(self):
+        now = time.time()
+        until = self.next_due()
+        if until is None:
+            return self.max_idle
+        if until <= now:
+            # Due but not tried: their receiver is on hold (or one just fell due).
+            holds = [hold for hold, _ in self.holds.values() if hold > now]
+            until = min(holds) if holds else now
+        return min(self.max_idle, max(0.01, until - now))
+
+    def step(self, now=None):
+        """One pass: offer each due row once, but those of a receiver on hold. Returns how many
+        were tried."""
+        now = time.time() if now is None else now
+        tried = 0
+        cut_off = set()     # receivers found unreachable in this pass
+        for row in self.due(now):
+            if self._stop is not None and self._stop.is_set():
+                break
+            target = self.target(row)
+            hold = self.holds.get(target)
+            if target in cut_off or hold is not None and hold[0] > now:
+                continue
+            if self.deliver(row) == "unreachable":
+                cut_off.add(target)
+            tried += 1
+        return tried
+
+    # -- one row -------------------------------------------------------------------------------
+
+    def deliver(self, row):
+        """Make one request and keep its outcome. Returns "delivered", "failed" (refused for
+        good), "retry" or "unreachable"."""
+        attempt = row["attempts"] + 1
+        started = time.monotonic()
+        try:
+            resp = self.request(row)
+            body = resp.text
+        except requests.Timeout:
+            return self._unreachable(row, attempt, "no answer within %gs" % self.timeout)
+        except requests.ConnectionError as exc:
+            return self._unreachable(row, attempt, describe_error(exc))
+        except requests.RequestException as exc:
+            return self.unusable(row, attempt, describe_error(exc))
+        elapsed = time.monotonic() - started
+        target = self.target(row)
+        self.holds.pop(target, None)
+        status = resp.status_code
+        if 200 <= status < 300:
+            self.mark_delivered(row, body)
+            self.log.info("%s %s: HTTP %d, attempt %d, %.2fs", self.describe(row), self.done,
+                          status, attempt, elapsed)
+            return "delivered"
+        excerpt = body[:self.body_excerpt]
+        if 400 <= status < 500 and status not in RETRYABLE_4XX:
+            self.mark_failed(row, "HTTP %d: %s" % (status, excerpt))
+            self.log.warning("%s refused by %s, kept as failed: HTTP %d %r", self.describe(row),
+                             target, status, excerpt)
+            return "failed"
+        return self._retry(row, attempt, self.error_for(resp, excerpt))
+
+    def backoff(self, attempt):
+        """Seconds before try number attempt+1: base * 2^(attempt-1) with +-10% jitter, capped."""
+        delay = self.backoff_base * 2.0 ** min(attempt - 1, 64)
+        return min(self.backoff_cap, delay * random.uniform(0.9, 1.1))
+
+    def _retry(self, row, attempt, error):
+        delay = self.backoff(attempt)
+        self.mark_retry(row, error, time.time() + delay)
+        self.log.warning("%s not %s (attempt %d): %s; next try in %.1fs", self.describe(row),
+                         self.done, attempt, error, delay)
+        return "retry"
+
+    def _unreachable(self, row, attempt, error):
+        self._retry(row, attempt, error)
+        target = self.target(row)
+        hold = self.holds.setdefault(target, [0.0, 0])
+        hold[1] += 1
+        pause = self.backoff(hold[1])
+        hold[0] = time.time() + pause
+        if hold[1] == 1 or hold[1] % 10 == 0:
+            self.log.warning("receiver %s unreachable (%d in a row); holding its %s for %.1fs",
+                             target, hold[1], self.items, pause)
+        return "unreachable"
