@@ -25,7 +25,8 @@ the body, logged at WARNING, never retried (408, 425 and 429 say "try later", so
 Anything else (5xx, a redirect on POST, a timeout, a refused connection) is retried with capped
 exponential backoff, without end. When the receiver cannot be reached at all, the whole forwarder
 holds off for the same backoff instead of trying every waiting message in turn. (These rules
-are gsmbridge/delivery.py's, shared with the delivery-report sender.)
+are gsmbridge/delivery.py's, shared with the delivery-report sender.) The metrics count each
+outcome and time each request.
 
 Each sender's messages go in arrival order: the store only offers a sender's oldest pending one.
 """
@@ -35,6 +36,7 @@ import logging
 import urllib.parse
 from datetime import datetime, timezone
 
+from gsmbridge import metrics
 from gsmbridge.delivery import RETRYABLE_4XX, Sender, describe_error, mask_url
 
 __all__ = ["Forwarder", "vumi_message", "mask_url", "describe_error", "RETRYABLE_4XX", "STYLES"]
@@ -131,12 +133,15 @@ class Forwarder(Sender):
 
     def mark_delivered(self, row, body):
         self.store.inbound_delivered(row["id"], response=body)
+        metrics.FORWARDED.inc()
 
     def mark_retry(self, row, error, next_attempt):
         self.store.inbound_retry(row["id"], error=error, next_attempt=next_attempt)
+        metrics.FORWARD_RETRIED.inc()
 
     def mark_failed(self, row, error):
         self.store.inbound_failed(row["id"], error=error)
+        metrics.FORWARD_FAILED.inc()
 
     # -- one message ---------------------------------------------------------------------------
 
@@ -173,8 +178,9 @@ class Forwarder(Sender):
         method, kwargs = self.request_for(row)
         # A redirect is followed for GET only: requests turns a redirected POST into a GET
         # without its body, which would reach the receiver as an empty message.
-        return self.session.request(method, self.url, timeout=self.timeout,
-                                    allow_redirects=(method == "GET"), **kwargs)
+        with metrics.FORWARD_SECONDS.time():
+            return self.session.request(method, self.url, timeout=self.timeout,
+                                        allow_redirects=(method == "GET"), **kwargs)
 
     def error_for(self, response, excerpt):
         if 300 <= response.status_code < 400:

@@ -6,6 +6,7 @@ import time
 
 import pytest
 
+from gsmbridge import metrics
 from gsmbridge.forwarder import Forwarder, describe_error, mask_url
 from gsmbridge.store import Store
 from httpsink import HttpSink
@@ -155,6 +156,30 @@ def test_a_redirected_post_is_not_followed(store, sink):
     row = store.get_inbound(msg_id)
     assert row["status"] == "pending" and "redirect" in row["last_error"]
     assert len(sink.requests) == 1
+
+
+def test_the_metrics_count_each_outcome_and_time_each_forward(store, sink):
+    names = ("gsmbridge_messages_forwarded_total", "gsmbridge_messages_forward_failed_total",
+             "gsmbridge_messages_forward_retried_total", "gsmbridge_forward_seconds_count")
+
+    def moved(before):
+        now = [metrics.REGISTRY.get_sample_value(name) or 0.0 for name in names]
+        return [a - b for a, b in zip(now, before)]
+
+    fwd = make(store, sink)
+    before = moved([0.0] * 4)
+    answers = iter([503, 200, 400])
+    sink.set_handler(lambda request: next(answers))
+    add(store, sender="+255700000001")
+    fwd.step(now=FAR)                      # 503: retried
+    fwd.step(now=FAR)                      # 200: forwarded
+    add(store, sender="+255700000002")
+    fwd.step(now=FAR)                      # 400: failed
+    assert moved(before) == [1, 1, 1, 3]
+    sink.refuse()
+    add(store, sender="+255700000003")
+    fwd.step(now=FAR)                      # unreachable: retried, and timed all the same
+    assert moved(before) == [1, 1, 2, 4]
 
 
 def test_backoff_doubles_up_to_the_cap(store, sink):
