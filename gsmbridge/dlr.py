@@ -133,7 +133,8 @@ class DlrSender(Sender):
                                 allow_redirects=True)
 
     def unusable(self, row, attempt, error):
-        # a URL requests cannot use (no scheme after all, bad characters): a 4xx of our own
+        """A dlr-url requests cannot use (no scheme after all, bad characters) will not get
+        better by waiting: a 4xx of our own, kept as failed."""
         self.mark_failed(row, error)
         self.log.warning("%s cannot be made, kept as failed: %s", self.describe(row), error)
         return "failed"

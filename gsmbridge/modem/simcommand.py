@@ -164,7 +164,8 @@ class Later:
 
     def __init__(self, delay, action):
         self.delay = delay
-        self.action = action      # () -> line groups; raises Error
+        self.action = action      # () -> line groups; raises Error (the network side's own
+                                  # returns a TP-MR, which the SMS handlers turn into lines)
 
 
 def registrar(table):

@@ -170,8 +170,8 @@ class NetworkSide:
 
     def _route_network(self):
         """Hand what the network holds to the modem: routed to the host or stored."""
-        if self._hung() or self._state == "off" or not self._registered():
-            return      # no network, no SMS: the network keeps them
+        if self._cannot_receive():
+            return
         now = self._clock()
         keep = []
         queue, self._network = self._network, []
@@ -181,6 +181,10 @@ class NetworkSide:
                 keep.append(item)
                 blocked = blocked or self._unacked is not None and item.due <= now
         self._network = keep + self._network
+
+    def _cannot_receive(self):
+        """A modem that is hung, off or not registered gets no SMS: the network keeps them."""
+        return self._hung() or self._state == "off" or not self._registered()
 
     def _deliver_item(self, item):
         """True when the item left the network: routed or stored (or, in text mode, a PDU

@@ -152,8 +152,7 @@ class SimulatedModem(NetworkSide):
         the port's pump would spin until the event comes."""
         with self._lock:
             now = self._clock()
-            held = self._unacked is not None or self._hung() or self._state == "off" \
-                or not self._registered()
+            held = self._unacked is not None or self._cannot_receive()
             dues = [t[0] for t in self._timers]
             dues += [p.due for p in self._network if not (held and p.due <= now)]
             dues += [d for d in self._deadlines.values() if d != float("inf")]
