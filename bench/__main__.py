@@ -2,7 +2,7 @@
 
 Runs the benchmarks on the simulated modem paced at 115200 baud, prints a table of the figures
 against their targets (and beside gammu-smsd's, when it is installed), and writes everything as
-JSON. NAME: outbound, inbound, api, queue, footprint, gammu. --quick takes a few minutes,
+JSON. NAME: link, outbound, inbound, api, queue, footprint, gammu. --quick takes a few minutes,
 --tiny seconds (for CI: it checks the harness works, its figures mean little); the full run
 stays under about fifteen minutes on 2 cores.
 """
@@ -17,9 +17,9 @@ import time
 import traceback
 from dataclasses import asdict, dataclass, field
 
-from . import api, backlog, footprint, gammu, inbound, outbound, report, texts
+from . import api, backlog, footprint, gammu, inbound, link, outbound, report, texts
 
-SUITES = {"outbound": outbound.run, "inbound": inbound.run, "api": api.run,
+SUITES = {"link": link.run, "outbound": outbound.run, "inbound": inbound.run, "api": api.run,
           "queue": backlog.run, "footprint": footprint.run, "gammu": gammu.run}
 
 
@@ -31,6 +31,7 @@ def _kinds(gsm160, ucs2_70, multi3):
 class Sizes:
     network_delay: float = 2.5
     settle: float = 1.0          # seconds after a boot before measuring (boot-time chatter)
+    link_repeats: int = 5
     outbound: dict = field(default_factory=lambda: {
         "no_delay": _kinds(200, 200, 100), "network_delay": _kinds(6, 6, 3)})
     inbound: int = 200
@@ -45,9 +46,11 @@ class Sizes:
     gammu_outbound: dict = field(default_factory=lambda: {
         "no_delay": _kinds(8, 8, 4), "network_delay": _kinds(3, 3, 2)})
     gammu_inbound: dict = field(default_factory=lambda: {"default": (8, 16.0),
-                                                         "fast": (10, 4.0)})
+                                                         "fast": (10, 4.0), "busy": (10, 4.0)})
     pickup: int = 10
-    gammu_pickup: dict = field(default_factory=lambda: {"default": 2, "fast": 4})
+    gammu_runs: tuple = (("default", ("no_delay", "network_delay")),
+                         ("fast", ("no_delay", "network_delay")), ("busy", ("no_delay",)))
+    gammu_pickup: dict = field(default_factory=lambda: {"default": 2, "fast": 4, "busy": 4})
 
 
 QUICK = Sizes(
@@ -55,17 +58,17 @@ QUICK = Sizes(
     inbound=50, burst=200, api_seconds=3.0, bulk_repeats=3, backlog=(0, 10_000, 100_000),
     send_window=3.0, backlog_seconds=3.0, idle_seconds=10.0,
     gammu_outbound={"no_delay": _kinds(3, 3, 2), "network_delay": _kinds(1, 1, 1)},
-    gammu_inbound={"default": (3, 6.0), "fast": (4, 2.0)}, pickup=5,
-    gammu_pickup={"default": 1, "fast": 2})
+    gammu_inbound={"default": (3, 6.0), "fast": (4, 2.0), "busy": (4, 2.0)}, pickup=5,
+    gammu_pickup={"default": 1, "fast": 2, "busy": 2})
 
 TINY = Sizes(
     network_delay=0.5, settle=0.2,
     outbound={"no_delay": _kinds(3, 3, 1), "network_delay": _kinds(1, 1, 1)},
     inbound=5, burst=10, api_rate=50, api_seconds=1.0, bulk_repeats=1, backlog=(0, 1000),
     send_window=1.0, backlog_seconds=1.0, idle_seconds=2.0,
-    gammu_outbound={"no_delay": _kinds(1, 1, 1), "network_delay": _kinds(1, 1, 1)},
-    gammu_inbound={"default": (1, 1.0), "fast": (2, 1.0)}, pickup=2,
-    gammu_pickup={"default": 1, "fast": 1})
+    gammu_outbound={"no_delay": _kinds(2, 1, 1)},
+    gammu_inbound={"fast": (2, 1.0)}, pickup=2, gammu_pickup={"fast": 1},
+    gammu_runs=(("fast", ("no_delay",)),))
 
 
 class Context:

@@ -1,9 +1,10 @@
 """The same workloads through Debian's gammu-smsd (files backend) on the same simulated modem.
 
 gammu-smsd polls: it looks for received SMS every ReceiveFrequency seconds while sending and
-every CommTimeout seconds otherwise, and sleeps LoopSleep seconds between rounds. It runs twice:
-with its defaults, and with its fastest sane settings (FAST below: one-second polls, no battery
-or signal queries between sends; LoopSleep stays 1, since 0 makes it a busy loop).
+every CommTimeout seconds otherwise, and sleeps LoopSleep seconds between rounds. It runs with
+its defaults, and with its fastest sane settings (FAST below: one-second polls, no battery or
+signal queries between sends; LoopSleep stays 1), and once more, without the network delay, with
+LoopSleep 0 (BUSY: it then lists the SIM without pause) to show what polling harder buys.
 
 Outbound: the messages are put in its outbox with gammu-smsd-inject, and its rate is read from
 the same wire log as the bridge's. Inbound: SMS reach the modem at spread-out moments (so that
@@ -23,7 +24,7 @@ from gsmbridge.modem import pdu
 from . import texts, wire
 from .bridge import Modem
 from .outbound import analyse
-from .procs import Processes, wait_for
+from .procs import Meter, Processes, wait_for
 
 BINARY = "/usr/bin/gammu-smsd"
 INJECT = "/usr/bin/gammu-smsd-inject"
@@ -35,6 +36,9 @@ DEFAULTS_DOC = {"CommTimeout": 30, "ReceiveFrequency": 15, "LoopSleep": 1, "Stat
 #: the fastest settings that are still sane
 FAST = {"CommTimeout": 1, "ReceiveFrequency": 1, "LoopSleep": 1, "StatusFrequency": 0,
         "CheckBattery": 0, "CheckSignal": 0}
+#: not sane, for reference: LoopSleep 0 has it list the SIM over and over (about 20% of a core
+#: and a serial line never quiet), which no deployment would run
+BUSY = dict(FAST, LoopSleep=0)
 
 
 def available():
@@ -215,10 +219,14 @@ def inbound(smsd, count, spread):
 def run(ctx):
     if not available():
         return {"skipped": "gammu-smsd not installed (apt-get install gammu-smsd)"}
-    out = {"version": version(), "settings": {"default": DEFAULTS_DOC, "fast": FAST}}
-    for name, settings in (("default", DEFAULTS), ("fast", FAST)):
+    out = {"version": version(), "settings": {"default": DEFAULTS_DOC, "fast": FAST,
+                                               "busy": BUSY}}
+    configs = {"default": DEFAULTS, "fast": FAST, "busy": BUSY}
+    for name, labels in ctx.sizes.gammu_runs:
+        settings = configs[name]
         result = {}
-        for label, delay in (("no_delay", 0.0), ("network_delay", ctx.sizes.network_delay)):
+        for label in labels:
+            delay = ctx.sizes.network_delay if label == "network_delay" else 0.0
             ctx.progress("gammu-smsd (%s settings), %s" % (name, label))
             smsd = Smsd(ctx.workdir("gammu-%s-%s" % (name, label)), settings, baud=ctx.baud,
                         network_delay=delay)
@@ -233,7 +241,9 @@ def run(ctx):
                     count, spread = ctx.sizes.gammu_inbound[name]
                     ctx.progress("gammu-smsd (%s) inbound: %d SMS over %ds" % (name, count,
                                                                               spread))
+                    meter = Meter(smsd.proc.pid)
                     result["inbound"] = inbound(smsd, count, spread)
+                    result["inbound"]["gammu_cpu_percent"] = meter.read()["cpu_percent"]
             finally:
                 smsd.stop()
         out[name] = result

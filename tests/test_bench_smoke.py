@@ -11,7 +11,7 @@ import subprocess
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SUITES = "outbound,inbound,api,queue,footprint"
+SUITES = "link,outbound,inbound,api,queue,footprint,gammu"
 
 
 def test_tiny_run_writes_json_with_every_suite(tmp_path):
@@ -55,6 +55,16 @@ def test_tiny_run_writes_json_with_every_suite(tmp_path):
 
     for key in ("idle_cpu_percent", "rss_mb", "peak_rss_mb"):
         assert suites["footprint"][key] is not None
+
+    for direction in ("modem_to_host", "host_to_modem"):
+        assert suites["link"][direction]["bits_per_byte_min"] > 0
+
+    gammu = suites["gammu"]           # gammu-smsd is optional: without it the suite says so
+    if "skipped" not in gammu:
+        assert set(gammu["fast"]["no_delay"]["kinds"]) >= {"gsm160", "ucs2_70", "multi3"}
+        assert gammu["fast"]["inbound"]["matched"] == gammu["fast"]["inbound"]["messages"]
+        assert gammu["fast"]["pickup"]["samples"] >= 1
+        assert data["versus_gammu"]
 
     # every row names its figure; the ones with a target carry a verdict
     assert data["rows"]
