@@ -31,8 +31,10 @@ def commit(root):
                                   timeout=10).stdout.strip()
         except (OSError, subprocess.SubprocessError):
             return ""
-    return {"commit": git("rev-parse", "HEAD") or None,
-            "dirty": bool(git("status", "--porcelain", "--", "gsmbridge"))}
+    head = git("rev-parse", "HEAD")
+    if not head:                  # an exported tree (git archive): say which commit it was
+        return {"commit": os.environ.get("BENCH_COMMIT"), "dirty": None}
+    return {"commit": head, "dirty": bool(git("status", "--porcelain", "--", "gsmbridge"))}
 
 
 def now():
