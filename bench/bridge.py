@@ -10,8 +10,6 @@ import http.client
 import json
 import os
 import signal
-import sys
-import time
 
 from gsmbridge.store import Store
 
@@ -62,9 +60,6 @@ class Modem:
         if status != 200:
             raise RuntimeError("inject refused: %s %s" % (status, body))
         return body
-
-    def sent(self):
-        return self.control.get_json("/sent")[1]
 
     def sent_count(self):
         """How many SMS the modem has sent (GET /state: small, unlike GET /sent)."""

@@ -14,7 +14,6 @@ appears in its inbox (the bridge's figure is later still: its HTTP request at th
 
 import os
 import random
-import shutil
 import subprocess
 import threading
 import time

@@ -1,4 +1,4 @@
-"""The messages the benchmarks send: one full GSM 7-bit SMS, one full UCS-2 SMS, one of three parts."""
+"""The messages the benchmarks send: one full GSM 7-bit SMS, one full UCS-2 SMS, one in 3 parts."""
 
 from gsmbridge.modem import pdu
 

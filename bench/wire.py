@@ -40,10 +40,6 @@ class Stream:
         """When the byte at `offset` crossed (the time of the chunk that carried it)."""
         return self.times[bisect.bisect_right(self.ends, offset)]
 
-    def start_time(self, offset):
-        """When the chunk carrying `offset` was written by the host."""
-        return self.time_at(offset)
-
 
 @dataclass
 class Exchange:
@@ -86,9 +82,9 @@ def exchanges(events):
     for match in CMGS.finditer(host.text):
         body = BODY.search(host.text, match.end())
         body_len = len(body.group(0)) if body else 0
-        commands.append((host.start_time(match.start()), len(match.group(0)), body_len,
+        commands.append((host.time_at(match.start()), len(match.group(0)), body_len,
                          body.group(1) if body else "",
-                         host.start_time(body.start()) if body else None))
+                         host.time_at(body.start()) if body else None))
     answers = [(modem.time_at(m.end() - 1), len(m.group(0)), "+CMGS" in m.group(0))
                for m in ANSWER.finditer(modem.text)]
     prompts = []
