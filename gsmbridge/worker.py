@@ -171,6 +171,7 @@ class ModemWorker(threading.Thread):
         self.gave_up = None             # why the watchdog gave up, once it has
         self.failed_recoveries = 0      # in the current watchdog episode
         self.reset_done = False         # the reset command was tried in this episode
+        self._recovering = False        # the watchdog closed the port: the next boot ends that
         self.up_since = None            # monotonic time of the last successful boot
         self.boots = 0
         self.registered = None          # from the last status check (None: not known)
@@ -216,11 +217,14 @@ class ModemWorker(threading.Thread):
         self._next_status = 0.0
         self._set_state("up", last_error=None, recoveries=self.failed_recoveries)
         metrics.MODEM_UP.labels(**self._labels).set(1)
-        if self.failed_recoveries:
-            log.warning("modem=%s up again after %d failed recoveries", self.modem_name,
-                        self.failed_recoveries)
+        if self._recovering:
+            log.warning("watchdog: modem=%s answers again after %d failed recoveries",
+                        self.modem_name, self.failed_recoveries)
+        elif self.boots > 1:
+            log.warning("modem=%s up again", self.modem_name)
         else:
             log.info("modem=%s up", self.modem_name)
+        self._recovering = False
 
     def _close(self):
         if self.modem is not None:
@@ -289,6 +293,7 @@ class ModemWorker(threading.Thread):
         self._close()
         self.up_since = None
         self.failed_recoveries += 1
+        self._recovering = True
         limit = self.watchdog_exit_after
         log.error("watchdog: modem=%s not answering (%s); failed recovery %d%s", name, reason,
                   self.failed_recoveries, " of %d" % limit if limit else "")

@@ -21,10 +21,13 @@ def free_port():
 
 
 def write_ini(path, *, rapidsms_url, store_path, http_port, modem_port, username="rapidsms",
-              password="s3cret", style="kannel", extra=""):
+              password="s3cret", style="kannel", extra="", modem_extra="", log_level="DEBUG"):
+    """extra goes at the end of the file (inside [log], or new sections); modem_extra into
+    [modem]."""
     text = """\
 [modem]
 port = {modem_port}
+{modem_extra}
 
 [http]
 listen = 127.0.0.1:{http_port}
@@ -41,7 +44,7 @@ retry_cap = 2
 path = {store_path}
 
 [log]
-level = DEBUG
+level = {log_level}
 {extra}
 """.format(**locals())
     with open(path, "w") as f:
@@ -52,10 +55,12 @@ level = DEBUG
 class BridgeProcess:
     """A gsmbridge subprocess plus handy clients for its API and its simulated modem."""
 
-    def __init__(self, tmp_path, *, rapidsms_url, extra="", style="kannel", separate_modem=False):
+    def __init__(self, tmp_path, *, rapidsms_url, extra="", style="kannel", separate_modem=False,
+                 simulate_args=(), modem_extra="", log_level="DEBUG"):
         """separate_modem: run the simulated modem as a process of its own (`gsmbridge simulate`),
         so that it outlives the bridge the way a real modem and its SIM do; otherwise the bridge
-        runs it in-process (`port = sim://`)."""
+        runs it in-process (`port = sim://`). simulate_args: more options for `gsmbridge
+        simulate` (e.g. --cnma-timeout 1). modem_extra: lines for the ini's [modem] section."""
         self.tmp_path = tmp_path
         self.http_port = free_port()
         self.control_port = free_port()
@@ -64,14 +69,15 @@ class BridgeProcess:
             link = str(tmp_path / "modem.tty")
             self.simulator = subprocess.Popen(
                 [sys.executable, "-m", "gsmbridge", "simulate", "--link", link,
-                 "--control", "127.0.0.1:%d" % self.control_port],
+                 "--control", "127.0.0.1:%d" % self.control_port, *simulate_args],
                 stdout=subprocess.DEVNULL, stderr=open(str(tmp_path / "simulator.log"), "w"))
             modem_port = link
         else:
             modem_port = "sim://?control=127.0.0.1:%d" % self.control_port
         self.ini = write_ini(str(tmp_path / "gsmbridge.ini"), rapidsms_url=rapidsms_url,
                              store_path=str(tmp_path / "store.sqlite3"), http_port=self.http_port,
-                             modem_port=modem_port, style=style, extra=extra)
+                             modem_port=modem_port, style=style, extra=extra,
+                             modem_extra=modem_extra, log_level=log_level)
         self.api = "http://127.0.0.1:%d" % self.http_port
         self.control = "http://127.0.0.1:%d" % self.control_port
         self.auth = ("rapidsms", "s3cret")

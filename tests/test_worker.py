@@ -456,3 +456,24 @@ def test_memory_full_on_a_send_makes_the_driver_sweep_at_once(sim, store, worker
     row = outbound(store, msg_id)
     assert row["status"] == "queued" and "322" in row["last_error"]
     assert s.modem.state()["storage"]["SM"]["used"] == 0
+
+
+def test_routing_dropped_behind_a_new_boot_is_noticed_by_the_next_sweep(sim, store, worker):
+    # A killed bridge left a +CMT unacknowledged. When the network gives up on it, the modem
+    # switches routing off (TS 27.005 3.4.4) -- here just after the new bridge set it up.
+    s = sim(cnma_timeout=2.0)
+    previous = GsmModem(s.link, command_timeout=2.0, boot_timeout=3.0).boot()
+    s.modem.deliver(ALICE, "never acknowledged")
+    previous.poll(0.5)                                      # read, never committed nor acked
+    previous.close()
+    w = worker(s.link, sweep_interval=0.5)
+    wait_for(lambda: up(store, w), message="modem up")
+    cnmi = lambda: s.modem.state()["settings"]["cnmi"][1]   # noqa: E731
+    wait_for(lambda: cnmi() == 0, message="the modem dropping routing")
+    for i in range(3):
+        s.modem.deliver(ALICE, "stored without a notice %d" % i)
+    wait_for(lambda: cnmi() == 2, message="routing set again")
+    s.modem.deliver(ALICE, "routed again")
+    wait_for(lambda: len(inbound_texts(store)) == 5, message="all five stored")
+    assert inbound_texts(store) == sorted(["never acknowledged", "routed again"] + [
+        "stored without a notice %d" % i for i in range(3)])

@@ -55,6 +55,11 @@ _CNMI_ROUTED = ["2,2,0,1,0", "1,2,0,1,0", "2,2,0,2,0", "1,2,0,2,0", "2,2,0,0,0",
 _CNMI_STORED = ["2,1,0,2,0", "1,1,0,2,0", "2,1,0,1,0", "1,1,0,1,0", "2,1,0,0,0", "1,1,0,0,0",
                 "2,1", "1,1"]
 
+# A +CMT that a previous run (or instance) never acknowledged makes the modem switch routing off
+# when the network gives up on it, TR2M (12-20 s, TS 24.011) after it came: possibly just after
+# we set +CNMI.  So +CNMI is checked again this long after every setup.
+RECHECK_AFTER_SETUP = 30.0
+
 # (port, PIN) pairs a SIM refused, for the life of the process: a worker that builds a new
 # GsmModem for every reconnect must not spend the SIM's three tries and lock it to its PUK.
 _REFUSED_PINS = set()
@@ -374,7 +379,7 @@ class GsmModem:
             self._write(ESC)           # leave a prompt left over from a previous run
             self._wake()
             self._setup()
-            self._initial_sweep()
+            self._initial_sweep(first_check=min(self.check_interval, RECHECK_AFTER_SETUP))
         except BaseException:
             self.close()               # and its lock: the next attempt may be another instance
             raise
@@ -538,12 +543,12 @@ class GsmModem:
                 return
         self.cnmi, self.routing = None, "stored"
 
-    def _initial_sweep(self):
+    def _initial_sweep(self, first_check=None):
         """Queue for poll() what is stored and not handed out already (or handed out long ago
         and never done(): the caller may have failed to commit it)."""
-        self._next_check = time.monotonic() + self.check_interval
+        self._next_check = time.monotonic() + (first_check or self.check_interval)
         try:
-            items = self.sweep()
+            items = self._sweep()
         except ModemError as exc:
             self.log.warning("%s: sweep failed: %s", self.port, exc)
             return
@@ -563,20 +568,24 @@ class GsmModem:
     def _checkup(self):
         """Every check_interval: is +CNMI still ours (a missed +CNMA makes the modem drop it,
         a restart resets it)?  Then sweep for what came without a notice."""
-        if self.cnmi:
-            try:
-                lines = self._command("AT+CNMI?")
-            except ModemError as exc:
-                self.log.info("%s: %s", self.port, exc)
-                lines = []
-            for response in lines:
-                have = [_int(f) for f in _fields(_value(response.line))]
-                want = [_int(f) for f in self.cnmi.split(",")]
-                if have[1:2] != want[1:2] or (len(want) > 3 and have[3:4] != want[3:4]):
-                    self.log.warning("%s: +CNMI is %s, not %s: setting it again", self.port,
-                                     _value(response.line), self.cnmi)
-                    self._tolerate("AT+CNMI=" + self.cnmi)
+        self._check_cnmi()
         self._initial_sweep()
+
+    def _check_cnmi(self):
+        if not self.cnmi:
+            return
+        try:
+            lines = self._command("AT+CNMI?")
+        except ModemError as exc:
+            self.log.info("%s: %s", self.port, exc)
+            lines = []
+        for response in lines:
+            have = [_int(f) for f in _fields(_value(response.line))]
+            want = [_int(f) for f in self.cnmi.split(",")]
+            if have[1:2] != want[1:2] or (len(want) > 3 and have[3:4] != want[3:4]):
+                self.log.warning("%s: +CNMI is %s, not %s: setting it again", self.port,
+                                 _value(response.line), self.cnmi)
+                self._tolerate("AT+CNMI=" + self.cnmi)
 
     # --- URCs ----------------------------------------------------------------------------------
 
@@ -637,7 +646,7 @@ class GsmModem:
     def _redo_setup(self):
         self._settle()
         self._setup()
-        self._initial_sweep()
+        self._initial_sweep(first_check=min(self.check_interval, RECHECK_AFTER_SETUP))
 
     def _read_notices(self):
         notices, self._notices = self._notices, []
@@ -685,7 +694,19 @@ class GsmModem:
 
     def sweep(self):
         """Everything in the read storage (AT+CMGL=4), as Incoming items.  Stored outgoing
-        messages are left alone.  Items already handed out and not done() come again."""
+        messages are left alone.  Items already handed out and not done() come again.
+
+        Messages found that no notice announced mean the modem stores without telling: its
+        +CNMI is no longer ours (see _check_cnmi), so that is checked at once.
+        """
+        items = self._sweep()
+        if self.cnmi and not self._in_setup:
+            announced = set(self._outstanding) | {(s, i) for s, i, _ in self._notices}
+            if any((item.storage, item.index) not in announced for item in items):
+                self._check_cnmi()
+        return items
+
+    def _sweep(self):
         self._use_storage(self.storage if self._read_storage else None)
         storage = self._read_storage
         items, listed = [], 0
