@@ -56,16 +56,19 @@ class BridgeProcess:
     """A gsmbridge subprocess plus handy clients for its API and its simulated modem."""
 
     def __init__(self, tmp_path, *, rapidsms_url, extra="", style="kannel", separate_modem=False,
-                 simulate_args=(), modem_extra="", log_level="DEBUG"):
+                 simulate_args=(), modem_extra="", log_level="DEBUG", modem_port=None):
         """separate_modem: run the simulated modem as a process of its own (`gsmbridge simulate`),
         so that it outlives the bridge the way a real modem and its SIM do; otherwise the bridge
         runs it in-process (`port = sim://`). simulate_args: more options for `gsmbridge
-        simulate` (e.g. --cnma-timeout 1). modem_extra: lines for the ini's [modem] section."""
+        simulate` (e.g. --cnma-timeout 1). modem_extra: lines for the ini's [modem] section.
+        modem_port: a modem of the test's own (a device path) instead of a simulated one."""
         self.tmp_path = tmp_path
         self.http_port = free_port()
         self.control_port = free_port()
         self.simulator = None
-        if separate_modem:
+        if modem_port:
+            pass
+        elif separate_modem:
             link = str(tmp_path / "modem.tty")
             self.simulator = subprocess.Popen(
                 [sys.executable, "-m", "gsmbridge", "simulate", "--link", link,

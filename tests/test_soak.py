@@ -13,7 +13,9 @@ import time
 import requests
 
 from bridgeproc import BridgeProcess, wait_for
+from gsmbridge.store import Store
 from httpsink import HttpSink
+from test_worker import DeadModem
 
 ALICE = "+255700000001"
 BOB = "+255711000002"
@@ -147,13 +149,15 @@ def test_every_fault_in_turn_loses_nothing_and_heals_itself(tmp_path):
 
         phase("line noise")
         bridge.faults(noise=0.3)
-        soak.exchange("noise")
+        soak.exchange("noise", count=6)
+        time.sleep(2)
         soak.settle()
         bridge.faults(noise=0)
 
         phase("URC storm")
         bridge.faults(urc_storm=50)
-        soak.exchange("storm")
+        soak.exchange("storm", count=6)
+        time.sleep(2)
         soak.settle()
         bridge.faults(urc_storm=0)
 
@@ -178,7 +182,40 @@ def test_every_fault_in_turn_loses_nothing_and_heals_itself(tmp_path):
         assert counts["outbound"]["failed"] == counts["inbound"]["failed"] == 0
         assert counts["bad_pdus"] == 0
         assert bridge.terminate() == 0
+        with open(bridge.log_path, errors="replace") as f:
+            log = f.read()
+        # each fault really happened (the bridge's DEBUG log shows what the modem did)
+        for sign in ("+CMS ERROR: 500", "SIM busy", "watchdog", "port gone", "< noise",
+                     "^RSSI", "not registered"):
+            assert sign in log, sign
     finally:
         soak._stop.set()
         bridge.stop()
         sink.stop()
+
+
+def test_a_modem_that_stays_silent_makes_the_bridge_exit_3(tmp_path):
+    """The watchdog's last step, through the real process: exit status 3 for the supervisor
+    (watchdog_exit_after = 1: the first failed recovery, ESC and AT unanswered, is the last)."""
+    modem = DeadModem(str(tmp_path / "silent.tty"))
+    sink = HttpSink()
+    bridge = BridgeProcess(tmp_path, rapidsms_url=sink.url + "/backend/kannel-backend/",
+                           modem_port=modem.link, log_level="INFO",
+                           modem_extra="command_timeout = 2\nwatchdog_exit_after = 1\n")
+    try:
+        bridge.start()
+        modem.die()
+        r = bridge.send(BOB, "waits for a modem that answers")
+        assert r.status_code == 202
+        assert bridge.proc.wait(30) == 3
+        log = bridge.log()
+        assert "CRITICAL" in log and "giving up" in log and "status 3" in log
+        store = Store(str(tmp_path / "store.sqlite3"))
+        try:
+            assert store.get_outbound(r.json()["id"])["status"] == "queued"   # kept, not lost
+        finally:
+            store.close()
+    finally:
+        bridge.stop()
+        sink.stop()
+        modem.stop()
