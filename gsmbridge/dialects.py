@@ -8,6 +8,14 @@ Whatever RapidSMS a deployment runs, it should reach the bridge with configurati
   add, with HTTP basic auth (``sendsms_user``/``sendsms_pass``). VumiBackend treats any answer
   but 200 as a failure and never retries, so the answer is 200 once the message is committed,
   with a JSON body shaped like the message Vumi's HTTP API returns.
+  A ``transport_name`` that is one of our modems' names pins the message to that modem, as
+  sendsms's ``smsc`` does. VumiBackend sends one when its ``sendsms_params`` has it, so a
+  backend per modem (each getting that modem's inbound through its [modem:NAME] url) answers
+  people from the SIM they wrote to. Any other value is the name of a Vumi transport from some
+  other setup and is ignored, not refused: the message goes out through any modem. The answer's ``transport_name`` is the modem that will send the message
+  when that is already known (it is pinned, or the bridge has one modem only), else null: in a
+  pool, whichever modem is free takes an unpinned message later, and GET /api/v1/messages/<id>
+  then says which one did (``sent_by``).
 - ``POST /http/send`` takes what rapidsms-threadless-router's ``HttpBackend`` posts to its
   ``outgoing_url``: a form with the number and the text, named as [rapidsms] identity_name and
   text_name say (``identity`` and ``text`` are taken too, which is what that backend sends).
@@ -50,12 +58,7 @@ def dialect_blueprint(store, config):
 
     @bp.errorhandler(Refused)
     def refused(exc):
-        if request.path.startswith("/vumi/"):
-            response = web.json_response({"error": exc.message}, exc.status)
-            for name, value in exc.headers.items():
-                response.headers[name] = value
-            return response
-        return web.error_response(exc.status, exc.message, exc.headers)
+        return web.error_response(exc.status, exc.message, exc.headers)  # JSON under /vumi/
 
     return bp
 
@@ -87,9 +90,13 @@ def vumi(store, config):
     metadata = data.get("metadata")
     rapidsms_id = metadata.get("rapidsms_msg_id") if isinstance(metadata, dict) else None
 
+    transport = data.get("transport_name")
+    modem = transport if isinstance(transport, str) and transport in config.modem_names else None
+
     encoding, parts = web.count_parts(content, config.modem.max_parts)
-    ids = web.add_outbound(store, numbers, content, encoding=encoding, parts=parts, sender=sender)
-    web.log_accepted("vumi", ids, numbers, parts, encoding)
+    ids = web.add_outbound(store, numbers, content, encoding=encoding, parts=parts, sender=sender,
+                           modem=modem)
+    web.log_accepted("vumi", ids, numbers, parts, encoding, modem=modem)
     # in_reply_to is the inbound id the bridge gave RapidSMS as message_id: this line ties a
     # reply to the SMS it answers.
     for msg_id in ids:
@@ -105,7 +112,8 @@ def vumi(store, config):
         "to_addr": to_addr,
         "from_addr": sender,
         "content": content,
-        "transport_name": config.modem.name,
+        "transport_name": modem or (config.modem.name if len(config.modem_names) == 1
+                                    else None),
         "transport_type": "sms",
         "timestamp": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f"),
         "helper_metadata": {},

@@ -290,9 +290,7 @@ def sendsms(store, config):
             log.warning("sendsms refused: bad credentials from %s", request.remote_addr)
             raise Refused(403, AUTH_FAILED)
 
-    smsc = (req.get("smsc") or "").strip()
-    if smsc and smsc not in config.modem_names:
-        raise Refused(403, NOT_ROUTABLE)
+    smsc = pinned_modem(config, req.get("smsc"))
 
     if not req.to:
         raise Refused(400, "Missing receiver number, rejected")
@@ -322,9 +320,20 @@ def sendsms(store, config):
         small_int(req.get("validity"), "validity", -1, 999999)
 
     ids = add_outbound(store, numbers, text, encoding=encoding, parts=parts,
-                       modem=smsc or None, sender=sender, dlr_url=dlr_url, dlr_mask=dlr_mask)
-    log_accepted("sendsms", ids, numbers, parts, encoding)
+                       modem=smsc, sender=sender, dlr_url=dlr_url, dlr_mask=dlr_mask)
+    log_accepted("sendsms", ids, numbers, parts, encoding, modem=smsc)
     return Response(ACCEPTED, 202, mimetype="text/plain")
+
+
+def pinned_modem(config, smsc):
+    """The modem a message is pinned to, from Kannel's `smsc`: None (empty or not given: any
+    modem may send it) or one of the configured modems' names; Refused(403) for any other name,
+    with Kannel's words, because a message for a modem this bridge does not have would wait
+    forever. The name must match exactly, as Kannel's smsc-id does."""
+    smsc = (smsc or "").strip()
+    if smsc and smsc not in config.modem_names:
+        raise Refused(403, NOT_ROUTABLE)
+    return smsc or None
 
 
 def add_outbound(store, numbers, text, **fields):
@@ -336,11 +345,13 @@ def add_outbound(store, numbers, text, **fields):
         raise Refused(503, TEMPORARY) from None
 
 
-def log_accepted(via, ids, numbers, parts, encoding):
-    """One INFO line per message accepted, starting with its id (a message's lines all do)."""
+def log_accepted(via, ids, numbers, parts, encoding, modem=None):
+    """One INFO line per message accepted, starting with its id (a message's lines all do);
+    modem: the modem it is pinned to, if any."""
     for msg_id, number in zip(ids, numbers):
-        log.info("id=%s accepted via %s for %s: %d part(s) %s", msg_id, via,
-                 overview.mask_number(number), parts, encoding)
+        log.info("id=%s accepted via %s for %s: %d part(s) %s%s", msg_id, via,
+                 overview.mask_number(number), parts, encoding,
+                 ", pinned to modem %s" % modem if modem else "")
 
 
 def describe_ids(ids):
@@ -352,7 +363,7 @@ def describe_ids(ids):
 # The JSON API
 
 
-API_FIELDS = ("to", "text", "dlr_url")
+API_FIELDS = ("to", "text", "dlr_url", "smsc")
 
 
 def require_basic_auth(config):
@@ -374,6 +385,10 @@ def post_message(store, config):
         if key not in API_FIELDS:
             raise Refused(400, "Unknown field %r (known: %s)"
                           % (str(key)[:40], ", ".join(API_FIELDS)))
+    smsc = data.get("smsc")
+    if smsc is not None and not isinstance(smsc, str):
+        raise Refused(400, "smsc must be a modem's name (or null or \"\" for any modem)")
+    smsc = pinned_modem(config, smsc)
 
     to = data.get("to")
     if isinstance(to, str):
@@ -395,9 +410,9 @@ def post_message(store, config):
             raise Refused(400, "dlr_url must be a string")
         check_url(dlr_url, "dlr_url")
 
-    ids = add_outbound(store, numbers, text, encoding=encoding, parts=parts, dlr_url=dlr_url,
-                       dlr_mask=31 if dlr_url else 0)
-    log_accepted("api", ids, numbers, parts, encoding)
+    ids = add_outbound(store, numbers, text, encoding=encoding, parts=parts, modem=smsc,
+                       dlr_url=dlr_url, dlr_mask=31 if dlr_url else 0)
+    log_accepted("api", ids, numbers, parts, encoding, modem=smsc)
     answer = {"id": ids[0], "ids": ids, "status": "queued", "parts": parts, "encoding": encoding}
     response = json_response(answer, 202)
     response.headers["Location"] = "/api/v1/messages/%s" % urllib.parse.quote(str(ids[0]))
@@ -528,8 +543,8 @@ def json_response(data, status=200):
 
 
 def wants_json():
-    return request.path.startswith("/api/") or request.path in ("/status", "/health",
-                                                                "/openapi.json")
+    return (request.path.startswith(("/api/", "/vumi/"))
+            or request.path in ("/status", "/health", "/openapi.json"))
 
 
 def error_response(status, message, headers=None):

@@ -103,6 +103,37 @@ def test_vumi_several_identities_and_sendsms_params(bridge):
         (A, "to both", "12345"), (B, "to both", "12345")]
 
 
+def test_vumi_transport_name_of_a_modem_pins_the_message(serve):
+    pool = serve(**{"modem:airtel": {"port": "sim://"}})
+    answers = {}
+    for transport in ("airtel", "modem", "x", None):
+        params = {} if transport is None else {"transport_name": transport}
+        kwargs = vumi_backend(pool, sendsms_params=params).prepare_request(1, "hi", [A], {})
+        resp = requests.post(timeout=10, **kwargs)
+        assert resp.status_code == 200, resp.text
+        answers[transport] = resp.json()["transport_name"]
+    assert [r["modem"] for r in committed(pool)] == ["airtel", "modem", None, None]
+    # the modem that will send it, when known; in a pool an unpinned message's is not yet
+    assert answers == {"airtel": "airtel", "modem": "modem", "x": None, None: None}
+
+
+@pytest.mark.parametrize("transport", ["x", 5, ["modem"], None])
+def test_vumi_answer_names_the_one_modem_whatever_the_transport_name(bridge, transport):
+    resp = requests.post(bridge.url + "/vumi/send", auth=(USER, PASSWORD), timeout=10,
+                         json={"content": "hi", "to_addr": [A], "transport_name": transport})
+    assert resp.status_code == 200 and resp.json()["transport_name"] == "modem"
+    assert [r["modem"] for r in committed(bridge)] == [None]
+
+
+def test_vumi_errors_are_json_whoever_answers(serve):
+    bridge = serve(http={"username": USER, "password": PASSWORD, "max_body": 1024})
+    resp = requests.post(bridge.url + "/vumi/send", auth=(USER, PASSWORD), timeout=10,
+                         json={"content": "x" * 2000, "to_addr": [A]})
+    assert resp.status_code == 413 and "too large" in resp.json()["error"]
+    resp = requests.get(bridge.url + "/vumi/send", timeout=10)
+    assert resp.status_code == 405 and resp.json() == {"error": "Method not allowed"}
+
+
 def test_vumi_needs_the_credentials(bridge):
     wrong = vumi_backend(bridge, sendsms_pass="wrong")
     with pytest.raises(requests.HTTPError) as err:
@@ -380,7 +411,8 @@ vumi_bodies = st.one_of(
         {"to_addr": st.one_of(st.just([A]), st.lists(st.just(B), max_size=3), json_values),
          "content": st.one_of(st.text(max_size=600), json_values)},
         optional={"from_addr": json_values, "in_reply_to": json_values, "metadata": json_values,
-                  "session_event": json_values, "endpoint": json_values},
+                  "session_event": json_values, "endpoint": json_values,
+                  "transport_name": st.one_of(st.just("modem"), json_values)},
     ).map(lambda d: json.dumps(d).encode()),
     json_values.map(lambda v: json.dumps(v).encode()),
     st.binary(max_size=100),

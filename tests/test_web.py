@@ -415,6 +415,25 @@ def test_json_send_and_read_back(bridge):
     assert (stored["dlr_url"], stored["dlr_mask"]) == ("http://127.0.0.1:9/d", 31)
 
 
+def test_json_smsc_pins_to_a_modem_of_the_pool(serve):
+    pool = serve(**{"modem:airtel": {"port": "sim://"}})
+    for smsc, modem in (("airtel", "airtel"), ("modem", "modem"), (None, None), ("", None)):
+        resp = api(pool, "POST", "/api/v1/messages", json={"to": A, "text": "hi", "smsc": smsc})
+        assert resp.status_code == 202, resp.text
+        assert pool.store.get_outbound(resp.json()["id"])["modem"] == modem
+    resp = api(pool, "GET", "/api/v1/messages/%s" % pool.outbound()[0]["id"])
+    assert resp.json()["modem"] == "airtel"
+
+
+@pytest.mark.parametrize("smsc", ["vodacom", "Airtel", "airtel,modem"])
+def test_json_smsc_naming_no_modem_is_refused_as_kannel_does(serve, smsc):
+    pool = serve(**{"modem:airtel": {"port": "sim://"}})
+    resp = api(pool, "POST", "/api/v1/messages", json={"to": [A, B], "text": "hi", "smsc": smsc})
+    assert resp.status_code == 403
+    assert resp.json() == {"error": "Not routable. Do not try again."}
+    assert pool.outbound() == []
+
+
 def test_json_single_number(bridge):
     resp = api(bridge, "POST", "/api/v1/messages", json={"to": A, "text": "x" * 161})
     assert resp.status_code == 202 and resp.json()["parts"] == 2
@@ -439,6 +458,7 @@ def test_json_unknown_id(bridge):
     (b'{"to": "+255700000001", "text": "\\ud800"}', "unpaired surrogate"),
     (b'{"to": "+255700000001", "txt": "x"}', "Unknown field 'txt'"),
     (b'{"to": "+255700000001", "text": "x", "dlr_url": "ftp://x"}', "dlr_url field misformed"),
+    (b'{"to": "+255700000001", "text": "x", "smsc": ["modem"]}', "smsc must be"),
     (b"[" * 50000 + b"]" * 50000, "not JSON"),
 ])
 def test_json_refusals(bridge, body, words):
@@ -583,7 +603,10 @@ api_bodies = st.one_of(
     st.fixed_dictionaries({"to": st.one_of(st.just(A), st.lists(st.just(B), max_size=3),
                                            json_values),
                            "text": st.one_of(st.text(max_size=600), json_values)},
-                          optional={"dlr_url": json_values}).map(lambda d: json.dumps(d).encode()),
+                          optional={"dlr_url": json_values,
+                                    "smsc": st.one_of(st.sampled_from(["modem", ""]),
+                                                      json_values)}
+                          ).map(lambda d: json.dumps(d).encode()),
     json_values.map(lambda v: json.dumps(v).encode()),
     st.binary(max_size=100),
 )
