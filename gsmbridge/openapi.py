@@ -18,6 +18,9 @@ def nullable(schema):
 
 
 EPOCH = {"type": "number", "description": "seconds since the epoch, UTC"}
+WARNINGS = {"type": "array", "items": {"type": "string"},
+            "description": "the modems of a pool that cannot send, while another can (their "
+                           "unpinned messages go out through it)"}
 TEXT_ERROR = {"description": "refused, with the reason as plain text",
               "content": {"text/plain": {"schema": {"type": "string"}}}}
 
@@ -68,6 +71,10 @@ SCHEMAS = {
             "text": {"type": "string", "minLength": 1},
             "dlr_url": {"type": "string", "format": "uri", "maxLength": 2048, "nullable": True,
                         "description": "delivery-report callbacks to this URL (null: none)"},
+            "smsc": {"type": "string", "nullable": True,
+                     "description": "the name of the modem to send through (its [modem:NAME] "
+                                    "section), as Kannel's smsc; null or empty: any modem. "
+                                    "A name the bridge has no modem by is refused (403)."},
         },
     },
     "Accepted": {
@@ -153,14 +160,36 @@ SCHEMAS = {
         "type": "object", "required": ["state"],
         "properties": {
             "state": {"type": "string",
-                      "description": "up, booting, down, stopped, or not started"},
+                      "description": "up, booting, no network, not answering, down, stopped, "
+                                     "or not started"},
             "signal": nullable({"type": "integer", "description": "AT+CSQ rssi, 0-31"}),
             "operator": nullable({"type": "string"}),
             "registration": nullable({"type": "integer", "description": "27.007 <stat>"}),
             "registered": nullable({"type": "boolean"}),
             "last_error": nullable({"type": "string"}),
             "updated_at": nullable(EPOCH),
-            "configured": {"type": "boolean"},
+            "configured": {"type": "boolean",
+                           "description": "false for a modem in the store but not the config"},
+            "recoveries": {"type": "integer", "minimum": 0,
+                           "description": "failed recoveries before the modem last came up"},
+            "routes": {"type": "array", "items": {"type": "string"},
+                       "description": "number prefixes this modem sends to first ([modem:NAME] "
+                                      "routes)"},
+            "daily_cap": {"type": "integer", "minimum": 0,
+                          "description": "SMS parts it may send in 24 hours; 0: no cap"},
+            "hourly_cap": {"type": "integer", "minimum": 0,
+                           "description": "SMS parts it may send in an hour; 0: no cap"},
+            "sent_last_hour": {"type": "integer", "minimum": 0,
+                               "description": "SMS parts it sent in the last hour"},
+            "sent_last_day": {"type": "integer", "minimum": 0,
+                              "description": "SMS parts it sent in the last 24 hours"},
+            "capped": {"type": "boolean",
+                       "description": "at its daily or hourly cap: it sends nothing until older "
+                                      "sends leave the window"},
+            "available": {"type": "boolean",
+                          "description": "it can take outbound now: up, reported within 5 "
+                                         "minutes, not capped. Messages routed only to a modem "
+                                         "that is not go to the others; pinned ones wait."},
         },
     },
     "Counts": {
@@ -210,13 +239,71 @@ SCHEMAS = {
             "health": {"type": "object", "required": ["ok", "reasons"],
                        "properties": {"ok": {"type": "boolean"},
                                       "reasons": {"type": "array",
-                                                  "items": {"type": "string"}}}},
+                                                  "items": {"type": "string"}},
+                                      "warnings": WARNINGS}},
         },
     },
     "Health": {
         "type": "object", "required": ["ok"],
         "properties": {"ok": {"type": "boolean"},
-                       "reason": {"type": "string", "description": "every problem found"}},
+                       "reason": {"type": "string", "description": "every problem found, "
+                                                                  "joined by '; '"},
+                       "warnings": WARNINGS},
+    },
+    "VumiMessage": {
+        "type": "object", "required": ["content", "to_addr"],
+        "description": "A Vumi user message, as RapidSMS's VumiBackend posts it (with its "
+                       "sendsms_params added). Other fields are taken and ignored.",
+        "properties": {
+            "content": {"type": "string", "minLength": 1},
+            "to_addr": {"oneOf": [
+                {"type": "string", "pattern": NUMBER_PATTERN},
+                {"type": "array", "minItems": 1, "maxItems": 1000,
+                 "items": {"type": "string", "pattern": NUMBER_PATTERN}}]},
+            "from_addr": {"type": "string", "maxLength": 64, "nullable": True,
+                          "description": "sender, recorded only"},
+            "in_reply_to": {"type": "string", "maxLength": 64, "nullable": True,
+                            "description": "the message_id of the inbound message answered "
+                                           "(logged with the reply's id)"},
+            "transport_name": {"description": "one of the bridge's modem names pins the "
+                                              "message to that modem; anything else is ignored "
+                                              "(any modem sends it)"},
+            "session_event": {"description": "ignored (an SMS has no session)"},
+            "metadata": {"description": "rapidsms_msg_id is logged with the message's id"},
+        },
+    },
+    "VumiAccepted": {
+        "type": "object",
+        "required": ["message_id", "message_ids", "message_type", "to_addr", "content",
+                     "transport_name", "transport_type", "status", "parts", "encoding"],
+        "description": "The message as committed, shaped like Vumi's HTTP API answers.",
+        "properties": {
+            "message_version": {"type": "string"},
+            "message_type": {"type": "string", "enum": ["user_message"]},
+            "message_id": {"type": "string",
+                           "description": "the first message's id (GET /api/v1/messages/{id})"},
+            "message_ids": {"type": "array", "items": {"type": "string"},
+                            "description": "one message per receiver, in order"},
+            "in_reply_to": nullable({"type": "string"}),
+            "session_event": nullable({"type": "string"}),
+            "to_addr": {"oneOf": [{"type": "string"},
+                                  {"type": "array", "items": {"type": "string"}}]},
+            "from_addr": nullable({"type": "string"}),
+            "content": {"type": "string"},
+            "transport_name": nullable({
+                "type": "string",
+                "description": "the modem that will send it when that is known already (it "
+                               "is pinned, or the bridge has one modem); null in a pool, where "
+                               "whichever modem is free takes it (sent_by in "
+                               "GET /api/v1/messages/{id} says which did)"}),
+            "transport_type": {"type": "string", "enum": ["sms"]},
+            "timestamp": {"type": "string", "description": "UTC, Vumi's format"},
+            "helper_metadata": {"type": "object"},
+            "transport_metadata": {"type": "object"},
+            "status": {"type": "string", "enum": ["queued"]},
+            "parts": {"type": "integer", "minimum": 1},
+            "encoding": {"type": "string", "enum": ["gsm7", "ucs2"]},
+        },
     },
 }
 
@@ -281,6 +368,8 @@ PATHS = {
                             "schema": {"$ref": "#/components/schemas/Accepted"}}}},
                 "400": json_error("refused, with the reason"),
                 "401": UNAUTHORIZED,
+                "403": json_error("smsc names no modem of this bridge: "
+                                  "\"Not routable. Do not try again.\""),
                 "413": json_error("the body is too large"),
                 "503": UNAVAILABLE,
             },
@@ -368,9 +457,11 @@ PATHS = {
             "summary": "Whether the bridge can take and deliver messages",
             "description": "200 when it can; 503 with every reason found when not: the store "
                            "unreadable, unwritable or its disk nearly full; a modem not up, "
-                           "silent for 5 minutes or unregistered; an inbound message waiting "
-                           "over an hour for RapidSMS; outbound stalled (a message queued over "
-                           "an hour and nothing sent for 15 minutes).",
+                           "silent for 5 minutes or unregistered (in a pool of modems: every "
+                           "one of them; while one can send, the others are listed in "
+                           "warnings with the 200); an inbound message waiting over an hour "
+                           "for RapidSMS; outbound stalled (a message queued over an hour and "
+                           "nothing sent for 15 minutes).",
             "security": [],
             "responses": {
                 "200": {"description": "healthy", "content": {"application/json": {
@@ -390,6 +481,61 @@ PATHS = {
                 "200": {"description": "Prometheus text exposition format 0.0.4",
                         "content": {"text/plain": {"schema": {"type": "string"}}}},
                 "401": UNAUTHORIZED,
+            },
+        },
+    },
+    "/vumi/send": {
+        "post": {
+            "summary": "Send an SMS, Vumi style (RapidSMS's VumiBackend)",
+            "description": "Point the backend's sendsms_url here, with sendsms_user and "
+                           "sendsms_pass as [http] username and password. 200 once committed "
+                           "(VumiBackend takes any other status as a failure and does not "
+                           "retry).",
+            "security": BASIC,
+            "requestBody": {"required": True, "content": {"application/json": {
+                "schema": {"$ref": "#/components/schemas/VumiMessage"}}}},
+            "responses": {
+                "200": {"description": "committed; one message per receiver",
+                        "headers": {"X-Message-Id": {"schema": {"type": "string"},
+                                                     "description": "the first message"}},
+                        "content": {"application/json": {
+                            "schema": {"$ref": "#/components/schemas/VumiAccepted"}}}},
+                "400": json_error("refused, with the reason"),
+                "401": UNAUTHORIZED,
+                "413": json_error("the body is too large"),
+                "503": UNAVAILABLE,
+            },
+        },
+    },
+    "/http/send": {
+        "post": {
+            "summary": "Send an SMS, rapidsms-threadless-router style (its http backend)",
+            "description": "Point the backend's outgoing_url here, with username and password "
+                           "in its query (that backend cannot do basic auth; basic auth works "
+                           "too). The number and text fields are named as [rapidsms] "
+                           "identity_name and text_name say; identity and text are taken too.",
+            "security": BASIC,
+            "parameters": [
+                {"name": name, "in": "query", "required": False, "allowEmptyValue": True,
+                 "schema": {"type": "string"}, "description": "[http] %s" % name}
+                for name in ("username", "password")],
+            "requestBody": {"required": True, "content": {
+                "application/x-www-form-urlencoded": {"schema": {
+                    "type": "object", "required": ["identity", "text"],
+                    "properties": {
+                        "identity": {"type": "string", "pattern": NUMBER_PATTERN,
+                                     "description": "the receiver's number"},
+                        "text": {"type": "string", "minLength": 1,
+                                 "description": "the message, UTF-8"},
+                    }}}}},
+            "responses": {
+                "200": {"description": "committed",
+                        "headers": {"X-Message-Id": {"schema": {"type": "string"},
+                                                     "description": "the message's id"}},
+                        "content": {"text/plain": {"schema": {
+                            "type": "string", "pattern": "^Accepted for delivery: "}}}},
+                "400": TEXT_ERROR, "401": UNAUTHORIZED, "413": TEXT_ERROR, "415": TEXT_ERROR,
+                "503": TEXT_ERROR,
             },
         },
     },
@@ -424,6 +570,16 @@ def document(config=None):
         },
     }
     if config is not None:
-        send = doc["components"]["schemas"]["SendRequest"]["properties"]["to"]["oneOf"][1]
-        send["maxItems"] = config.http.max_recipients
+        schemas = doc["components"]["schemas"]
+        for name, field in (("SendRequest", "to"), ("VumiMessage", "to_addr")):
+            schemas[name]["properties"][field]["oneOf"][1]["maxItems"] = \
+                config.http.max_recipients
+        form = (doc["paths"]["/http/send"]["post"]["requestBody"]["content"]
+                ["application/x-www-form-urlencoded"]["schema"])
+        names = {"identity": config.rapidsms.identity_name, "text": config.rapidsms.text_name}
+        if any(default != name for default, name in names.items()):
+            # either name is taken: neither one is required on its own
+            form["required"] = []
+            for default, name in names.items():
+                form["properties"].setdefault(name, form["properties"][default])
     return doc

@@ -56,17 +56,22 @@ def serving(store, config):
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     base = tmp_path_factory.mktemp("openapi")
+    # a pool of two, one of them down: smsc has a name to pin to, /health and /status warnings
     cfg = configmod.for_tests(str(base), http={"username": AUTH[0], "password": AUTH[1]},
-                              modem={"max_parts": 3})
+                              modem={"max_parts": 3, "routes": "+25576", "daily_cap": 500},
+                              **{"modem:spare": {"port": "sim://", "max_parts": 3}})
     os.makedirs(os.path.dirname(cfg.store.path), exist_ok=True)
     store = Store(cfg.store.path)
+    store.set_pool({name: {"routes": m.routes, "daily_cap": m.daily_cap,
+                           "hourly_cap": m.hourly_cap} for name, m in cfg.modems.items()})
     # something in every list, so the schemas of real rows get checked too
     store.set_modem("modem", state="up", signal=20, operator="Vodacom", registration=1,
                     registered=True)
+    store.set_modem("spare", state="down", last_error="ModemGone: port vanished")
     store.add_inbound(modem="modem", sender="+255700000009", text="hi", sent_at=None,
                       pdus=["00"], keys=["k"])
     [msg_id] = store.add_outbound(["+255700000001"], "hello", encoding="gsm7", parts=1)
-    store.outbound_sending(msg_id)
+    store.outbound_sending(msg_id, modem="modem")
     store.outbound_sent(msg_id, references=[5])
     with serving(store, cfg) as url:
         yield url
@@ -89,6 +94,20 @@ def test_api_matches_its_document(case, server):
 @settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck))
 def test_api_without_credentials_matches_its_document(case, server):
     case.call_and_validate(base_url=server, checks=CHECKS)
+
+
+def test_status_and_health_of_a_pool_match_their_schemas(server):
+    """The pool's keys are really there (the fuzzing above only checks what it is given)."""
+    status = requests.get(server + "/status", auth=AUTH, timeout=10).json()
+    documented = set(openapi.SCHEMAS["Modem"]["properties"])
+    for name, modem in status["modems"].items():
+        assert set(modem) <= documented, (name, set(modem) - documented)
+    assert status["modems"]["modem"]["routes"] == ["+25576"]
+    assert status["modems"]["modem"]["sent_last_day"] == 1
+    assert status["health"]["warnings"] == ["modem spare is down: ModemGone: port vanished"]
+    health = requests.get(server + "/health", timeout=10).json()
+    assert set(health) <= set(openapi.SCHEMAS["Health"]["properties"])
+    assert health["warnings"] == status["health"]["warnings"]
 
 
 def test_the_document_is_what_the_server_serves(server):
