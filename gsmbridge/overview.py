@@ -1,7 +1,8 @@
 """What an operator needs to know about a running bridge, read from the store.
 
 One `snapshot()` feeds the status page, GET /status and `gsmbridge status`; `problems()` is what
-GET /health answers; `StoreCollector` gives the same queue depths to Prometheus at scrape time.
+GET /health answers; `StoreCollector` gives the same queue depths, and each modem's sends against
+its caps, to Prometheus at scrape time.
 Everything here only reads: the store is the truth (the worker records the modem's state in it, the
 forwarder the deliveries), so the numbers are right across restarts and whichever thread asks.
 
@@ -87,11 +88,14 @@ def snapshot(store, config, *, now=None, recent=20, started_at=None):
 
 
 def modems_with_config(modems, config):
-    """The store's modem records, every configured modem included (a missing one as not started)."""
-    result = {name: dict(state, configured=name in config.modem_names)
-              for name, state in modems.items()}
+    """The store's modem records, every configured modem included (a missing one as not
+    started): the configured ones in the config file's order, then any others by name."""
+    result = {}
     for name in config.modem_names:
-        result.setdefault(name, {"state": "not started", "configured": True, "updated_at": None})
+        result[name] = dict(modems.get(name) or {"state": "not started", "updated_at": None},
+                            configured=True)
+    for name, state in sorted(modems.items()):
+        result.setdefault(name, dict(state, configured=False))
     return result
 
 
@@ -152,8 +156,9 @@ def modem_problem(name, state, now):
         return "modem %s has not started" % name
     if state.get("state") != "up":
         error = state.get("last_error")
-        return "modem %s is %s%s" % (name, state.get("state") or "unknown",
-                                     ": %s" % error if error else "")
+        words = "has no network" if state.get("state") == "no network" else "is %s" % (
+            state.get("state") or "unknown")
+        return "modem %s %s%s" % (name, words, ": %s" % error if error else "")
     since = age(state.get("updated_at"), now)
     if since is None or since > MODEM_STALE:
         return "modem %s has not reported for %s" % (
@@ -259,7 +264,8 @@ def ago(stamp, now):
 
 
 class StoreCollector:
-    """Queue depths and latest events read from the store at scrape time.
+    """Queue depths, latest events and each modem's sends against its caps (POOL_GAUGES), read
+    from the store at scrape time.
 
     Register it on a registry of its own per app (the module REGISTRY in gsmbridge.metrics holds
     the process's counters); /metrics renders both. A store that cannot be read gives
@@ -324,9 +330,43 @@ class StoreCollector:
             if isinstance(state.get("updated_at"), (int, float)):
                 updated.add_metric([name], state["updated_at"])
         yield updated
+        yield from pool_metrics(modems)
         data = {"modems": modems_with_config(modems, self.config), "counts": counts,
                 "activity": activity}
         healthy = not problems(data, self.config, now=now,
                                disk=disk_problem(self.config.store.path))
         yield GaugeMetricFamily("gsmbridge_healthy", "1 when GET /health answers 200",
                                 value=1 if healthy else 0)
+
+
+#: per-modem gauges of a pool, from store.modems(): (metric, key, help)
+POOL_GAUGES = (
+    ("gsmbridge_modem_sent_last_hour", "sent_last_hour",
+     "SMS parts the modem sent in the last hour (what its hourly_cap counts)"),
+    ("gsmbridge_modem_sent_last_day", "sent_last_day",
+     "SMS parts the modem sent in the last 24 hours (what its daily_cap counts)"),
+    ("gsmbridge_modem_hourly_cap", "hourly_cap",
+     "the modem's hourly_cap in SMS parts; absent when it has none"),
+    ("gsmbridge_modem_daily_cap", "daily_cap",
+     "the modem's daily_cap in SMS parts; absent when it has none"),
+    ("gsmbridge_modem_capped", "capped",
+     "1 while the modem is at its hourly or daily cap"),
+    ("gsmbridge_modem_available", "available",
+     "1 when the modem can take outbound now (up, reporting, under its caps)"),
+)
+
+
+def pool_metrics(modems):
+    """The pool's gauges, one sample per modem that has the key (store.modems() gives them for
+    every modem of the pool). A cap of 0 means none and is left out, so that an alert on
+    sent_last_day / daily_cap never divides by zero."""
+    for metric, key, help in POOL_GAUGES:
+        family = GaugeMetricFamily(metric, help, labels=["modem"])
+        for name, state in sorted(modems.items()):
+            value = state.get(key)
+            if isinstance(value, bool):
+                value = int(value)
+            if not isinstance(value, (int, float)) or (key.endswith("_cap") and not value):
+                continue
+            family.add_metric([name], value)
+        yield family

@@ -45,6 +45,7 @@ font-size:.95rem}
 .pill.good{background:var(--good)}.pill.wait{background:var(--wait)}.pill.bad{background:var(--bad)}
 .alert{border-color:var(--bad);border-left:.35rem solid var(--bad)}
 .alert ul{margin:.25rem 0 0;padding-left:1.2rem}
+.alert.warn{border-color:var(--wait);border-left-color:var(--wait)}
 .offline{background:var(--bad);color:#fff;padding:.5rem 1rem;font-weight:600}
 .offline:empty{display:none}
 .modems{display:grid;grid-template-columns:repeat(auto-fit,minmax(15rem,1fr));gap:.75rem}
@@ -57,7 +58,12 @@ dt{color:var(--mute)}dd{margin:0;overflow-wrap:anywhere}
 margin-right:.35rem}
 .bars i{display:block;width:.3rem;background:var(--line);border-radius:1px}
 .bars i.on{background:var(--ink)}
-.error{color:var(--bad)}
+.error{color:var(--bad)}.note{color:var(--wait);font-weight:600}
+.use{white-space:nowrap}
+.meter{display:inline-block;width:3.5rem;height:.4rem;margin-left:.35rem;vertical-align:.1rem;
+background:var(--line);border-radius:2px;overflow:hidden}
+.meter i{display:block;height:100%;background:var(--good)}
+.meter.wait i{background:var(--wait)}.meter.bad i{background:var(--bad)}
 .tiles{display:grid;grid-template-columns:repeat(auto-fit,minmax(8.5rem,1fr));gap:.5rem}
 .tile{border:1px solid var(--line);border-radius:.5rem;padding:.4rem .6rem}
 .tile b{display:block;font-size:1.6rem;line-height:1.2}
@@ -128,11 +134,16 @@ def render(data, *, refresh=15, name="gsmbridge"):
     """The whole page for a snapshot (overview.snapshot()), as a str."""
     now = data["now"]
     health = data["health"]
-    if health["ok"]:
-        pill = '<span class="pill good">SMS flowing</span>'
+    warnings = health.get("warnings") or []
+    if not health["ok"]:
+        pill, word = '<span class="pill bad">Needs attention</span>', "PROBLEM"
+    elif warnings:
+        pill = '<span class="pill wait">SMS flowing, %d warning%s</span>' % (
+            len(warnings), "" if len(warnings) == 1 else "s")
+        word = "WARNING"
     else:
-        pill = '<span class="pill bad">Needs attention</span>'
-    title = "%s %s" % ("OK" if health["ok"] else "PROBLEM", name)
+        pill, word = '<span class="pill good">SMS flowing</span>', "OK"
+    title = "%s %s" % (word, name)
     body = [
         '<header><h1>%s</h1>%s<span>%s</span></header>' % (
             e(name), pill, e(clock(now))),
@@ -163,11 +174,18 @@ def render(data, *, refresh=15, name="gsmbridge"):
 
 
 def alert(health):
-    if health["ok"]:
-        return ""
-    items = "".join("<li>%s</li>" % e(reason) for reason in health["reasons"])
-    return ('<section class="alert" id="problems"><h2>What is wrong</h2><ul>%s</ul></section>'
-            % items)
+    """What /health says: its reasons for a 503, or the warnings it gives with a 200 (the
+    modems of a pool that cannot send while another can)."""
+    if not health["ok"]:
+        items = "".join("<li>%s</li>" % e(reason) for reason in health["reasons"])
+        return ('<section class="alert" id="problems"><h2>What is wrong</h2><ul>%s</ul>'
+                '</section>' % items)
+    if health.get("warnings"):
+        items = "".join("<li>%s</li>" % e(warning) for warning in health["warnings"])
+        return ('<section class="alert warn" id="warnings"><h2>Warnings</h2><ul>%s</ul>'
+                '<p>SMS still go out through the other modems; messages pinned to these wait '
+                'for them.</p></section>' % items)
+    return ""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -175,7 +193,7 @@ def alert(health):
 
 
 def modems_section(modems, now):
-    cards = [modem_card(name, state, now) for name, state in sorted(modems.items())]
+    cards = [modem_card(name, state, now) for name, state in modems.items()]
     if not cards:
         cards = ['<p>No modem configured.</p>']
     return '<section id="modems"><h2>Modems</h2><div class="modems">%s</div></section>' % (
@@ -191,14 +209,46 @@ def modem_card(name, state, now):
         ("Registration", e(overview.registration_text(state.get("registration")))),
         ("Last report", e(overview.ago(state.get("updated_at"), now))),
     ]
+    if state.get("routes"):
+        rows.append(("Routes", e(" ".join(state["routes"]))))
+    if "sent_last_day" in state:
+        rows.append(("Sent", usage(state)))
     if state.get("last_error"):
         rows.append(("Last error", '<span class="error">%s</span>' % e(state["last_error"])))
     if not state.get("configured", True):
         rows.append(("Note", "not in the config file (an old name?)"))
-    return ('<div class="modem" data-modem="%s" data-state="%s"><div class="top">'
-            '<span class="name">%s</span><span class="pill %s">%s</span></div><dl>%s</dl></div>'
-            % (e(name), e(status), e(name), look, e(status),
+    pills = '<span class="pill %s">%s</span>' % (look, e(status))
+    if state.get("capped"):
+        pills = '<span class="pill wait">capped</span> ' + pills
+    flags = "".join(' data-%s="%s"' % (key, "true" if state[key] else "false")
+                    for key in ("capped", "available") if key in state)
+    return ('<div class="modem" data-modem="%s" data-state="%s"%s><div class="top">'
+            '<span class="name">%s</span><span>%s</span></div><dl>%s</dl></div>'
+            % (e(name), e(status), flags, e(name), pills,
                "".join("<dt>%s</dt><dd>%s</dd>" % row for row in rows)))
+
+
+def usage(state):
+    """SMS parts sent in the last 24 hours and hour, each against its cap when it has one, with
+    a bar beside a cap (amber from 80 %, red at the cap): "312 / 500 in 24 h · 12 in 1 h"."""
+    parts = []
+    for key, cap_key, window in (("sent_last_day", "daily_cap", "24 h"),
+                                 ("sent_last_hour", "hourly_cap", "1 h")):
+        sent, cap = state.get(key) or 0, state.get(cap_key) or 0
+        if not cap:
+            parts.append('<span class="use">%d in %s</span>' % (sent, window))
+            continue
+        share = min(sent / cap, 1.0)
+        look = "bad" if share >= 1 else "wait" if share >= 0.8 else ""
+        parts.append('<span class="use" data-cap="%s">%d / %d in %s<span class="meter %s" '
+                     'role="img" aria-label="%d%% of the cap"><i style="width:%.0f%%"></i>'
+                     '</span></span>' % (cap_key, sent, cap, window, look, share * 100,
+                                         share * 100))
+    text = " · ".join(parts)
+    if state.get("capped"):
+        text += ('<br><span class="note">at its cap until older SMS leave the window'
+                 '</span>')
+    return text
 
 
 def signal(csq):

@@ -73,6 +73,31 @@ def bridge(tmp_path):
     store.close()
 
 
+@pytest.fixture
+def pool(tmp_path):
+    """A pool of two modems, set up as the app does: vodacom (routes, daily_cap 500) first in
+    the file, airtel (hourly_cap 3) second."""
+    cfg = configmod.for_tests(
+        str(tmp_path), http={"username": USER, "password": PASSWORD},
+        modem={"name": "vodacom", "routes": "+25574 +25575", "daily_cap": 500},
+        **{"modem:airtel": {"port": "sim://", "routes": "+25568", "hourly_cap": 3}})
+    os.makedirs(os.path.dirname(cfg.store.path), exist_ok=True)
+    store = Store(cfg.store.path)
+    store.set_pool({name: {"routes": m.routes, "daily_cap": m.daily_cap,
+                           "hourly_cap": m.hourly_cap} for name, m in cfg.modems.items()})
+    with serving(store, cfg) as served:
+        yield served
+    store.close()
+
+
+def sent_by(store, modem, count, parts=1):
+    """count messages of `parts` parts sent by modem (at the store's clock)."""
+    for i in range(count):
+        [msg_id] = store.add_outbound(["+2557400%05d" % i], "x", encoding="gsm7", parts=parts)
+        assert store.outbound_sending(msg_id, modem=modem)
+        store.outbound_sent(msg_id, references=[i % 256] * parts)
+
+
 def modem_up(store, **extra):
     fields = dict(state="up", signal=17, operator="Vodacom TZ", registration=1, registered=True,
                   last_error=None)
@@ -132,6 +157,57 @@ def test_status_page_says_what_is_wrong(bridge):
     modem_up(bridge.store)
     page = bridge.get("/").text
     assert "SMS flowing" in page and 'id="problems"' not in page
+
+
+def test_status_page_shows_a_pools_modems_with_routes_caps_and_warnings(pool):
+    for name in ("vodacom", "airtel"):
+        pool.store.set_modem(name, state="up", registered=True, registration=1)
+    old = pool.past(3 * HOUR)
+    sent_by(old, "vodacom", 100, parts=3)     # in the last 24 hours, not the last hour
+    old.close()
+    sent_by(pool.store, "vodacom", 12)
+    sent_by(pool.store, "airtel", 3)
+    page = pool.get("/").text
+    vodacom, airtel = (page[page.index('data-modem="%s"' % name):] for name in ("vodacom",
+                                                                                "airtel"))
+    assert page.index('data-modem="vodacom"') < page.index('data-modem="airtel"')  # file order
+    assert 'data-capped="false" data-available="true"' in vodacom[:100]
+    assert "+25574 +25575" in vodacom and "312 / 500 in 24 h" in vodacom
+    assert "12 in 1 h" in vodacom
+    assert 'data-capped="true" data-available="false"' in airtel[:100]
+    assert '<span class="pill wait">capped</span>' in airtel[:400]
+    assert "3 in 24 h" in airtel and "3 / 3 in 1 h" in airtel and "at its cap" in airtel
+    assert 'class="meter bad"' in airtel and 'width:100%' in airtel
+    assert "SMS flowing" in page and 'id="warnings"' not in page   # a cap is not a warning
+
+    pool.store.set_modem("airtel", state="down", last_error="ModemGone: gone")
+    page = pool.get("/").text
+    assert "SMS flowing, 1 warning" in page and "<title>WARNING " in page
+    assert 'id="warnings"' in page and "<li>modem airtel is down: ModemGone: gone</li>" in page
+    assert 'id="problems"' not in page
+    pool.store.set_modem("vodacom", state="down")
+    page = pool.get("/").text
+    assert "Needs attention" in page and 'id="problems"' in page and 'id="warnings"' not in page
+
+
+def test_status_and_health_of_a_pool_with_a_modem_down(pool):
+    pool.store.set_modem("vodacom", state="up", registered=True)
+    pool.store.set_modem("airtel", state="no network", registered=False, registration=2)
+    sent_by(pool.store, "vodacom", 2, parts=2)
+    data = pool.get("/status").json()
+    assert list(data["modems"]) == ["airtel", "vodacom"]       # JSON keys sorted
+    vodacom, airtel = data["modems"]["vodacom"], data["modems"]["airtel"]
+    assert (vodacom["routes"], vodacom["daily_cap"], vodacom["hourly_cap"]) == (
+        ["+25574", "+25575"], 500, 0)
+    assert (vodacom["sent_last_hour"], vodacom["sent_last_day"]) == (4, 4)
+    assert (vodacom["capped"], vodacom["available"]) == (False, True)
+    assert (airtel["capped"], airtel["available"]) == (False, False)
+    warning = "modem airtel has no network"
+    assert data["health"]["ok"] is True and data["health"]["reasons"] == []
+    assert data["health"]["warnings"][0].startswith(warning)
+    resp = pool.get("/health", auth=None)
+    assert resp.status_code == 200
+    assert resp.json() == {"ok": True, "warnings": data["health"]["warnings"]}
 
 
 def test_operator_pages_need_credentials(bridge):
@@ -289,6 +365,28 @@ def test_metrics_has_queue_depths_from_the_store_and_the_counters(bridge):
                - time.time()) < 60
     assert ("gsmbridge_modem_updated_timestamp_seconds", (("modem", "modem"),)) in samples
     assert samples[("gsmbridge_messages_forwarded_total", ())] == before + 1
+
+
+def test_metrics_have_each_modems_sends_and_caps(pool):
+    pool.store.set_modem("vodacom", state="up", registered=True)
+    pool.store.set_modem("airtel", state="up", registered=True)
+    old = pool.past(2 * HOUR)
+    sent_by(old, "vodacom", 5, parts=2)
+    old.close()
+    sent_by(pool.store, "vodacom", 1)
+    sent_by(pool.store, "airtel", 1, parts=3)
+    samples = scrape(pool)
+
+    def gauge(name, modem):
+        return samples.get(("gsmbridge_modem_%s" % name, (("modem", modem),)))
+
+    assert (gauge("sent_last_hour", "vodacom"), gauge("sent_last_day", "vodacom")) == (1, 11)
+    assert (gauge("sent_last_hour", "airtel"), gauge("sent_last_day", "airtel")) == (3, 3)
+    assert gauge("daily_cap", "vodacom") == 500 and gauge("hourly_cap", "airtel") == 3
+    # no cap, no sample: an alert on sent / cap never divides by zero
+    assert gauge("hourly_cap", "vodacom") is None and gauge("daily_cap", "airtel") is None
+    assert (gauge("capped", "vodacom"), gauge("available", "vodacom")) == (0, 1)
+    assert (gauge("capped", "airtel"), gauge("available", "airtel")) == (1, 0)
 
 
 def test_metrics_survive_a_store_that_cannot_be_read(bridge):
