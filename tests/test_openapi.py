@@ -116,3 +116,18 @@ def test_the_document_is_what_the_server_serves(server):
     assert set(served["paths"]) == set(openapi.PATHS)
     assert served == openapi.document(configmod.for_tests("/tmp"))
     assert served == openapi.document()  # the default limits are the ones fuzzed above
+
+
+def test_the_document_takes_its_limits_and_field_names_from_the_config():
+    cfg = configmod.for_tests("/tmp", http={"max_recipients": 5},
+                              rapidsms={"identity_name": "phone", "text_name": "message"})
+    doc = openapi.document(cfg)
+    schemas = doc["components"]["schemas"]
+    assert schemas["SendRequest"]["properties"]["to"]["oneOf"][1]["maxItems"] == 5
+    assert schemas["VumiMessage"]["properties"]["to_addr"]["oneOf"][1]["maxItems"] == 5
+    form = (doc["paths"]["/http/send"]["post"]["requestBody"]["content"]
+            ["application/x-www-form-urlencoded"]["schema"])
+    assert {"phone", "message", "identity", "text"} <= set(form["properties"])
+    assert form["required"] == []       # either name is taken
+    assert openapi.PATHS["/http/send"]["post"]["requestBody"]["content"][
+        "application/x-www-form-urlencoded"]["schema"]["required"] == ["identity", "text"]
