@@ -12,10 +12,11 @@ Whatever RapidSMS a deployment runs, it should reach the bridge with configurati
   sendsms's ``smsc`` does. VumiBackend sends one when its ``sendsms_params`` has it, so a
   backend per modem (each getting that modem's inbound through its [modem:NAME] url) answers
   people from the SIM they wrote to. Any other value is the name of a Vumi transport from some
-  other setup and is ignored, not refused: the message goes out through any modem. The answer's ``transport_name`` is the modem that will send the message
-  when that is already known (it is pinned, or the bridge has one modem only), else null: in a
-  pool, whichever modem is free takes an unpinned message later, and GET /api/v1/messages/<id>
-  then says which one did (``sent_by``).
+  other setup and is ignored, not refused: the message goes out through any modem. The
+  answer's ``transport_name`` is the modem that will send the message when that is already
+  known (it is pinned, or the bridge has one modem only), else null: in a pool, whichever modem
+  is free takes an unpinned message later, and GET /api/v1/messages/<id> then says which one
+  did (``sent_by``).
 - ``POST /http/send`` takes what rapidsms-threadless-router's ``HttpBackend`` posts to its
   ``outgoing_url``: a form with the number and the text, named as [rapidsms] identity_name and
   text_name say (``identity`` and ``text`` are taken too, which is what that backend sends).
