@@ -855,3 +855,17 @@ def test_simulate_command_runs_until_sigterm(tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.wait(5)
+
+
+def test_text_mode_lists_a_message_whose_timestamp_does_not_decode():
+    modem, _ = sansio()
+    good, _ = pdu.encode_deliver("+255700000009", "bad clock", timestamp=datetime(
+        2026, 11, 28, 12, 0, tzinfo=timezone.utc))
+    # SMSC "00", first octet, sender (0C 91 + 6 octets), PID, DCS, then the SCTS: month 13.
+    scts = 2 + 2 + 2 + 2 + 12 + 2 + 2
+    bad = good[:scts + 2] + "31" + good[scts + 4:]
+    assert pdu.decode(bad).timestamp is None
+    modem.deliver_pdu(bad)
+    at(modem, "AT+CMGF=1")
+    listing = at(modem, 'AT+CMGL="ALL"')
+    assert "bad clock" in listing and listing.rstrip().endswith("OK")

@@ -23,7 +23,12 @@ def first_octet(pdu_hex):
 
 
 def scts_text(ts):
-    """A timestamp as text mode shows it: "yy/MM/dd,hh:mm:ss+zz" (zz in quarter hours)."""
+    """A timestamp as text mode shows it: "yy/MM/dd,hh:mm:ss+zz" (zz in quarter hours).
+
+    None (a PDU whose SCTS does not decode) shows as an empty string rather than stopping the
+    listing: the message itself is still there to be read."""
+    if ts is None:
+        return '""'
     offset = ts.utcoffset() or timedelta(0)
     quarters = int(offset.total_seconds() // 900)
     return '"%s%+03d"' % (ts.strftime("%y/%m/%d,%H:%M:%S"), quarters)
