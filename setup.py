@@ -19,6 +19,8 @@ setup(
     extras_require={
         "test": [
             "pytest>=7",
+            # Most tests wait on serial lines and sockets, not the CPU: three at once.
+            "pytest-xdist>=3",
             "hypothesis>=6",
             "python-gammu>=3.2",
             # The end-to-end tests run gsmbridge against an unmodified RapidSMS 2.2.0, which
