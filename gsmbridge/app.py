@@ -14,6 +14,7 @@ import logging
 import os
 import signal
 import threading
+import time
 import urllib.parse
 
 from gsmbridge.dlr import DlrSender
@@ -195,24 +196,28 @@ class Bridge:
             wasyncore.close_all(self.server._map)
 
     def stop(self):
-        """Stop taking work, finish what is in flight, close. Safe to call twice."""
+        """Stop taking work, finish what is in flight, close. Safe to call twice.
+
+        Everything shares one deadline, STOP_GRACE seconds from now, so that the process exits
+        within supervisord's stopwaitsecs whatever is stuck: an SMS still in flight then stays
+        `sending` in the store and is dealt with at the next start (resend_unconfirmed).
+        """
         if getattr(self, "_stopped", False):
             return
         self._stopped = True
         log.info("stopping")
+        deadline = time.monotonic() + STOP_GRACE
         self.stopping.set()
-        self.server_thread.join(6.0)
         for worker in self.workers:
             worker.stop()
         self.store.notify()
+        threads = [self.server_thread, *self.workers, *self.forwarder_threads, self.dlr_thread]
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
         for worker in self.workers:
-            worker.join(STOP_GRACE)
             if worker.is_alive():
-                log.warning("modem=%s did not finish in %.0fs; its message will be resent",
+                log.warning("modem=%s did not finish in %.0fs; its message is left `sending`",
                             worker.modem_name, STOP_GRACE)
-        for thread in self.forwarder_threads:
-            thread.join(2.0)
-        self.dlr_thread.join(2.0)
         for simulator in self.simulators.values():
             simulator.stop()
         self.store.close()
