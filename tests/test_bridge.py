@@ -128,3 +128,22 @@ def test_bad_config_exits_2_naming_the_key(tmp_path):
                            capture_output=True, text=True, timeout=30)
         assert p.returncode == 2
         assert "[http]" in p.stderr and "listen" in p.stderr
+
+
+def test_send_and_status_commands_find_the_bridge_from_its_config(bridge):
+    def gsmbridge(*args):
+        return subprocess.run([sys.executable, "-m", "gsmbridge", *args, "-c", bridge.ini],
+                              capture_output=True, text=True, timeout=30)
+
+    p = gsmbridge("send", "--to", "+255700000008", "--text", "from the command line ✓")
+    assert p.returncode == 0, p.stderr
+    assert "queued for +255700000008" in p.stdout
+    wait_for(lambda: [s for s in bridge.sent() if s["text"] == "from the command line ✓"],
+             message="the CLI's message sent")
+
+    p = gsmbridge("send", "--to", "not-a-number", "--text", "x")
+    assert p.returncode == 1 and "not-a-number" in p.stderr
+
+    p = gsmbridge("status")
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "modem" in p.stdout and "up" in p.stdout
