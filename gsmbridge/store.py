@@ -338,6 +338,7 @@ class Store:
         self._lock = threading.Lock()
         self._closed = False
         self._cond = threading.Condition()
+        self._listeners = []
         self._generation = 0
         self._pool = {}                 # name -> {"routes", "daily_cap", "hourly_cap"}
         self._prefixes = []             # [(digits, modem)], longest first
@@ -436,10 +437,31 @@ class Store:
             self._local.generation = self._generation
 
     def notify(self):
-        """Wake every thread sleeping in wait()."""
+        """Wake every thread sleeping in wait(), and call the on_notify() listeners."""
         with self._cond:
             self._generation += 1
             self._cond.notify_all()
+            listeners = list(self._listeners)
+        for listener in listeners:
+            try:
+                listener()
+            except Exception:
+                log.exception("store: a notify listener failed")
+
+    def on_notify(self, listener):
+        """Call `listener()` after every notify().
+
+        For a thread that sleeps somewhere other than wait(): a modem worker sleeps in a serial
+        read, and its modem's wake() cuts that short when a message is queued. A wake-up only:
+        the message itself still goes through SQLite.
+        """
+        with self._cond:
+            self._listeners.append(listener)
+
+    def off_notify(self, listener):
+        with self._cond:
+            if listener in self._listeners:
+                self._listeners.remove(listener)
 
     # -- inbound, written by the worker ----------------------------------------------------
 

@@ -126,8 +126,9 @@ class ModemWorker(threading.Thread):
     bridge then exits with EXIT_WATCHDOG.
     """
 
-    #: how long one serial read waits when there is nothing to send
-    idle_poll = 0.1
+    #: how long one serial read waits when there is nothing to send; a message queued meanwhile
+    #: cuts it short (the store's notify calls the modem's wake())
+    idle_poll = 0.5
     #: how often signal and registration are refreshed for the status page
     status_interval = 30.0
     #: ... and how often while the modem is not registered
@@ -187,6 +188,9 @@ class ModemWorker(threading.Thread):
     def stop(self):
         """Ask the worker to finish the message in flight and close the port."""
         self.stopping.set()
+        wake = getattr(self, "_wake", None)
+        if wake is not None:
+            wake()
 
     def run(self):
         while not self.stopping.is_set():
@@ -209,6 +213,9 @@ class ModemWorker(threading.Thread):
         self.modem = self.open_modem()
         self.port = getattr(self.modem, "port", None)
         self.modem.boot()
+        self._wake = getattr(self.modem, "wake", None)
+        if self._wake is not None:
+            self.store.on_notify(self._wake)
         if self.boots:
             metrics.RECONNECTS.labels(**self._labels).inc()
         self.boots += 1
@@ -227,6 +234,9 @@ class ModemWorker(threading.Thread):
         self._recovering = False
 
     def _close(self):
+        wake, self._wake = getattr(self, "_wake", None), None
+        if wake is not None:
+            self.store.off_notify(wake)
         if self.modem is not None:
             try:
                 self.modem.close()

@@ -662,3 +662,35 @@ def test_a_wrong_pin_is_tried_once_only(simulator, driver):
             driver(sim.link, pin="1111").boot()
         assert raised.value.code == 16 and not raised.value.transient
     assert sim.modem.state()["settings"]["pin"] == "SIM PIN"    # not locked to PUK
+
+
+def test_more_messages_mode_goes_off_for_good_when_it_makes_sends_fail(simulator, driver):
+    sim = simulator()
+    modem = driver(sim.link).boot()
+    assert "AT+CMMS=2" in sim.transcript()
+    sim.modem.set_faults(cms_error=1.0, cms_error_code=500)
+    with pytest.raises(CmsError):
+        modem.send_sms(ALICE, "refused")
+    sim.modem.set_faults(cms_error=0.0)
+    assert "AT+CMMS=0" in sim.transcript()
+    assert len(modem.send_sms(ALICE, "accepted")) == 1
+    modem.close()
+    modem.boot()        # a reconnect of the same GsmModem does not switch it back on
+    assert sim.transcript().count("AT+CMMS=2") == 1
+
+
+def test_wake_cuts_a_waiting_poll_short(simulator, driver):
+    import threading
+
+    sim = simulator()
+    modem = driver(sim.link).boot()
+    result = []
+    poller = threading.Thread(target=lambda: result.append(modem.poll(60)))
+    poller.start()
+    time.sleep(0.2)
+    modem.wake()
+    poller.join(10)
+    assert not poller.is_alive() and result == [[]]
+    # A wake() that came while no poll was waiting does not disturb a command.
+    modem.wake()
+    assert modem.signal_strength() is not None

@@ -26,7 +26,7 @@ import serial
 
 from . import pdu
 from .at import NEED_DATA, Echo, Engine, Final, Noise, Prompt, Response, Unsolicited
-from .errors import CmeError, ModemError, ModemGone, ModemTimeout
+from .errors import CmeError, CmsError, ModemError, ModemGone, ModemTimeout
 from .reassembly import Reassembler
 
 __all__ = ["GsmModem", "Incoming", "Network", "ModemError", "ModemGone", "ModemTimeout"]
@@ -133,7 +133,8 @@ class GsmModem:
 
     def __init__(self, port, baudrate=115200, pin=None, *, logger=None, command_timeout=10.0,
                  send_timeout=90.0, receive_mode="auto", smsc=None, storage=None,
-                 boot_timeout=60.0, reassembly_timeout=3600.0, check_interval=300.0):
+                 boot_timeout=60.0, reassembly_timeout=3600.0, check_interval=300.0,
+                 more_messages=True):
         if receive_mode not in ("auto", "routed", "stored"):
             raise ValueError("receive_mode is auto, routed or stored, not %r" % receive_mode)
         self.port = port
@@ -148,6 +149,12 @@ class GsmModem:
         self.storage = (storage or "SM").upper()
         self.boot_timeout = boot_timeout
         self.check_interval = check_interval
+        # AT+CMMS=2 keeps the radio link to the SMSC open between back-to-back sends (TS 27.005
+        # 3.5.6), which saves the link setup of every message after the first. A few modems
+        # answer every send with +CMS ERROR: 500 once it is on; then it goes off for good.
+        self.more_messages = more_messages
+        self._cmms = False
+        self._woken = False             # wake() was called: poll() returns at once
         self.supports_cnma = False      # AT+CSMS=1 accepted: +CMT/+CDS wait for our +CNMA
         self.routing = None             # after boot: "routed" or "stored"
         self.cnmi = None                # the +CNMI setting the modem accepted
@@ -219,9 +226,24 @@ class GsmModem:
         except (serial.SerialException, OSError) as exc:
             self._gone(exc)
 
-    def _read(self, timeout):
+    def wake(self):
+        """Cut short a poll() that is waiting on the port. Safe from any thread.
+
+        The worker sleeps in poll() when there is nothing to send; this lets a message queued
+        meanwhile go out at once instead of after the poll's timeout. A command that is waiting
+        for its answer is not affected.
+        """
+        self._woken = True
+        port = self._serial
+        if port is not None:
+            try:
+                port.cancel_read()
+            except (AttributeError, NotImplementedError, OSError, serial.SerialException):
+                pass            # a URL handler without it: poll() notices at its next read
+
+    def _read(self, timeout, wakeable=False):
         """Feed the engine whatever arrives within ``timeout`` seconds (returns on the first
-        bytes).  True if something came."""
+        bytes).  True if something came; False at the timeout, or at a wake() if wakeable."""
         if self._serial is None:
             raise ModemGone("%s is not open" % self.port)
         deadline = time.monotonic() + max(timeout, 0.0)
@@ -234,7 +256,7 @@ class GsmModem:
             if data:
                 self._engine.receive_data(data)
                 return True
-            if time.monotonic() >= deadline:
+            if time.monotonic() >= deadline or (wakeable and self._woken):
                 return False
 
     def _start(self, cmd, **options):
@@ -416,6 +438,8 @@ class GsmModem:
             self._select_service(until)
             self._select_storage(until)
             self._select_routing(until)
+            if self.more_messages:
+                self._cmms = self._tolerate("AT+CMMS=2") is not None
             ok = True
         finally:
             self._in_setup = False
@@ -639,9 +663,10 @@ class GsmModem:
                 items, self._ready = self._ready, []
                 return items
             remaining = deadline - time.monotonic()
-            if remaining <= 0:
+            if remaining <= 0 or self._woken:
+                self._woken = False
                 return []
-            self._read(remaining)
+            self._read(remaining, wakeable=True)
 
     def _redo_setup(self):
         self._settle()
@@ -851,6 +876,11 @@ class GsmModem:
             except Exception as exc:
                 exc.sent_references = list(references)
                 exc.concat_reference = concat_reference
+                if self._cmms and isinstance(exc, CmsError) and exc.code == 500:
+                    self._cmms = self.more_messages = False
+                    self.log.warning("%s: +CMS ERROR: 500 with AT+CMMS=2 on; switching it off",
+                                     self.port)
+                    self._tolerate("AT+CMMS=0")
                 raise
         return references
 
