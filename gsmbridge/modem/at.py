@@ -173,8 +173,8 @@ def _final(line):
     return None
 
 
-def _fields(value):
-    """Split a parameter list on commas outside quotes."""
+def split_params(value):
+    """Split an AT parameter list on commas outside quotes: ``a,"b,c",d`` -> ['a', '"b,c"', 'd']."""
     out, cur, quoted = [], [], False
     for ch in value:
         if ch == '"':
@@ -192,7 +192,7 @@ def _pdu_shaped(value):
     """True for the PDU-mode form of a header, ending in the PDU's length: ``+CMT: ,24``,
     ``+CDS: 25``, ``+CMGR: 0,,24``, ``+CMGL: 1,0,"Alice",24``.  Text-mode headers carry a quoted
     status ("REC UNREAD") or at least two quoted fields (address and time stamp)."""
-    parts = _fields(value)
+    parts = split_params(value)
     quoted = [p for p in parts if p.startswith('"')]
     return (_INT.match(parts[-1]) is not None and len(quoted) <= 1
             and not any(p.upper().startswith(('"REC', '"STO')) for p in quoted))
@@ -455,7 +455,7 @@ class Engine:
 
     def _wants_body(self, name, value):
         """Does this +CMGR/+CMGL header have a second line?"""
-        parts = _fields(value)
+        parts = split_params(value)
         if _pdu_shaped(value):
             return parts[-1].strip() != "0"
         # text mode: a status report is one line; its <fo> (a number) stands where a deliver

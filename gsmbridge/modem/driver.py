@@ -25,7 +25,8 @@ from dataclasses import dataclass
 import serial
 
 from . import pdu
-from .at import NEED_DATA, Echo, Engine, Final, Noise, Prompt, Response, Unsolicited
+from .at import (NEED_DATA, Echo, Engine, Final, Noise, Prompt, Response, Unsolicited,
+                 split_params)
 from .errors import CmeError, CmsError, ModemError, ModemGone, ModemTimeout
 from .reassembly import Reassembler
 
@@ -86,21 +87,6 @@ class Network:
     registration: int | None    # +CREG <stat>: 0 not searching, 1 home, 2 searching, 3 denied,
                                 # 4 unknown, 5 roaming (None: the modem would not say)
     registered: bool            # stat 1 or 5 (on CREG, or on CEREG/CGREG for LTE-only modems)
-
-
-def _fields(value):
-    """Split ``a,"b,c",d`` into ['a', '"b,c"', 'd']."""
-    out, cur, quoted = [], [], False
-    for ch in value:
-        if ch == '"':
-            quoted = not quoted
-        if ch == "," and not quoted:
-            out.append("".join(cur).strip())
-            cur = []
-        else:
-            cur.append(ch)
-    out.append("".join(cur).strip())
-    return out
 
 
 def _unquote(text):
@@ -502,7 +488,7 @@ class GsmModem:
                           self.port, exc)
             self._tolerate("AT+CSMS=0")
             return
-        fields = _fields(_value(lines[0].line)) if lines else []
+        fields = split_params(_value(lines[0].line)) if lines else []
         self.supports_cnma = bool(fields) and fields[0] == "1"
 
     def _select_storage(self, until):
@@ -522,7 +508,7 @@ class GsmModem:
 
     def _note_cpms(self, lines):
         if lines:
-            fields = _fields(_value(lines[0].line))
+            fields = split_params(_value(lines[0].line))
             # AT+CPMS=... answers used1,total1,...; AT+CPMS? answers "SM",used1,total1,...
             if fields and fields[0].startswith('"'):
                 fields = fields[1:]
@@ -604,7 +590,7 @@ class GsmModem:
             self.log.info("%s: %s", self.port, exc)
             lines = []
         for response in lines:
-            have = [_int(f) for f in _fields(_value(response.line))]
+            have = [_int(f) for f in split_params(_value(response.line))]
             want = [_int(f) for f in self.cnmi.split(",")]
             if have[1:2] != want[1:2] or (len(want) > 3 and have[3:4] != want[3:4]):
                 self.log.warning("%s: +CNMI is %s, not %s: setting it again", self.port,
@@ -616,7 +602,7 @@ class GsmModem:
     def _unsolicited(self, event):
         name = event.name.upper()
         if name in ("+CMTI", "+CDSI"):
-            fields = _fields(event.value)
+            fields = split_params(event.value)
             index = _int(fields[-1])
             storage = _unquote(fields[0]).upper() if len(fields) > 1 else None
             if index is not None:
@@ -711,7 +697,7 @@ class GsmModem:
             raise
         for response in lines:
             if response.line.upper().startswith("+CMGR"):
-                stat = _int(_fields(_value(response.line))[0])
+                stat = _int(split_params(_value(response.line))[0])
                 if response.body is None or stat in (2, 3):
                     return None
                 return self._item(response.body, index=index, storage=storage, routed=False)
@@ -745,7 +731,7 @@ class GsmModem:
                 if not response.line.upper().startswith("+CMGL"):
                     continue
                 listed += 1
-                fields = _fields(_value(response.line))
+                fields = split_params(_value(response.line))
                 index, stat = _int(fields[0]), _int(fields[1]) if len(fields) > 1 else None
                 if index is None or response.body is None or stat in (2, 3):
                     continue
@@ -911,7 +897,7 @@ class GsmModem:
                     raise ModemTimeout("no +CMGS within %.0f s" % self.send_timeout)
                 if isinstance(event, Response) and event.line.upper().startswith("+CMGS"):
                     self._rx(event)
-                    reference = _int(_fields(_value(event.line))[0])
+                    reference = _int(split_params(_value(event.line))[0])
                 elif isinstance(event, Final):
                     self._rx(event)
                     if event.ok:
@@ -995,7 +981,7 @@ class GsmModem:
         """AT+CSQ <rssi>: 0..31 (-113..-51 dBm), None when unknown (99)."""
         for response in self._command("AT+CSQ"):
             if response.line.upper().startswith("+CSQ"):
-                rssi = _int(_fields(_value(response.line))[0])
+                rssi = _int(split_params(_value(response.line))[0])
                 return None if rssi is None or rssi == 99 else rssi
         return None
 
@@ -1006,7 +992,7 @@ class GsmModem:
             for response in self._command("AT+COPS?"):
                 if not response.line.upper().startswith("+COPS"):
                     continue
-                fields = _fields(_value(response.line))
+                fields = split_params(_value(response.line))
                 if len(fields) >= 3 and fields[2]:
                     operator = _unquote(fields[2])
         except ModemError as exc:
@@ -1028,7 +1014,7 @@ class GsmModem:
             return None
         for response in lines:
             if response.line.upper().startswith(name):
-                fields = _fields(_value(response.line))
+                fields = split_params(_value(response.line))
                 # <n>,<stat>[,...] in answer to the query (a URC would be <stat>[,...])
                 return _int(fields[1]) if len(fields) > 1 else _int(fields[0])
         return None

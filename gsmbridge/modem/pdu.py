@@ -794,24 +794,24 @@ def submit_pdus(
 ) -> list[tuple[str, int]]:
     """Split ``text`` and encode each part; a concatenation header (8-bit reference
     ``concat_reference & 0xFF`` unless bits=16) when there is more than one part."""
+    encoding, parts = _concat_parts(text, max_parts, encoding, bits, concat_reference)
+    return [
+        encode_submit(recipient, part, encoding=encoding, concat=concat,
+                      status_report=status_report, validity=validity, smsc=smsc,
+                      message_class=message_class)
+        for part, concat in parts
+    ]
+
+
+def _concat_parts(text, max_parts, encoding, bits, concat_reference):
+    """(encoding, [(part text, Concat or None)]): ``text`` split, each part with its header
+    (reference ``concat_reference`` cut to ``bits``) when there is more than one part."""
     encoding, parts = split(text, max_parts=max_parts, encoding=encoding, bits=bits)
     ref = concat_reference & (0xFF if bits == 8 else 0xFFFF)
-    out = []
-    for seq, part in enumerate(parts, 1):
-        concat = Concat(ref, len(parts), seq, bits) if len(parts) > 1 else None
-        out.append(
-            encode_submit(
-                recipient,
-                part,
-                encoding=encoding,
-                concat=concat,
-                status_report=status_report,
-                validity=validity,
-                smsc=smsc,
-                message_class=message_class,
-            )
-        )
-    return out
+    if len(parts) == 1:
+        return encoding, [(parts[0], None)]
+    return encoding, [(part, Concat(ref, len(parts), seq, bits))
+                      for seq, part in enumerate(parts, 1)]
 
 
 def encode_deliver(
@@ -856,23 +856,12 @@ def deliver_pdus(
     bits: int = 8,
 ) -> list[tuple[str, int]]:
     """Split ``text`` and encode each part as an SMS-DELIVER (what a simulated network sends)."""
-    encoding, parts = split(text, max_parts=max_parts, encoding=encoding, bits=bits)
-    ref = concat_reference & (0xFF if bits == 8 else 0xFFFF)
-    out = []
-    for seq, part in enumerate(parts, 1):
-        concat = Concat(ref, len(parts), seq, bits) if len(parts) > 1 else None
-        out.append(
-            encode_deliver(
-                sender,
-                part,
-                timestamp=timestamp,
-                encoding=encoding,
-                concat=concat,
-                smsc=smsc,
-                status_report_indication=status_report_indication,
-            )
-        )
-    return out
+    encoding, parts = _concat_parts(text, max_parts, encoding, bits, concat_reference)
+    return [
+        encode_deliver(sender, part, timestamp=timestamp, encoding=encoding, concat=concat,
+                       smsc=smsc, status_report_indication=status_report_indication)
+        for part, concat in parts
+    ]
 
 
 def encode_status_report(
