@@ -6,20 +6,13 @@ on loopback standing in for RapidSMS.
 
 import subprocess
 import sys
-import time
 
 import pytest
 import requests
 
 from bridgeproc import BridgeProcess, wait_for
-from httpsink import HttpSink
 
 
-@pytest.fixture
-def sink():
-    s = HttpSink()
-    yield s
-    s.stop()
 
 
 @pytest.fixture

@@ -24,7 +24,6 @@ from hypothesis import strategies as st
 from gsmbridge import config as configmod
 from gsmbridge.forwarder import Forwarder
 from gsmbridge.store import Store
-from httpsink import HttpSink
 from test_web import open_store, serving
 
 USER, PASSWORD = "rapidsms", "s3cret pass%&+"
@@ -315,11 +314,6 @@ def store(tmp_path):
     s.close()
 
 
-@pytest.fixture
-def sink():
-    s = HttpSink()
-    yield s
-    s.stop()
 
 
 def add_inbound(store, sender=A, text=TEXT):

@@ -20,7 +20,6 @@ from gsmbridge.dlr import DlrSender, callback_url, fill_escapes, kannel_time
 from gsmbridge.store import Store
 
 from bridgeproc import BridgeProcess, wait_for
-from httpsink import HttpSink
 from rapidsms_env import PROJECT, RapidSMS, check_installed
 
 FAR = 1e12  # a "now" at which everything is due
@@ -35,31 +34,8 @@ def rapidsms_dlr_url(base, message_id):
     return base + "/delivery-report/?" + RAPIDSMS_PARAMS % message_id
 
 
-class Clock:
-    def __init__(self, now=T0):
-        self.now = now
-
-    def __call__(self):
-        return self.now
 
 
-@pytest.fixture
-def clock():
-    return Clock()
-
-
-@pytest.fixture
-def store(tmp_path, clock):
-    s = Store(str(tmp_path / "store.sqlite3"), clock=clock)
-    yield s
-    s.close()
-
-
-@pytest.fixture
-def sink():
-    s = HttpSink()
-    yield s
-    s.stop()
 
 
 def queue(store, *, to="+255700000001", parts=1, url="http://127.0.0.1:9/dlr?type=%d", mask=31,

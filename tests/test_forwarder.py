@@ -9,7 +9,6 @@ import pytest
 from gsmbridge import metrics
 from gsmbridge.forwarder import Forwarder, describe_error, mask_url
 from gsmbridge.store import Store
-from httpsink import HttpSink
 
 FAR = 1e12  # a "now" at which every retry is due
 TEXT = "Habari 😀 ñ € 中文 [x] {y} & a=b+c %20\nnew line"
@@ -22,11 +21,6 @@ def store(tmp_path):
     s.close()
 
 
-@pytest.fixture
-def sink():
-    s = HttpSink()
-    yield s
-    s.stop()
 
 
 def make(store, sink, style="kannel", path="/backend/kannel-backend/", **kw):

@@ -21,30 +21,11 @@ from gsmbridge.config import ConfigError
 from gsmbridge.store import Store
 
 from bridgeproc import wait_for
-from httpsink import HttpSink
 
 VODACOM = "+25576"      # routes of modem a in these tests
 AIRTEL = "+25568"       # routes of modem b
 
 
-class Clock:
-    def __init__(self, now=1_700_000_000.0):
-        self.now = now
-
-    def __call__(self):
-        return self.now
-
-
-@pytest.fixture
-def clock():
-    return Clock()
-
-
-@pytest.fixture
-def store(tmp_path, clock):
-    s = Store(str(tmp_path / "store.sqlite3"), clock=clock)
-    yield s
-    s.close()
 
 
 def queue(store, *numbers, modem=None, parts=1):
@@ -413,11 +394,6 @@ class Pool:
         return self.bridge.store.modems()
 
 
-@pytest.fixture
-def sink():
-    s = HttpSink()
-    yield s
-    s.stop()
 
 
 @pytest.fixture

@@ -18,6 +18,7 @@ import requests
 import serial
 from hypothesis import given, settings, strategies as st
 
+from clock import Clock
 from gsmbridge.modem import pdu
 from gsmbridge.modem.simport import loopback_address, start_simulator
 from gsmbridge.modem.simulator import SimulatedModem, parse_command_line
@@ -119,17 +120,9 @@ def booted(make, **options):
     return sim, host
 
 
-class Clock:
-    def __init__(self):
-        self.now = 1000.0
-
-    def __call__(self):
-        return self.now
-
-
 def sansio(**options):
     """A SimulatedModem on a clock the test moves; echo off and numeric errors already."""
-    clock = Clock()
+    clock = Clock(1000.0)
     modem = SimulatedModem(clock=clock, **options)
     modem.feed(b"ATE0\rAT+CMEE=1\r")
     assert modem.data_to_send() == b"ATE0\r\r\nOK\r\n\r\nOK\r\n"

@@ -16,24 +16,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import gsmbridge.store as store_module
+from clock import Clock
 from gsmbridge.store import SCHEMA_VERSION, Store, StoreClosed
 
 FAR = 1e12  # a "now" at which everything is due
-
-
-class Clock:
-    """A settable clock for the store, so retries and pruning need no sleeping."""
-
-    def __init__(self, now=1_700_000_000.0):
-        self.now = now
-
-    def __call__(self):
-        return self.now
-
-
-@pytest.fixture
-def clock():
-    return Clock()
 
 
 @pytest.fixture
@@ -41,11 +27,6 @@ def path(tmp_path):
     return str(tmp_path / "store.sqlite3")
 
 
-@pytest.fixture
-def store(path, clock):
-    s = Store(path, clock=clock)
-    yield s
-    s.close()
 
 
 def inbound(store, sender, text, key=None, modem="m1"):

@@ -6,11 +6,9 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
-import pytest
 
-from bridgeproc import BridgeProcess, free_port, pid_alive, wait_for
+from bridgeproc import BridgeProcess, pid_alive, wait_for
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
