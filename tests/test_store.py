@@ -451,7 +451,8 @@ while True:
 
 def test_a_writer_killed_with_sigkill_leaves_a_consistent_store(path):
     acked_in, acked_batches = [], []
-    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(store_module.__file__)))
+    package = os.path.dirname(os.path.dirname(store_module.__file__))   # gsmbridge/store/ -> gsmbridge/
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(package))
     for round_, stop_after in enumerate((25, 40, 60)):
         proc = subprocess.Popen([sys.executable, "-c", _WRITER, path, str(round_ * 1000)],
                                 stdout=subprocess.PIPE, text=True, env=env)

@@ -1,0 +1,137 @@
+"""Per-thread SQLite connections, transactions and wake-ups: the base every part of Store uses.
+
+Each thread gets its own connection (``threading.local``); every write is one ``BEGIN IMMEDIATE``
+transaction committed before the method returns. ``wait()``/``notify()`` only wake sleepers up;
+the data always goes through SQLite.
+"""
+
+import logging
+import sqlite3
+from contextlib import contextmanager
+
+from .schema import _MIGRATIONS, SCHEMA_VERSION, _split_sql
+
+log = logging.getLogger("gsmbridge.store")
+
+
+class StoreClosed(RuntimeError):
+    """The store was closed; nothing more can be read or written through it."""
+
+
+class Connections:
+    """The connection, transaction and wake-up machinery of Store (which sets the attributes up)."""
+
+    # -- connections and transactions ------------------------------------------------------
+
+    def _open(self):
+        db = self._conn()
+        mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        if mode.lower() != "wal":
+            log.warning("store %s: WAL not available (journal_mode=%s); commits stay durable but "
+                        "readers will wait for writers", self.path, mode)
+        with self._write() as db:
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise RuntimeError("store %s has schema version %d; this gsmbridge knows up to %d"
+                                   % (self.path, version, SCHEMA_VERSION))
+            for target in range(version + 1, SCHEMA_VERSION + 1):
+                for statement in _split_sql(_MIGRATIONS[target]):
+                    db.execute(statement)
+                db.execute("PRAGMA user_version=%d" % target)
+                log.info("store %s: schema version %d", self.path, target)
+
+    def _conn(self):
+        if self._closed:
+            raise StoreClosed("store %s is closed" % self.path)
+        db = getattr(self._local, "db", None)
+        if db is None:
+            # check_same_thread=False only so close() can close every thread's connection; each
+            # connection is otherwise used by the thread that made it.
+            db = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None,
+                                 check_same_thread=False)
+            db.row_factory = sqlite3.Row
+            db.execute("PRAGMA busy_timeout=%d" % int(self.timeout * 1000))
+            db.execute("PRAGMA synchronous=FULL")
+            db.execute("PRAGMA foreign_keys=ON")
+            self._local.db = db
+            with self._lock:
+                self._connections.append(db)
+        return db
+
+    @contextmanager
+    def _write(self):
+        """One write transaction: BEGIN IMMEDIATE (so writers queue at the start, not midway),
+        COMMIT on success, ROLLBACK on any error."""
+        db = self._conn()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+
+    @contextmanager
+    def _read(self):
+        """A consistent snapshot for reads of several statements."""
+        db = self._conn()
+        db.execute("BEGIN")
+        try:
+            yield db
+        finally:
+            if db.in_transaction:
+                db.execute("COMMIT")
+
+    def close(self):
+        """Close every thread's connection. Later calls raise StoreClosed."""
+        self._closed = True
+        with self._lock:
+            connections, self._connections = self._connections, []
+        for db in connections:
+            try:
+                db.close()
+            except sqlite3.Error:
+                log.debug("closing a connection failed", exc_info=True)
+        self.notify()
+
+    # -- wake-ups --------------------------------------------------------------------------
+
+    def wait(self, timeout):
+        """Sleep until notify() or timeout.
+
+        A notify() that came after this thread's previous wait() returned makes this one return at
+        once, so a wake-up sent while the caller was busy is not lost. Spurious returns are
+        possible; callers re-check the store.
+        """
+        with self._cond:
+            seen = getattr(self._local, "generation", -1)
+            self._cond.wait_for(lambda: self._generation != seen, timeout)
+            self._local.generation = self._generation
+
+    def notify(self):
+        """Wake every thread sleeping in wait(), and call the on_notify() listeners."""
+        with self._cond:
+            self._generation += 1
+            self._cond.notify_all()
+            listeners = list(self._listeners)
+        for listener in listeners:
+            try:
+                listener()
+            except Exception:
+                log.exception("store: a notify listener failed")
+
+    def on_notify(self, listener):
+        """Call `listener()` after every notify().
+
+        For a thread that sleeps somewhere other than wait(): a modem worker sleeps in a serial
+        read, and its modem's wake() cuts that short when a message is queued. A wake-up only:
+        the message itself still goes through SQLite.
+        """
+        with self._cond:
+            self._listeners.append(listener)
+
+    def off_notify(self, listener):
+        with self._cond:
+            if listener in self._listeners:
+                self._listeners.remove(listener)

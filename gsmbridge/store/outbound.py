@@ -1,0 +1,192 @@
+"""Outbound: the send queue (written by the web side) and the states a message goes through
+as a modem worker sends it (queued, sending, sent, failed, unknown).
+
+Which modem takes an unpinned message is decided by the pool (pool.py): workers pull, and
+next_outbound offers each only what its routes and caps allow.
+"""
+
+import json
+
+from .callbacks import DLR_SMSC_ACK, DLR_SMSC_REJECT, _queue_callback
+from .rows import _exists, _outbound_dict, _short, new_id
+
+# Tests check the plans of this module's *_SQL queries: each must use the index meant for it.
+NEXT_OUTBOUND_PINNED_SQL = (
+    "SELECT * FROM outbound INDEXED BY outbound_queue"
+    " WHERE status = 'queued' AND modem = ? AND next_attempt <= ? "
+    "ORDER BY seq LIMIT 1")
+NEXT_OUTBOUND_ANY_SQL = (
+    "SELECT * FROM outbound INDEXED BY outbound_queue"
+    " WHERE status = 'queued' AND modem IS NULL AND next_attempt <= ? "
+    "ORDER BY seq LIMIT 1")
+# The pool: an unpinned message's route is the set of modems whose prefixes match its recipient
+# ('' for none), so "the oldest one this modem may take" is one index seek per route value.
+NEXT_OUTBOUND_ROUTE_SQL = (
+    "SELECT * FROM outbound INDEXED BY outbound_route"
+    " WHERE status = 'queued' AND modem IS NULL AND route = ? AND next_attempt <= ? "
+    "ORDER BY seq LIMIT 1")
+
+
+class OutboundMixin:
+    """Store's outbound queue: queued by the web side, claimed and settled by modem workers."""
+
+    # -- outbound, written by the web side -------------------------------------------------
+
+    def add_outbound(self, recipients, text, *, encoding, parts, modem=None, sender=None,
+                     dlr_url=None, dlr_mask=0):
+        """Queue one message per recipient, all in one transaction. Returns their ids in order."""
+        if isinstance(recipients, str):
+            raise TypeError("recipients must be a list of numbers, not one string")
+        recipients = list(recipients)
+        if not recipients:
+            raise ValueError("no recipients")
+        for number in recipients:
+            if not isinstance(number, str) or not number.strip():
+                raise ValueError("bad recipient %r" % (number,))
+        if not isinstance(text, str):
+            raise TypeError("text must be str")
+        if int(parts) < 1:
+            raise ValueError("parts must be at least 1")
+        now = self.clock()
+        ids = [new_id() for _ in recipients]
+        with self._write() as db:
+            db.executemany(
+                "INSERT INTO outbound (id, recipient, text, encoding, parts, modem, sender, dlr_url,"
+                " dlr_mask, next_attempt, created_at, route)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(msg_id, number, text, encoding, int(parts), modem, sender, dlr_url,
+                  int(dlr_mask or 0), now, now, self.route_of(number))
+                 for msg_id, number in zip(ids, recipients)])
+        self.notify()
+        return ids
+
+    def get_outbound(self, id):
+        """One outbound message with its part references and their report status, or None."""
+        with self._read() as db:
+            row = db.execute("SELECT * FROM outbound WHERE id = ?", (id,)).fetchone()
+            if row is None:
+                return None
+            result = _outbound_dict(row)
+            result["reports"] = [dict(r) for r in db.execute(
+                "SELECT part, reference, status, reported_at FROM outbound_refs"
+                " WHERE outbound_seq = ? ORDER BY part", (row["seq"],))]
+            result["callbacks"] = [dict(r) for r in db.execute(
+                "SELECT id, type, text, status, attempts, last_error, created_at, delivered_at,"
+                " failed_at FROM callbacks WHERE outbound_id = ? ORDER BY id", (id,))]
+        return result
+
+    # -- outbound, read by the worker ------------------------------------------------------
+
+    def next_outbound(self, modem, now):
+        """The oldest queued message, due by `now`, that this modem should send: pinned to it,
+        or unpinned and either routed to it (its prefixes match the recipient), routed nowhere,
+        or routed only to modems that cannot send now (see available()). None when there is
+        none, or when this modem is at one of its caps (then even its pinned messages wait).
+
+        Workers pull, so an unrouted message goes to whichever modem asks first: the least
+        busy one. The cost is one index seek per route value, however long the queue.
+        """
+        if modem in self._pool and self.capped(modem):
+            return None
+        values = self._route_values
+        if len(values) > 1:
+            usable = set(self.available())
+            values = [v for v in values
+                      if not v or modem in v.split(",") or usable.isdisjoint(v.split(","))]
+        with self._read() as db:
+            candidates = [db.execute(NEXT_OUTBOUND_PINNED_SQL, (modem, now)).fetchone()]
+            candidates += [db.execute(NEXT_OUTBOUND_ROUTE_SQL, (value, now)).fetchone()
+                           for value in values]
+        candidates = [row for row in candidates if row is not None]
+        if not candidates:
+            return None
+        return _outbound_dict(min(candidates, key=lambda row: row["seq"]))
+
+    def outbound_sending(self, id, *, modem=None):
+        """Claim a queued message for sending; commit this BEFORE AT+CMGS.
+
+        Returns False if it is no longer queued (another modem's worker took it first), or is
+        pinned to another modem: skip it then. `modem` records which modem sends it, for
+        matching status reports and counting its caps.
+        """
+        now = self.clock()
+        with self._write() as db:
+            cur = db.execute("UPDATE outbound SET status = 'sending', attempts = attempts + 1,"
+                             " sending_at = ?, sent_by = COALESCE(?, modem)"
+                             " WHERE id = ? AND status = 'queued'"
+                             " AND (? IS NULL OR modem IS NULL OR modem = ?)",
+                             (now, modem, id, modem, modem))
+            if cur.rowcount:
+                return True
+            if not _exists(db, "outbound", id):
+                raise KeyError(id)
+            return False
+
+    def outbound_sent(self, id, *, references):
+        """The modem took every part; `references` are their TP-MRs, in part order (None for a
+        part the modem gave none). Queues the type 8 callback if the message asked for it."""
+        now = self.clock()
+        references = [None if r is None else int(r) for r in references]
+        with self._write() as db:
+            row = db.execute("SELECT seq, sent_by, modem FROM outbound WHERE id = ?", (id,)).fetchone()
+            if row is None:
+                raise KeyError(id)
+            db.execute("UPDATE outbound SET status = 'sent', sent_at = ?, refs = ?, last_error = NULL"
+                       " WHERE seq = ?", (now, json.dumps(references), row["seq"]))
+            db.execute("DELETE FROM outbound_refs WHERE outbound_seq = ?", (row["seq"],))
+            db.executemany("INSERT INTO outbound_refs (outbound_seq, part, modem, reference)"
+                           " VALUES (?, ?, ?, ?)",
+                           [(row["seq"], part, row["sent_by"] or row["modem"], ref)
+                            for part, ref in enumerate(references) if ref is not None])
+            queued = _queue_callback(db, row["seq"], DLR_SMSC_ACK, "ACK", now)
+        self._forget_usage(row["sent_by"] or row["modem"])
+        if queued:
+            self.notify()
+
+    def outbound_retry(self, id, *, error, next_attempt):
+        """Back in the queue after a transient failure, due again at next_attempt."""
+        with self._write() as db:
+            cur = db.execute("UPDATE outbound SET status = 'queued', last_error = ?, next_attempt = ?"
+                             " WHERE id = ? AND status IN ('sending', 'queued')",
+                             (str(error), float(next_attempt), id))
+            if not cur.rowcount and not _exists(db, "outbound", id):
+                raise KeyError(id)
+        self.notify()
+
+    def outbound_failed(self, id, *, error):
+        """Given up: a permanent error (or too many transient ones). Queues the type 16 callback
+        (once) if the message asked for it."""
+        now = self.clock()
+        with self._write() as db:
+            row = db.execute("SELECT seq, status FROM outbound WHERE id = ?", (id,)).fetchone()
+            if row is None:
+                raise KeyError(id)
+            db.execute("UPDATE outbound SET status = 'failed', failed_at = ?, last_error = ?"
+                       " WHERE seq = ?", (now, str(error), row["seq"]))
+            queued = False
+            if row["status"] != "failed":
+                queued = _queue_callback(db, row["seq"], DLR_SMSC_REJECT, _short(error), now)
+        if queued:
+            self.notify()
+
+    def recover_sending(self, *, resend):
+        """At start: messages left `sending` by a crash may or may not have left the modem.
+
+        resend=True puts them back in the queue (at-least-once); resend=False marks them
+        `unknown` (at-most-once). Returns how many there were.
+        """
+        now = self.clock()
+        with self._write() as db:
+            if resend:
+                count = db.execute(
+                    "UPDATE outbound SET status = 'queued', next_attempt = ?, last_error ="
+                    " 'interrupted while sending; queued again' WHERE status = 'sending'",
+                    (now,)).rowcount
+            else:
+                count = db.execute(
+                    "UPDATE outbound SET status = 'unknown', failed_at = ?, last_error ="
+                    " 'interrupted while sending; it may or may not have gone out'"
+                    " WHERE status = 'sending'", (now,)).rowcount
+        if count:
+            self.notify()
+        return count

@@ -1,0 +1,174 @@
+"""The store's schema and its migrations (PRAGMA user_version).
+
+Each version is a script that takes the database from the version before to it, so a store made
+by any older gsmbridge is brought up to date in place when it is opened, and one made by a newer
+gsmbridge is refused rather than misread.
+"""
+
+#: the schema version this code writes (PRAGMA user_version)
+SCHEMA_VERSION = 3
+
+_SCHEMA_V1 = """
+CREATE TABLE inbound (
+    seq          INTEGER PRIMARY KEY AUTOINCREMENT,   -- arrival order
+    id           TEXT NOT NULL UNIQUE,
+    modem        TEXT NOT NULL,
+    sender       TEXT NOT NULL,
+    text         TEXT NOT NULL,
+    sent_at      TEXT,                                -- SCTS, ISO 8601 with the SMSC's offset
+    received_at  REAL NOT NULL,
+    parts        INTEGER NOT NULL DEFAULT 1,
+    incomplete   INTEGER NOT NULL DEFAULT 0,
+    pdus         TEXT NOT NULL,                       -- JSON list of hex PDUs
+    status       TEXT NOT NULL DEFAULT 'pending'
+                 CHECK (status IN ('pending', 'delivered', 'failed')),
+    head         INTEGER NOT NULL DEFAULT 0,          -- 1: the oldest pending message of its sender
+    attempts     INTEGER NOT NULL DEFAULT 0,
+    next_attempt REAL NOT NULL,
+    last_attempt REAL,
+    last_error   TEXT,
+    response     TEXT,
+    delivered_at REAL,
+    failed_at    REAL
+);
+CREATE INDEX inbound_sender_pending ON inbound (sender, seq) WHERE status = 'pending';
+CREATE INDEX inbound_due ON inbound (next_attempt, seq) WHERE head = 1;
+CREATE INDEX inbound_status ON inbound (status, seq);
+
+CREATE TABLE seen (
+    key     TEXT NOT NULL,                            -- SHA-1 of the TPDU
+    modem   TEXT NOT NULL,
+    seen_at REAL NOT NULL,
+    PRIMARY KEY (key, modem)
+) WITHOUT ROWID;
+CREATE INDEX seen_at ON seen (seen_at);
+
+CREATE TABLE parts (                                  -- concatenated parts awaiting their siblings
+    modem       TEXT NOT NULL,
+    key         TEXT NOT NULL,
+    sender      TEXT NOT NULL,
+    reference   INTEGER NOT NULL,
+    total       INTEGER NOT NULL,
+    sequence    INTEGER NOT NULL,
+    bits        INTEGER NOT NULL,
+    pdu         TEXT NOT NULL,
+    received_at REAL NOT NULL,
+    PRIMARY KEY (modem, key)
+) WITHOUT ROWID;
+
+CREATE TABLE bad_pdus (                               -- undecodable PDUs, kept with the reason
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    modem        TEXT NOT NULL,
+    pdu          TEXT NOT NULL,
+    error        TEXT NOT NULL,
+    received_at  REAL NOT NULL,
+    last_seen_at REAL NOT NULL,
+    times        INTEGER NOT NULL DEFAULT 1,
+    UNIQUE (modem, pdu)
+);
+
+CREATE TABLE outbound (
+    seq          INTEGER PRIMARY KEY AUTOINCREMENT,   -- queue order
+    id           TEXT NOT NULL UNIQUE,
+    recipient    TEXT NOT NULL,
+    text         TEXT NOT NULL,
+    encoding     TEXT,
+    parts        INTEGER NOT NULL,
+    modem        TEXT,                                -- NULL: any modem may send it
+    sender       TEXT,
+    dlr_url      TEXT,
+    dlr_mask     INTEGER NOT NULL DEFAULT 0,
+    status       TEXT NOT NULL DEFAULT 'queued' CHECK (status IN
+                 ('queued', 'sending', 'sent', 'delivered', 'failed', 'unknown')),
+    attempts     INTEGER NOT NULL DEFAULT 0,
+    next_attempt REAL NOT NULL,
+    last_error   TEXT,
+    refs         TEXT,                                -- JSON list of TP-MR, one per part
+    sent_by      TEXT,                                -- the modem that took it
+    created_at   REAL NOT NULL,
+    sending_at   REAL,
+    sent_at      REAL,
+    delivered_at REAL,
+    failed_at    REAL
+);
+CREATE INDEX outbound_queue ON outbound (modem, seq) WHERE status = 'queued';
+CREATE INDEX outbound_status ON outbound (status, seq);
+
+CREATE TABLE outbound_refs (                          -- one row per sent part, for status reports
+    outbound_seq INTEGER NOT NULL REFERENCES outbound (seq) ON DELETE CASCADE,
+    part         INTEGER NOT NULL,
+    modem        TEXT,
+    reference    INTEGER NOT NULL,
+    status       INTEGER,                             -- TP-ST of the latest report, NULL before one
+    reported_at  REAL,
+    PRIMARY KEY (outbound_seq, part)
+) WITHOUT ROWID;
+CREATE INDEX outbound_refs_reference ON outbound_refs (reference, outbound_seq);
+
+CREATE TABLE reports (                                -- SMS-STATUS-REPORTs as received
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    modem       TEXT NOT NULL,
+    reference   INTEGER NOT NULL,
+    recipient   TEXT NOT NULL,
+    status      INTEGER NOT NULL,
+    pdu         TEXT NOT NULL,
+    received_at REAL NOT NULL,
+    outbound_id TEXT,                                 -- the message it was matched to, if any
+    UNIQUE (modem, pdu)
+);
+
+CREATE TABLE modems (
+    name       TEXT PRIMARY KEY,
+    state      TEXT NOT NULL,                         -- JSON object, merged by set_modem
+    updated_at REAL NOT NULL
+);
+"""
+
+_SCHEMA_V2 = """
+CREATE TABLE callbacks (                              -- delivery-report callbacks to make
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,   -- order of the events
+    outbound_id  TEXT NOT NULL,
+    type         INTEGER NOT NULL,                    -- Kannel DLR type: 1, 2, 4, 8 or 16
+    dlr_url      TEXT NOT NULL,                       -- the template, escapes not yet filled in
+    text         TEXT NOT NULL,                       -- %A: "ACK", the error, "id:.. stat:.."
+    smsc         TEXT,                                -- %i: the modem
+    recipient    TEXT NOT NULL,                       -- %p
+    sender       TEXT,                                -- %P
+    event_at     REAL NOT NULL,                       -- %t
+    status       TEXT NOT NULL DEFAULT 'pending'
+                 CHECK (status IN ('pending', 'delivered', 'failed')),
+    attempts     INTEGER NOT NULL DEFAULT 0,
+    next_attempt REAL NOT NULL,
+    last_attempt REAL,
+    last_error   TEXT,
+    response     TEXT,
+    created_at   REAL NOT NULL,
+    delivered_at REAL,
+    failed_at    REAL
+);
+CREATE INDEX callbacks_due ON callbacks (next_attempt, id) WHERE status = 'pending';
+CREATE INDEX callbacks_outbound ON callbacks (outbound_id, id);
+CREATE INDEX callbacks_status ON callbacks (status, id);
+"""
+
+_SCHEMA_V3 = """
+ALTER TABLE outbound ADD COLUMN route TEXT NOT NULL DEFAULT '';  -- pool modems whose routes match
+CREATE INDEX outbound_route ON outbound (route, seq) WHERE status = 'queued' AND modem IS NULL;
+CREATE INDEX outbound_sent_by ON outbound (sent_by, sent_at, parts) WHERE sent_at IS NOT NULL;
+CREATE INDEX inbound_due_modem ON inbound (modem, next_attempt, seq) WHERE head = 1;
+CREATE TABLE pool (                                   -- the modems' routes and caps (set_pool)
+    name       TEXT PRIMARY KEY,
+    routes     TEXT NOT NULL,                         -- JSON list of prefixes as configured
+    daily_cap  INTEGER NOT NULL DEFAULT 0,
+    hourly_cap INTEGER NOT NULL DEFAULT 0
+);
+"""
+
+#: schema version -> script taking the database from the version before to it
+_MIGRATIONS = {1: _SCHEMA_V1, 2: _SCHEMA_V2, 3: _SCHEMA_V3}
+
+
+def _split_sql(script):
+    """Split a schema script into statements (it has no semicolons inside strings or triggers)."""
+    lines = [line.split("--", 1)[0] for line in script.splitlines()]
+    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
