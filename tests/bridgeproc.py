@@ -5,6 +5,7 @@ would run it; tests talk to it over HTTP and to its simulated modem over the sim
 """
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -15,9 +16,21 @@ import requests
 
 
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free port on 127.0.0.1 for a server a test is about to start.
+
+    Picked below the kernel's ephemeral range (32768 and up on Linux), not with bind(port 0):
+    a port from that range can be taken by any outgoing connection of the tests running
+    alongside before the server binds it.
+    """
+    for _ in range(200):
+        port = random.randrange(20000, 32000)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port found below the ephemeral range")
 
 
 def write_ini(path, *, rapidsms_url, store_path, http_port, modem_port, username="rapidsms",

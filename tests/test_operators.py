@@ -504,11 +504,9 @@ def test_every_accepted_message_is_logged_with_its_id(bridge, caplog):
 @pytest.fixture
 def configured(tmp_path):
     """A bridge served from the config an ini file describes, as `gsmbridge -c` reads it."""
-    import socket
+    from bridgeproc import free_port
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     ini = tmp_path / "gsmbridge.ini"
     ini.write_text("[modem]\nport = sim://\n[http]\nlisten = 127.0.0.1:%d\nusername = %s\n"
                    "password = %s\n[rapidsms]\nurl = http://127.0.0.1:8000/backend/\n"

@@ -13,7 +13,6 @@ RapidSMS must be installed (setup.py's test extra); without it these tests fail,
 
 import binascii
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -22,6 +21,7 @@ import gammu
 import pytest
 import requests
 
+from bridgeproc import free_port
 from rapidsms_env import RapidSMS, check_installed
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -34,12 +34,6 @@ START_DEADLINE = 60.0
 REPLY_DEADLINE = 60.0
 
 pytestmark = pytest.mark.slow
-
-
-def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def tail(path, size=6000):
