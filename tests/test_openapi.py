@@ -8,13 +8,10 @@ a 5xx; invalid requests must be refused with a 4xx.
 
 import contextlib
 import os
-import threading
 
 import pytest
 import requests
-import waitress
 from hypothesis import HealthCheck, settings
-from waitress import wasyncore
 
 schemathesis = pytest.importorskip("schemathesis")
 from schemathesis.checks import not_a_server_error  # noqa: E402
@@ -22,6 +19,7 @@ from schemathesis.specs.openapi.checks import (  # noqa: E402
     content_type_conformance, negative_data_rejection, response_headers_conformance,
     response_schema_conformance, status_code_conformance)
 
+from webserver import served
 from gsmbridge import config as configmod  # noqa: E402
 from gsmbridge import openapi  # noqa: E402
 from gsmbridge.store import Store  # noqa: E402
@@ -34,23 +32,8 @@ CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
 
 @contextlib.contextmanager
 def serving(store, config):
-    server = waitress.create_server(create_app(store, config), host="127.0.0.1", port=0,
-                                    threads=4)
-    stopping = threading.Event()
-
-    def run():
-        while not stopping.is_set():
-            wasyncore.loop(timeout=0.05, map=server._map, count=1)
-        server.task_dispatcher.shutdown()
-        wasyncore.close_all(server._map)
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    try:
-        yield "http://127.0.0.1:%s" % server.effective_port
-    finally:
-        stopping.set()
-        thread.join(5)
+    with served(create_app(store, config)) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

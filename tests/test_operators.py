@@ -9,15 +9,13 @@ import contextlib
 import logging
 import os
 import re
-import threading
 import time
 
 import pytest
 import requests
-import waitress
 from prometheus_client.parser import text_string_to_metric_families
-from waitress import wasyncore
 
+from webserver import served
 from gsmbridge import cli, metrics, overview
 from gsmbridge import config as configmod
 from gsmbridge.store import Store
@@ -44,23 +42,8 @@ class Served:
 
 @contextlib.contextmanager
 def serving(store, config, port=0):
-    server = waitress.create_server(create_app(store, config), host="127.0.0.1", port=port,
-                                    threads=4)
-    stopping = threading.Event()
-
-    def run():
-        while not stopping.is_set():
-            wasyncore.loop(timeout=0.05, map=server._map, count=1)
-        server.task_dispatcher.shutdown()
-        wasyncore.close_all(server._map)
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    try:
-        yield Served("http://127.0.0.1:%s" % server.effective_port, store, config)
-    finally:
-        stopping.set()
-        thread.join(5)
+    with served(create_app(store, config), port) as url:
+        yield Served(url, store, config)
 
 
 @pytest.fixture

@@ -9,17 +9,15 @@ import http.client
 import json
 import logging
 import os
-import threading
 import time
 import urllib.parse
 
 import pytest
 import requests
-import waitress
-from waitress import wasyncore
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from webserver import served
 from gsmbridge import config as configmod
 from gsmbridge.store import Store
 from gsmbridge.web import create_app
@@ -63,27 +61,9 @@ def open_store(cfg):
 
 @contextlib.contextmanager
 def serving(store, config):
-    """create_app served by waitress on 127.0.0.1, an ephemeral port, in a thread.
-
-    waitress's close() is not safe from another thread while its loop runs (a worker thread may
-    pull the closed trigger), so the loop runs in small steps and shuts down in its own thread.
-    """
-    server = waitress.create_server(create_app(store, config), host="127.0.0.1", port=0, threads=4)
-    stopping = threading.Event()
-
-    def run():
-        while not stopping.is_set():
-            wasyncore.loop(timeout=0.05, map=server._map, count=1)
-        server.task_dispatcher.shutdown()
-        wasyncore.close_all(server._map)
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    try:
-        yield Served("http://127.0.0.1:%s" % server.effective_port, store, config)
-    finally:
-        stopping.set()
-        thread.join(5)
+    """create_app served by waitress on 127.0.0.1, an ephemeral port, in a thread."""
+    with served(create_app(store, config)) as url:
+        yield Served(url, store, config)
 
 
 @pytest.fixture
