@@ -15,12 +15,6 @@ from bridgeproc import BridgeProcess, wait_for
 
 
 
-@pytest.fixture
-def bridge(tmp_path, sink):
-    b = BridgeProcess(tmp_path, rapidsms_url=sink.url + "/backend/kannel-backend/")
-    b.start()
-    yield b
-    b.stop()
 
 
 def received(sink):

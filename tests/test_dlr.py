@@ -16,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import gsmbridge.store as store_module
+from plans import assert_uses_index
 from gsmbridge.dlr import DlrSender, callback_url, fill_escapes, kannel_time
 from gsmbridge.store import Store
 
@@ -276,10 +277,7 @@ def test_callback_queries_use_their_index(store, name, index):
                     for i in range(3000)])
     db.execute("COMMIT")
     db.execute("ANALYZE")
-    sql = getattr(store_module, name)
-    plan = [row[3] for row in db.execute("EXPLAIN QUERY PLAN " + sql, (1,) * sql.count("?"))]
-    assert any(index in step for step in plan), plan
-    assert not any(step.startswith("SCAN") and "INDEX" not in step for step in plan), plan
+    assert_uses_index(db, getattr(store_module, name), index)
 
 
 # -- the sender against a real HTTP server -----------------------------------------------------
@@ -392,12 +390,6 @@ def test_retries_without_end_until_the_receiver_comes_back(store, sink):
 # -- the whole bridge ------------------------------------------------------------------------
 
 
-@pytest.fixture
-def bridge(tmp_path, sink):
-    b = BridgeProcess(tmp_path, rapidsms_url=sink.url + "/backend/kannel-backend/")
-    b.start()
-    yield b
-    b.stop()
 
 
 def sendsms(bridge, to, text, dlr_url, mask=31):

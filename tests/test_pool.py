@@ -15,6 +15,7 @@ import pytest
 import requests
 
 import gsmbridge.store as store_module
+from plans import assert_uses_index
 from gsmbridge import config
 from gsmbridge.app import Bridge, forwarding_groups
 from gsmbridge.config import ConfigError
@@ -249,11 +250,7 @@ def test_pool_queries_use_their_index_with_statistics(store, name, index):
                      None if i % 2 else i, i) for i in range(3000)])
     db.execute("COMMIT")
     db.execute("ANALYZE")
-    sql = getattr(store_module, name)
-    plan = [row[3] for row in db.execute("EXPLAIN QUERY PLAN " + sql, (1,) * sql.count("?"))]
-    assert any(index in step for step in plan), plan
-    assert not any(step.startswith("SCAN") and "INDEX" not in step for step in plan), plan
-    assert not any("TEMP B-TREE" in step for step in plan), plan
+    assert_uses_index(db, getattr(store_module, name), index, no_sort=True)
 
 
 # -- config ------------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ import serial
 from hypothesis import given, settings, strategies as st
 
 from clock import Clock
+from bridgeproc import wait_for
 from gsmbridge.modem import pdu
 from gsmbridge.modem.simport import loopback_address, start_simulator
 from gsmbridge.modem.simulator import SimulatedModem, parse_command_line
@@ -80,17 +81,6 @@ def pdu_lines(answer, prefix):
     """The PDUs that follow `prefix` header lines (+CMGL:, +CMGR:, +CMT:, +CDS:)."""
     out = lines(answer)
     return [out[i + 1] for i, line in enumerate(out) if line.startswith(prefix)]
-
-
-def wait_for(predicate, timeout=10.0, message="condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting for " + message)
-        time.sleep(0.02)
 
 
 @pytest.fixture

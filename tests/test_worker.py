@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 
 import pytest
 
+from bridgeproc import wait_for
 from gsmbridge import metrics
 from gsmbridge.modem import pdu, simulator
 from gsmbridge.modem.driver import GsmModem
@@ -83,17 +84,6 @@ def worker(store):
         w.stop()
     for w in started:
         w.join(15)
-
-
-def wait_for(predicate, timeout=20.0, message="condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting for %s" % message)
-        time.sleep(0.02)
 
 
 def state(store, w):
