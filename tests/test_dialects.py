@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from gsmbridge import config as configmod
 from gsmbridge.forwarder import Forwarder
 from gsmbridge.store import Store
-from test_web import open_store, serving
+from test_web import assert_not_5xx, open_store, serving
 
 USER, PASSWORD = "rapidsms", "s3cret pass%&+"
 A, B = "+255700000001", "+255700000002"
@@ -429,11 +429,6 @@ def fuzz_bridge(tmp_path_factory):
     with serving(store, cfg) as served:
         yield served
     store.close()
-
-
-def assert_not_5xx(status, body):
-    assert status < 500, body
-    assert "Traceback" not in body
 
 
 @FUZZ
