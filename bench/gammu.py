@@ -18,7 +18,7 @@ import subprocess
 import threading
 import time
 
-from gsmbridge.modem import pdu
+from gsmbridge.codec import pdu
 
 from . import texts, wire
 from .bridge import Modem

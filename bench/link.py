@@ -13,7 +13,7 @@ import time
 
 import serial
 
-from gsmbridge.modem import pdu
+from gsmbridge.codec import pdu
 
 from . import texts
 from .bridge import Modem

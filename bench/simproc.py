@@ -20,7 +20,7 @@ import sys
 import threading
 import time
 
-from gsmbridge.modem.simport import start_simulator
+from gsmbridge.simulator.runner import start_simulator
 
 #: a bound on the log between two dumps (a run that never dumps cannot eat the memory)
 MAX_EVENTS = 2_000_000

@@ -1,6 +1,6 @@
 """The messages the benchmarks send: one full GSM 7-bit SMS, one full UCS-2 SMS, one in 3 parts."""
 
-from gsmbridge.modem import pdu
+from gsmbridge.codec import pdu
 
 #: 160 characters of the GSM 7-bit alphabet: exactly one SMS
 GSM160 = ("Habari! Kliniki ya mama na mtoto itafunguliwa Jumatatu saa 2 asubuhi. Leta kadi ya "

@@ -10,7 +10,7 @@ import bisect
 import re
 from dataclasses import dataclass
 
-from gsmbridge.modem import pdu
+from gsmbridge.codec import pdu
 
 CMGS = re.compile(r"AT\+CMGS=(\d+)\r")
 BODY = re.compile(r"([0-9A-Fa-f]*)\x1a")

@@ -123,7 +123,7 @@ class Bridge:
     def _make_worker(self, name, cfg):
         port = cfg.port
         if port.startswith("sim://"):
-            from gsmbridge.modem.simport import start_simulator
+            from gsmbridge.simulator.runner import start_simulator
 
             link = os.path.join(os.path.dirname(os.path.abspath(self.config.store.path)),
                                 "sim-%s.tty" % name)

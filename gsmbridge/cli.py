@@ -63,9 +63,9 @@ def cmd_check_config(args):
 
 
 def cmd_simulate(args, rest):
-    from gsmbridge.modem import simport
+    from gsmbridge.simulator import runner
 
-    return simport.main(rest)
+    return runner.main(rest)
 
 
 def _api(config):

@@ -27,7 +27,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from werkzeug.exceptions import HTTPException
 
 from gsmbridge import metrics, openapi, overview, statuspage
-from gsmbridge.modem import pdu
+from gsmbridge.codec import pdu
 from gsmbridge.store import INBOUND_STATUSES, OUTBOUND_STATUSES
 
 log = logging.getLogger("gsmbridge.web")

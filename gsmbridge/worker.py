@@ -31,8 +31,8 @@ from datetime import datetime, timezone
 
 from gsmbridge import metrics
 from gsmbridge.modem import errors
-from gsmbridge.modem.pdu import Deliver, PduError, StatusReport, decode
-from gsmbridge.modem.reassembly import Reassembler
+from gsmbridge.codec.pdu import Deliver, PduError, StatusReport, decode
+from gsmbridge.codec.reassembly import Reassembler
 
 log = logging.getLogger("gsmbridge.worker")
 

@@ -13,10 +13,10 @@ from datetime import datetime, timezone
 
 import pytest
 
-from gsmbridge.modem import pdu
+from gsmbridge.codec import pdu
 from gsmbridge.modem.driver import GsmModem
 from gsmbridge.modem.errors import CmeError, CmsError, ModemError, ModemGone, ModemTimeout
-from gsmbridge.modem.simport import start_simulator
+from gsmbridge.simulator.runner import start_simulator
 
 ALICE = "+255700000001"
 BOB = "+255711111111"
@@ -26,7 +26,7 @@ BOB = "+255711111111"
 
 @pytest.fixture
 def simulator(tmp_path):
-    """Start simulated modems on ptys: simulator(**options) -> simport.Simulator."""
+    """Start simulated modems on ptys: simulator(**options) -> simulator.Simulator."""
     running = []
 
     def start(**options):

@@ -12,7 +12,7 @@ import subprocess
 import pytest
 import requests
 
-from gsmbridge.modem.simport import start_simulator
+from gsmbridge.simulator.runner import start_simulator
 
 GAMMU = "/usr/bin/gammu"
 

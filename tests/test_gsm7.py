@@ -3,7 +3,7 @@
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from gsmbridge.modem import gsm7
+from gsmbridge.codec import gsm7
 
 GSM_CHARS = gsm7.BASIC.replace("\x1b", "") + "".join(gsm7.EXTENSION.values())
 

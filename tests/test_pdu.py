@@ -5,8 +5,8 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from gsmbridge.modem import gsm7, pdu
-from gsmbridge.modem.pdu import Concat, PduError, TooLong
+from gsmbridge.codec import gsm7, pdu
+from gsmbridge.codec.pdu import Concat, PduError, TooLong
 from pdu_samples import SAMPLES
 
 UTC = timezone.utc

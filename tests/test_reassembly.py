@@ -5,8 +5,8 @@ from datetime import datetime, timedelta, timezone
 
 from hypothesis import given, settings, strategies as st
 
-from gsmbridge.modem import gsm7, pdu
-from gsmbridge.modem.reassembly import GAP, Reassembler
+from gsmbridge.codec import gsm7, pdu
+from gsmbridge.codec.reassembly import GAP, Reassembler
 
 T0 = datetime(2024, 2, 14, 19, 1, 3, tzinfo=timezone(timedelta(hours=3)))
 LONG = "".join(f"word{i} " for i in range(100))  # 690 septets: 5 parts

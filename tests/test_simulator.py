@@ -20,9 +20,9 @@ from hypothesis import given, settings, strategies as st
 
 from clock import Clock
 from bridgeproc import wait_for
-from gsmbridge.modem import pdu
-from gsmbridge.modem.simport import loopback_address, start_simulator
-from gsmbridge.modem.simulator import SimulatedModem, parse_command_line
+from gsmbridge.codec import pdu
+from gsmbridge.simulator.runner import loopback_address, start_simulator
+from gsmbridge.simulator.machine import SimulatedModem, parse_command_line
 
 FIXED_TIME = datetime(2026, 11, 28, 12, 0, 0, tzinfo=timezone.utc)
 FINAL = re.compile(rb"\r\n(OK|ERROR|\+CM[ES] ERROR: [^\r]*)\r\n")

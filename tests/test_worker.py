@@ -16,9 +16,10 @@ import pytest
 
 from bridgeproc import wait_for
 from gsmbridge import metrics
-from gsmbridge.modem import pdu, simulator
+from gsmbridge.codec import pdu
+from gsmbridge import simulator
 from gsmbridge.modem.driver import GsmModem
-from gsmbridge.modem.simport import start_simulator
+from gsmbridge.simulator.runner import start_simulator
 from gsmbridge.store import Store
 from gsmbridge.worker import EXIT_WATCHDOG, Backoff, ModemWorker, TokenBucket
 
@@ -38,7 +39,7 @@ def store(tmp_path):
 
 @pytest.fixture
 def sim(tmp_path):
-    """Start a simulated modem on a pty: sim(**options) -> simport.Simulator."""
+    """Start a simulated modem on a pty: sim(**options) -> simulator.Simulator."""
     running = []
 
     def start(**options):

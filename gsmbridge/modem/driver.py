@@ -4,13 +4,13 @@ The shape is pygsm's (``GsmModem(port).boot()``, ``send_sms``, ``next_message``)
 are the sans-I/O engine (at.py) and the PDU codec (pdu.py).  The class is composed here from one
 mixin per job, each in its own module:
 
-* modemport.py -- the port and the command plumbing (open, read, write, ``command``, settle);
-* modemboot.py -- ``boot()``: AT, ATE0, CMEE, PIN, CMGF, CSMS, CPMS, CNMI, CMMS, and again after
+* port.py -- the port and the command plumbing (open, read, write, ``command``, settle);
+* setup.py -- ``boot()``: AT, ATE0, CMEE, PIN, CMGF, CSMS, CPMS, CNMI, CMMS, and again after
   a restart;
-* modemreceive.py -- ``poll``, ``sweep``, ``done``: nothing is deleted or acknowledged before
+* receive.py -- ``poll``, ``sweep``, ``done``: nothing is deleted or acknowledged before
   the caller has committed it;
-* modemsend.py -- ``send_sms``, the "> " prompt and ESC;
-* modemhealth.py -- ``signal_strength``, ``network``, ``probe``, ``reset``.
+* send.py -- ``send_sms``, the "> " prompt and ESC;
+* health.py -- ``signal_strength``, ``network``, ``probe``, ``reset``.
 
 All the state lives in one object, set up in ``__init__`` below, so it can be read in one place.
 
@@ -25,12 +25,12 @@ import random
 
 from .at import Engine
 from .errors import ModemError, ModemGone, ModemTimeout
-from .modemboot import BootMixin
-from .modemhealth import HealthMixin, Network
-from .modemport import PortMixin
-from .modemreceive import Incoming, ReceiveMixin
-from .modemsend import SendMixin
-from .reassembly import Reassembler
+from .setup import BootMixin
+from .health import HealthMixin, Network
+from .port import PortMixin
+from .receive import Incoming, ReceiveMixin
+from .send import SendMixin
+from ..codec.reassembly import Reassembler
 
 __all__ = ["GsmModem", "Incoming", "Network", "ModemError", "ModemGone", "ModemTimeout"]
 

@@ -21,7 +21,7 @@ class Faults:
     sim_busy: float = 0.0         # for this long, SIM commands answer +CME ERROR: 14
     storage_full: bool = False    # storing answers +CMS ERROR: 322; inbound waits at the network
     hang: float = 0.0             # stop answering: seconds, or -1 until reset/port reopened
-    disappear: float = 0.0        # the port goes away for this long (done by the port, simport.py)
+    disappear: float = 0.0        # the port goes away for this long (done by the port, runner.py)
     noise: float = 0.0            # chance of a garbage line between two output lines
     urc_storm: float = 0.0        # ^RSSI/+CREG per second, also inside responses
     signal: int = 20              # AT+CSQ <rssi>; 99 = unknown

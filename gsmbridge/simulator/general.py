@@ -1,12 +1,12 @@
 """The simulated modem's general commands: V.250 basics (E, V, Q, Z, I, S registers, ...) and
 TS 27.007 (identity, +CMEE, +CPIN, +CSQ, +CREG, +COPS, +CFUN, +CSCS, ...).
 
-Handlers are the modem's own code: ``handler(modem, op, args)`` (see simcommand.py) reads and
+Handlers are the modem's own code: ``handler(modem, op, args)`` (see command.py) reads and
 sets the modem's state directly.  `BASIC` and `EXTENDED` map command names to them.
 """
 
-from . import simtext
-from .simcommand import Error, cme, integer, registrar, split_args, unquote
+from . import render
+from .command import Error, cme, integer, registrar, split_args, unquote
 
 #: the TE character sets AT+CSCS takes
 CHARSETS = ("IRA", "GSM", "UCS2", "8859-1")
@@ -193,7 +193,7 @@ def _cops(modem, op, args):
             return [["+COPS: %d" % modem.cops_mode]]
         oper = numeric if modem.cops_format == 2 else name
         return [['+COPS: %d,%d,%s' % (modem.cops_mode, modem.cops_format,
-                                      simtext.quoted(modem, oper))]]
+                                      render.quoted(modem, oper))]]
     if op != "set":
         raise Error()
     values = split_args(args) + ["", ""]

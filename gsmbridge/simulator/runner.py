@@ -1,5 +1,5 @@
-"""Runs a `SimulatedModem` on a pseudo-terminal (simpty.py), with an optional HTTP control API
-(simcontrol.py): what `gsmbridge simulate`, the tests and the benchmarks start.
+"""Runs a `SimulatedModem` on a pseudo-terminal (ptyport.py), with an optional HTTP control API
+(control.py): what `gsmbridge simulate`, the tests and the benchmarks start.
 """
 
 import argparse
@@ -8,9 +8,9 @@ import signal
 import sys
 import threading
 
-from .simcontrol import ControlServer, loopback_address
-from .simpty import PtyPort
-from .simulator import SimulatedModem
+from .control import ControlServer, loopback_address
+from .ptyport import PtyPort
+from .machine import SimulatedModem
 
 __all__ = ["Simulator", "start_simulator", "main", "loopback_address"]
 

@@ -8,9 +8,9 @@ import time
 from dataclasses import dataclass
 
 from .at import split_params
-from .atfields import after_colon, to_int, unquote
+from .fields import after_colon, to_int, unquote
 from .errors import ModemError, ModemTimeout
-from .modemport import ESC
+from .port import ESC
 
 
 @dataclass

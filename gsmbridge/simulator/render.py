@@ -11,9 +11,9 @@ the command handlers and the network side share them.
 
 from datetime import timedelta
 
-from . import gsm7, pdu
-from .simcommand import cms
-from .simstorage import STAT_NAMES
+from ..codec import gsm7, pdu
+from .command import cms
+from .storage import STAT_NAMES
 
 
 def first_octet(pdu_hex):

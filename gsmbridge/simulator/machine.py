@@ -4,7 +4,7 @@
 `data_to_send()` returns the bytes the modem would write back (echo, responses, result codes,
 unsolicited result codes).  Time is read from a clock passed in, and `tick()` runs whatever fell
 due (a delayed ``+CMGS``, a status report, an unacknowledged ``+CMT`` being redelivered), so the
-whole thing runs on a pseudo-terminal (simport.py) or straight from a test.
+whole thing runs on a pseudo-terminal (runner.py) or straight from a test.
 
 It behaves as a real modem does where a driver has to cope: echo is on after power-up, lines are
 framed ``\\r\\n...\\r\\n``, the ``> `` prompt has no line end, an unread message becomes read once
@@ -16,9 +16,9 @@ The other direction of the bridge's codec (pdu.py) does the PDU work: the modem 
 host submits and encodes what the "network" delivers.  All public methods take a lock, so a
 control thread may call `deliver()` or `set_faults()` while a port thread feeds bytes.
 
-The parts live in their own modules: command-line syntax (simcommand.py), the general and SMS
-command handlers (simgeneral.py, simsms.py), message storage (simstorage.py), how messages look
-on the line (simtext.py), the network side (simnetwork.py) and the faults (simfaults.py).  This
+The parts live in their own modules: command-line syntax (command.py), the general and SMS
+command handlers (general.py, sms.py), message storage (storage.py), how messages look
+on the line (render.py), the network side (network.py) and the faults (faults.py).  This
 module is the state machine that ties them together: input, prompts, delayed answers, output
 framing, timers.
 """
@@ -28,11 +28,12 @@ import threading
 import time
 from datetime import datetime, timezone
 
-from . import errors, simgeneral, simsms
-from .simcommand import Error, Later, Prompt, cme, cms, normalise, parse_command_line
-from .simfaults import FAULTS, NOISE, WINDOWS, Faults, fault_value
-from .simnetwork import NetworkSide
-from .simstorage import STAT_NAMES, Combined, Memory, Message
+from ..modem import errors
+from . import general, sms
+from .command import Error, Later, Prompt, cme, cms, normalise, parse_command_line
+from .faults import FAULTS, NOISE, WINDOWS, Faults, fault_value
+from .network import NetworkSide
+from .storage import STAT_NAMES, Combined, Memory, Message
 
 __all__ = ["SimulatedModem", "Faults", "FAULTS", "Message", "parse_command_line"]
 
@@ -41,13 +42,13 @@ ESC = 0x1B
 BACKSPACE = 0x08
 
 #: commands of TS 27.005: their errors are +CMS ERROR, everything else's +CME ERROR
-SMS_COMMANDS = frozenset(simsms.EXTENDED)
+SMS_COMMANDS = frozenset(sms.EXTENDED)
 #: commands that need the SIM: they fail while it is locked or busy
 SIM_COMMANDS = {"+CIMI", "+CPMS", "+CSCA", "+CMGL", "+CMGR", "+CMGD", "+CMGS", "+CMGW", "+CMSS",
                 "+CNMA"}
 
-_BASIC = simgeneral.BASIC
-_EXTENDED = {**simgeneral.EXTENDED, **simsms.EXTENDED}
+_BASIC = general.BASIC
+_EXTENDED = {**general.EXTENDED, **sms.EXTENDED}
 
 
 def wallclock():
@@ -68,7 +69,7 @@ class SimulatedModem(NetworkSide):
     modem's lock, whenever there is something new for the port), and any `Faults` field.
 
     What the network does (`deliver()`, `deliver_pdu()`, `sent_messages()`, `clear_sent()` and
-    the submit/route/redeliver internals) comes from `NetworkSide` in simnetwork.py.
+    the submit/route/redeliver internals) comes from `NetworkSide` in network.py.
     """
 
     def __init__(self, *, pin=None, puk="12345678", capacity=30, me_capacity=100, first_index=1,

@@ -14,9 +14,9 @@ once the caller has committed.
 import time
 from dataclasses import dataclass
 
-from . import pdu
+from ..codec import pdu
 from .at import NEED_DATA, split_params
-from .atfields import after_colon, to_int, unquote
+from .fields import after_colon, to_int, unquote
 from .errors import ModemError, ModemTimeout
 
 # URCs after which a modem has restarted and forgotten our settings (CMGF, CNMI, CSMS...).

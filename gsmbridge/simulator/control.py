@@ -5,7 +5,7 @@ no authentication).
                    {"pdu": "0791..."}                          a raw PDU arrives, as is
     GET  /sent     what the modem was asked to send, one entry per SMS (parts joined)
     DELETE /sent   forget it
-    GET  /faults   POST /faults {"name": value, ...}           see simfaults.Faults
+    GET  /faults   POST /faults {"name": value, ...}           see faults.Faults
     GET  /state    storage, settings, queues
     POST /reset    power-cycle the modem (storage kept)
 """
@@ -17,7 +17,7 @@ import socket
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
-from . import pdu
+from ..codec import pdu
 
 log = logging.getLogger("gsmbridge.simulator")
 
@@ -129,7 +129,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 class ControlServer(ThreadingHTTPServer):
     """The control API on a loopback address; its handlers drive `simulator.modem` (a running
-    simport.Simulator), from their own threads: the modem's lock makes that safe."""
+    simulator.Simulator), from their own threads: the modem's lock makes that safe."""
 
     daemon_threads = True
 

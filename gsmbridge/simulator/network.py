@@ -13,9 +13,10 @@ storage makes the network hold messages until the modem says there is room (SMMA
 modem's state (its clock, faults, settings and timers) under the modem's lock.
 """
 
-from . import pdu, simtext
-from .simcommand import Later, cms
-from .simstorage import Message, tpdu_length
+from ..codec import pdu
+from . import render
+from .command import Later, cms
+from .storage import Message, tpdu_length
 
 
 class Pending:
@@ -197,7 +198,7 @@ class NetworkSide:
         if routed and mode != 0:
             if self._unacked is not None:
                 return False
-            lines = simtext.routed(self, item.kind, item.pdu, item.length)
+            lines = render.routed(self, item.kind, item.pdu, item.length)
             if lines is None:
                 return True
             self._urc(lines)

@@ -2,13 +2,14 @@
 reading and deleting stored messages (+CMGL, +CMGR, +CMGD), and sending (+CMGS, +CMGW, +CMSS)
 in PDU and text mode.
 
-Their errors are +CMS ERROR (simulator.py looks the names up in `EXTENDED` for that).  Sending
-hands the PDU to the network side (simnetwork.py), which answers after its delay.
+Their errors are +CMS ERROR (machine.py looks the names up in `EXTENDED` for that).  Sending
+hands the PDU to the network side (network.py), which answers after its delay.
 """
 
-from . import gsm7, pdu, simtext
-from .simcommand import Error, Prompt, cms, integer, registrar, split_args, unquote
-from .simstorage import MEMORIES, STAT_NAMES, Message, tpdu_length
+from ..codec import gsm7, pdu
+from . import render
+from .command import Error, Prompt, cms, integer, registrar, split_args, unquote
+from .storage import MEMORIES, STAT_NAMES, Message, tpdu_length
 
 EXTENDED = {}
 extended = registrar(EXTENDED)
@@ -69,12 +70,12 @@ def _csca(modem, op, args):
         return []
     if op == "read":
         number = modem.csca or ""
-        return [["+CSCA: %s,%d" % (simtext.quoted(modem, number),
-                                   simtext.address_type(number or "0"))]]
+        return [["+CSCA: %s,%d" % (render.quoted(modem, number),
+                                   render.address_type(number or "0"))]]
     if op != "set":
         raise Error()
     values = split_args(args)
-    number = simtext.from_te(modem, unquote(values[0]))
+    number = render.from_te(modem, unquote(values[0]))
     if not number.lstrip("+").isdigit():
         raise cms(304 if modem.cmgf == 0 else 305)
     modem.csca = number
@@ -185,7 +186,7 @@ def _cmgl(modem, op, args):
     groups = []
     for index, message in modem._memory(0).items():
         if stat in (4, message.stat):
-            groups.append(simtext.entry(modem, index, message, "+CMGL"))
+            groups.append(render.entry(modem, index, message, "+CMGL"))
             if message.stat == 0:
                 message.stat = 1
     return groups
@@ -201,7 +202,7 @@ def _cmgr(modem, op, args):
     message = modem._memory(0).get(index)
     if message is None:
         raise cms(321)
-    group = simtext.entry(modem, None, message, "+CMGR")
+    group = render.entry(modem, None, message, "+CMGR")
     if message.stat == 0:
         message.stat = 1
     return [group]
@@ -241,7 +242,7 @@ def _cmgs(modem, op, args):
         length = integer(args, 1, 180)
         return Prompt(lambda body: _cmgs_pdu(modem, body, length))
     values = split_args(args)
-    number = simtext.from_te(modem, unquote(values[0]))
+    number = render.from_te(modem, unquote(values[0]))
     if not number:
         raise cms(305)
     return Prompt(lambda body: _cmgs_text(modem, body, number), text=True)
@@ -263,7 +264,7 @@ def _text_submit(modem, body, number):
             raise cms(305) from None
         encoding = "ucs2"
     else:
-        text = simtext.from_te(modem, raw)
+        text = render.from_te(modem, raw)
         if not gsm7.is_gsm7(text):
             raise cms(305)
         encoding = "gsm7"
@@ -305,7 +306,7 @@ def _cmgw(modem, op, args):
             kind = "submit" if isinstance(decoded, pdu.Submit) else "deliver"
             return _store(modem, Message(stat, hex_pdu, kind))
         return Prompt(store)
-    number = simtext.from_te(modem, unquote(values[0])) if values else ""
+    number = render.from_te(modem, unquote(values[0])) if values else ""
     stat_name = unquote(values[2]).upper() if len(values) > 2 and values[2] else "STO UNSENT"
     stat = _LIST_STATS.get(stat_name, 2)
 

@@ -10,9 +10,9 @@ failed on.
 import time
 
 from .at import split_params
-from .atfields import after_colon, to_int, unquote
+from .fields import after_colon, to_int, unquote
 from .errors import CmeError, ModemError, ModemTimeout
-from .modemport import ESC
+from .port import ESC
 
 # Errors that mean "the SIM or the SMS stack is still starting": wait and ask again.
 _BUSY = frozenset({("CME", 14), ("CMS", 314), ("CMS", 515), ("CME", 515), ("CMS", 535),

@@ -3,8 +3,8 @@ command, and wait while taking in what the modem says unasked.
 
 Everything the modem sends goes through the sans-I/O engine (at.py); this is the only part that
 touches pyserial.  Events that are not the running command's answer are never dropped: they go
-to ``_other``, which hands URCs to the receiving side (modemreceive.py) and echoes to the setup
-side (modemboot.py).  A command abandoned on a timeout leaves the line "stale": its late answer is
+to ``_other``, which hands URCs to the receiving side (receive.py) and echoes to the setup
+side (setup.py).  A command abandoned on a timeout leaves the line "stale": its late answer is
 read and discarded (``_settle``) before the next command is written, so it cannot be taken for
 the next command's.
 """

@@ -8,9 +8,9 @@ next commands for the PDU.
 
 import time
 
-from . import pdu
+from ..codec import pdu
 from .at import Final, Prompt, Response, split_params
-from .atfields import after_colon, to_int
+from .fields import after_colon, to_int
 from .errors import CmsError, ModemError, ModemGone, ModemTimeout
 
 
