@@ -346,7 +346,7 @@ def test_cms_error_on_send(simulator, driver, code, transient):
 def test_failure_mid_multipart_reports_sent_parts(simulator, driver):
     sim = simulator()
     modem = driver(sim.link).boot()
-    original = modem._send_pdu
+    original = modem._sender._send_pdu
     calls = []
 
     def second_fails(hex_pdu, length):
@@ -355,7 +355,7 @@ def test_failure_mid_multipart_reports_sent_parts(simulator, driver):
             sim.modem.set_faults(cms_error=1.0)
         return original(hex_pdu, length)
 
-    modem._send_pdu = second_fails
+    modem._sender._send_pdu = second_fails
     with pytest.raises(CmsError) as raised:
         modem.send_sms(ALICE, "part " * 100)
     assert len(raised.value.sent_references) == 1
