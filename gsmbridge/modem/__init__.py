@@ -1,8 +1,7 @@
 """Speaking AT to a GSM modem: the sans-I/O engine, the error table and the ``GsmModem`` driver.
 
-* ``Engine`` and its events (at.py) turn the modem's bytes into answers, URCs and noise, with
-  no I/O of their own, so they can be driven by anything (the simulator's tests drive them by
-  hand);
+* ``Engine`` (at.py) turns the modem's bytes into events (events.py) -- answers, URCs, noise --
+  with no I/O of its own, so anything can drive it: the driver, or a test by hand;
 * ``ModemError`` and its ``CmeError``/``CmsError`` (errors.py) name +CME/+CMS codes and say
   whether the same request may succeed later; ``ModemTimeout`` and ``ModemGone`` are the two
   ways a modem stops answering;
@@ -14,14 +13,13 @@ The modem layer stands on its own: it imports the codec (PDUs, the GSM alphabet,
 the standard library and pyserial, and nothing else of gsmbridge.
 """
 
-from .at import (
-    FINAL_RESULTS, NEED_DATA, URC_NAMES, Echo, Engine, Final, Noise, Prompt, Response,
-    Unsolicited, UsageError,
-)
+from .at import Engine
 from .driver import GsmModem
 from .errors import CmeError, CmsError, ModemError, ModemGone, ModemTimeout
+from .events import NEED_DATA, Echo, Final, Noise, Prompt, Response, Unsolicited, UsageError
 from .health import Network
 from .incoming import Incoming
+from .lines import FINAL_RESULTS, URC_NAMES
 
 __all__ = [
     "GsmModem", "Incoming", "Network",

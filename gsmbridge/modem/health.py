@@ -8,9 +8,8 @@ keeps no state of its own: what it learns, it returns.
 import time
 from dataclasses import dataclass
 
-from .at import split_params
-from .fields import after_colon, to_int, unquote
 from .errors import ModemError, ModemTimeout
+from .fields import after_colon, split_params, to_int, unquote
 
 
 @dataclass

@@ -16,8 +16,9 @@ import time
 
 import serial
 
-from .at import NEED_DATA, Echo, Engine, Final, Noise, Prompt, Response, Unsolicited
+from .at import Engine
 from .errors import ModemError, ModemGone, ModemTimeout
+from .events import NEED_DATA, Echo, Final, Noise, Prompt, Response, Unsolicited
 
 ESC = b"\x1b"       # leaves a "> " prompt without sending (TS 27.005 3.5.1)
 

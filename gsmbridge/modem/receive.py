@@ -22,9 +22,8 @@ import time
 
 from ..codec import pdu
 from ..codec.reassembly import Reassembler
-from .at import split_params
 from .errors import ModemError, ModemTimeout
-from .fields import to_int, unquote
+from .fields import split_params, to_int, unquote
 from .incoming import incoming
 from .stored import list_stored, read_slot
 

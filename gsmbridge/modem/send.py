@@ -11,9 +11,9 @@ import random
 import time
 
 from ..codec import pdu
-from .at import Final, Prompt, Response, split_params
 from .errors import CmsError, ModemError, ModemTimeout
-from .fields import after_colon, to_int
+from .events import Final, Prompt, Response
+from .fields import after_colon, split_params, to_int
 
 
 class Sender:

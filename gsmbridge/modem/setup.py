@@ -3,8 +3,7 @@
 The sequence is AT until it answers, ATE0, AT+CMEE=1, the SIM (AT+CPIN, with the PIN at most
 once), AT+CMGF=0, AT+CSMS (whether routed messages wait for our +CNMA), AT+CPMS (storage),
 AT+CNMI (the best notice setting the modem accepts) and AT+CMMS=2.  A SIM or SMS stack that is
-still starting answers with vague errors for a while, so those are waited out rather than
-failed on.
+still starting answers with vague errors for a while, so those are waited out (sim.py).
 
 Modems differ in what they take, so the outcome is a set of facts the rest of the driver asks
 this object for: the +CNMI setting and so whether messages come routed or stored, whether
@@ -16,16 +15,10 @@ sweeps the storage then.
 
 import time
 
-from .at import split_params
-from .errors import CmeError, ModemError, ModemTimeout
-from .fields import after_colon, to_int, unquote
+from .errors import ModemError, ModemTimeout
+from .fields import after_colon, split_params, to_int
 from .port import ESC
-
-# Errors that mean "the SIM or the SMS stack is still starting": wait and ask again.
-_BUSY = frozenset({("CME", 14), ("CMS", 314), ("CMS", 515), ("CME", 515), ("CMS", 535),
-                   ("CMS", 532)})
-# AT+CPIN? and AT+CMGF=0 must work on any modem, so anything vague is also waited out there.
-_STARTING = _BUSY | {("ERROR", None), ("CMS", 302), ("CMS", 500), ("CME", 100), ("CME", 3)}
+from .sim import STARTING, retrying, sim_ready
 
 # +CNMI settings to try, best first.  <mode>,<mt>,<bm>,<ds>,<bfr>: mt=2 routes SMS-DELIVERs as
 # +CMT (needs AT+CSMS=1 so that we acknowledge them with +CNMA only after committing), mt=1
@@ -38,11 +31,6 @@ _CNMI_STORED = ["2,1,0,2,0", "1,1,0,2,0", "2,1,0,1,0", "1,1,0,1,0", "2,1,0,0,0",
 
 # URCs after which a modem has restarted and forgotten our settings (CMGF, CNMI, CSMS...).
 _RESTART = {"RDY", "^SYSSTART", "MODEM:STARTUP"}
-
-# (port, PIN) pairs a SIM refused, for the life of the process: a worker that builds a new
-# GsmModem for every reconnect must not spend the SIM's three tries and lock it to its PUK.
-_REFUSED_PINS = set()
-
 
 class Setup:
     """The settings of the modem behind ``port``, and the commands that make them.
@@ -155,8 +143,8 @@ class Setup:
             self._port.command("ATE0")
             self._echo_off = True
             self._port.tolerate("AT+CMEE=1")
-            self._sim_ready(until)
-            self._retrying("AT+CMGF=0", until=until, retry_on=_STARTING)
+            sim_ready(self._port, self.pin, until=until, log=self._log)
+            self._retrying("AT+CMGF=0", until=until, retry_on=STARTING)
             self._select_service(until)
             self._select_storage(until)
             self._select_routing(until)
@@ -171,16 +159,8 @@ class Setup:
         for fn in self._after:
             fn()
 
-    def _retrying(self, cmd, *, until, done_on=None, timeout=None, retry_on=_BUSY):
-        """A command that may meet a starting SIM: retry ``retry_on`` errors until ``until``."""
-        while True:
-            try:
-                return self._port.command(cmd, done_on=done_on, timeout=timeout)
-            except ModemError as exc:
-                if (exc.kind, exc.code) not in retry_on or time.monotonic() >= until:
-                    raise
-                self._log.info("%s: %s; waiting", self._port.url, exc)
-                self._port.wait(1.0)
+    def _retrying(self, cmd, *, until, **kw):
+        return retrying(self._port, cmd, until=until, log=self._log, **kw)
 
     # --- signs of a restart --------------------------------------------------------------------
 
@@ -200,43 +180,6 @@ class Setup:
             self._log.warning("%s: modem restarted (%s); setting it up again", self._port.url,
                               event.line)
             self._needs_setup = True
-
-    # --- the SIM -------------------------------------------------------------------------------
-
-    def _sim_ready(self, until):
-        """AT+CPIN? until READY, entering the PIN when asked; waits out a busy SIM."""
-        entered = False
-        while True:
-            lines = self._retrying("AT+CPIN?", until=until, done_on="+CPIN:",
-                                   retry_on=_STARTING)
-            state = unquote(after_colon(lines[0].line)).upper() if lines else "READY"
-            if state == "READY":
-                return
-            if state == "SIM PIN" and self.pin and not entered and not self._pin_refused:
-                try:
-                    self._retrying('AT+CPIN="%s"' % self.pin, until=until)
-                except ModemError as exc:
-                    if not exc.transient:
-                        # Never try a refused PIN again: three tries and the SIM wants its PUK.
-                        _REFUSED_PINS.add((self._port.url, self.pin))
-                        self._log.error("%s: the SIM refused the PIN (%s); not trying it again",
-                                        self._port.url, exc)
-                    raise
-                entered = True
-                continue
-            if state in ("SIM PIN", "SIM PUK", "PH-SIM PIN", "SIM PIN2", "SIM PUK2"):
-                code = {"SIM PIN": 11, "SIM PUK": 12, "PH-SIM PIN": 5, "SIM PIN2": 17,
-                        "SIM PUK2": 18}[state]
-                if state == "SIM PIN" and (entered or self._pin_refused):
-                    raise CmeError(16, command="AT+CPIN", line="the PIN was refused; not retried")
-                raise CmeError(code, command="AT+CPIN?", line=lines[0].line)
-            if time.monotonic() >= until:
-                raise CmeError(14, command="AT+CPIN?", line=lines[0].line)
-            self._port.wait(1.0)
-
-    @property
-    def _pin_refused(self):
-        return (self._port.url, self.pin) in _REFUSED_PINS
 
     # --- SMS service and storage ---------------------------------------------------------------
 

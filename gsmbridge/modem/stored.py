@@ -9,9 +9,8 @@ the slots are read one by one.
 Which storage is read is the setup's to know and switch (``Setup.use_storage``).
 """
 
-from .at import split_params
 from .errors import ModemError
-from .fields import after_colon, to_int
+from .fields import after_colon, split_params, to_int
 from .incoming import incoming
 
 
