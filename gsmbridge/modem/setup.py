@@ -32,6 +32,7 @@ _CNMI_STORED = ["2,1,0,2,0", "1,1,0,2,0", "2,1,0,1,0", "1,1,0,1,0", "2,1,0,0,0",
 # URCs after which a modem has restarted and forgotten our settings (CMGF, CNMI, CSMS...).
 _RESTART = {"RDY", "^SYSSTART", "MODEM:STARTUP"}
 
+
 class Setup:
     """The settings of the modem behind ``port``, and the commands that make them.
 
