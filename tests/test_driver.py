@@ -346,7 +346,7 @@ def test_cms_error_on_send(simulator, driver, code, transient):
 def test_failure_mid_multipart_reports_sent_parts(simulator, driver):
     sim = simulator()
     modem = driver(sim.link).boot()
-    original = modem._send_pdu
+    original = modem._sender._send_pdu
     calls = []
 
     def second_fails(hex_pdu, length):
@@ -355,7 +355,7 @@ def test_failure_mid_multipart_reports_sent_parts(simulator, driver):
             sim.modem.set_faults(cms_error=1.0)
         return original(hex_pdu, length)
 
-    modem._send_pdu = second_fails
+    modem._sender._send_pdu = second_fails
     with pytest.raises(CmsError) as raised:
         modem.send_sms(ALICE, "part " * 100)
     assert len(raised.value.sent_references) == 1
@@ -694,3 +694,20 @@ def test_wake_cuts_a_waiting_poll_short(simulator, driver):
     # A wake() that came while no poll was waiting does not disturb a command.
     modem.wake()
     assert modem.signal_strength() is not None
+
+
+def test_a_message_done_is_not_handed_out_again_from_the_queue(simulator, driver):
+    """A stored message offered again (undone past a checkup) while the caller still works on
+    it must not come out after its done(): by then its slot may hold a new message, which
+    that second done() would delete unread."""
+    sim = simulator()
+    modem = driver(sim.link, receive_mode="stored", check_interval=0.5).boot()
+    sim.modem.deliver(BOB, "committed once")
+    [item] = poll_until(modem, 1)
+    time.sleep(0.6)                                 # undone past the check interval...
+    sim.modem.power_cycle()
+    assert modem.signal_strength() == 20            # ...the echo gives the restart away
+    modem.send_sms(ALICE, "sets it up again")       # and the sweep after setup queues it again
+    modem.done(item)
+    assert modem.poll(0.3) == []
+    assert sim.modem.state()["storage"]["SM"]["used"] == 0

@@ -29,173 +29,33 @@ here is to tell them apart the way real modems need:
 Line ends: any ``\\r`` or ``\\n`` ends a line and empty lines are dropped, so ``\\r\\n``,
 ``\\r\\r\\n`` and the bare ``\\r`` after an echo all look alike.  (The price: a text-mode body with
 a line break in it arrives as several lines.  We run the modem in PDU mode, where bodies are hex.)
+
+The events are defined in events.py and the tables of what modems say (URC names, final
+results) in lines.py; this module holds the states, and everything that moves between them.
 """
 
 import re
 from collections import deque
-from dataclasses import dataclass, field
 
-from .errors import from_final, lookup
+from .events import NEED_DATA, Echo, Final, Noise, Prompt, Response, Unsolicited, UsageError
+from .fields import split_params
+from .lines import (
+    BARE_URCS, FINAL_RESULTS, HEX, INT, NAMED, URC_NAMES, final_result, pdu_shaped, urc_name,
+)
 
 __all__ = [
     "Engine", "NEED_DATA", "Response", "Final", "Unsolicited", "Prompt", "Echo", "Noise",
-    "UsageError", "URC_NAMES", "FINAL_RESULTS",
+    "UsageError", "URC_NAMES", "FINAL_RESULTS", "split_params",
 ]
 
 
-class _Sentinel:
-    def __init__(self, name):
-        self._name = name
-
-    def __repr__(self):
-        return self._name
-
-
-NEED_DATA = _Sentinel("NEED_DATA")   # no whole event in the buffer yet: feed more bytes
-
-
-@dataclass(frozen=True)
-class Response:
-    """An information line of the current command, e.g. ``+CSQ: 17,99``.
-
-    ``body`` is the second line of a ``+CMGR``/``+CMGL`` header (the PDU, or the text in text
-    mode); None for every other line, and for a header the modem sent without one.
-    """
-    line: str
-    body: str | None = None
-
-
-@dataclass(frozen=True)
-class Final:
-    """The final result that ends the current command.
-
-    ``kind`` is "OK", "ERROR", "CME", "CMS", "NO CARRIER", "BUSY", "NO ANSWER", "NO DIALTONE",
-    "COMMAND NOT SUPPORT" or "TOO MANY PARAMETERS"; ``code`` the +CME/+CMS number (None if the
-    modem gave words we do not know).  A command finished by its ``done_on`` line gets a
-    ``Final("OK", None, "")`` of the engine's making.
-    """
-    kind: str
-    code: int | None
-    line: str
-    command: str | None = field(default=None, compare=False)
-
-    @property
-    def ok(self):
-        return self.kind == "OK"
-
-    @property
-    def error(self):
-        """The ``errors.ModemError`` this result means, or None for OK."""
-        if self.ok:
-            return None
-        return from_final(self.kind, self.code, command=self.command, line=self.line)
-
-
-@dataclass(frozen=True)
-class Unsolicited:
-    """A URC: ``+CMTI: "SM",3`` is name "+CMTI", value '"SM",3'.
-
-    ``body`` is the second line of ``+CMT``/``+CDS``/``+CBM`` (None for the others, or if it never
-    came).  Bare URCs such as ``RING`` or ``SMS Ready`` have the line as name and value "".
-    """
-    name: str
-    value: str
-    body: str | None
-    line: str
-
-
-@dataclass(frozen=True)
-class Prompt:
-    """``> ``: the modem waits for the PDU (send it with ``Engine.body``)."""
-
-
-@dataclass(frozen=True)
-class Echo:
-    """The modem repeated what we wrote (echo still on after ATE0)."""
-    line: str
-
-
-@dataclass(frozen=True)
-class Noise:
-    """Bytes that mean nothing here: undecodable, stray finals while idle, unknown lines. For logs."""
-    data: bytes
-
-
-class UsageError(RuntimeError):
-    """The engine was driven wrongly (a command while one is in progress, a body with no prompt)."""
-
-
-# URCs we know by name.  Any of them ends up as Unsolicited even inside another command's answer
-# unless that command has the same prefix (AT+CREG? answers +CREG:, which is then a Response).
-URC_NAMES = frozenset("""
-    +CMTI +CMT +CDSI +CDS +CBMI +CBM +CREG +CGREG +CEREG +C5GREG +CRING +CLIP +CCWA +CUSD +CIEV
-    +CGEV +CTZV +CTZE +CTZU +CSSI +CSSU +CPIN +CFUN +CSCON +PBREADY +QIND +QUSIM +STIN +WIND
-    +ZPASR +ZUSIMR +ZDONR +ZEND +ZSTR
-    ^RSSI ^BOOT ^HCSQ ^MODE ^SRVST ^SIMST ^DSFLOWRPT ^NWTIME ^CSNR ^SYSSTART ^STIN ^CEND ^ORIG
-    ^CONF ^CONN ^RFSWITCH ^HRSSILVL ^CRSSI ^ACTIVEBAND ^LOCCHD ^EONS ^STN ^SMMEMFULL
-    #STN #QSS *PSUTTZ
-""".split())
-
-# URCs that are a whole line of words, compared upper case.
-_BARE_URCS = frozenset([
-    "RING", "SMS READY", "CALL READY", "RDY", "PB DONE", "NORMAL POWER DOWN",
-    "UNDER-VOLTAGE POWER DOWN", "UNDER-VOLTAGE WARNNING", "OVER-VOLTAGE POWER DOWN",
-    "OVER-VOLTAGE WARNNING", "POWERED DOWN", "MODEM:STARTUP",
-])
-
-FINAL_RESULTS = frozenset([
-    "OK", "ERROR", "NO CARRIER", "BUSY", "NO ANSWER", "NO DIALTONE", "COMMAND NOT SUPPORT",
-    "TOO MANY PARAMETERS",
-])
-
 _EOL = re.compile(rb"[\r\n]")
-_CMX_ERROR = re.compile(r"^\+?(CME|CMS) ERROR\s*:?\s*(.*)$", re.IGNORECASE)
-_NAMED = re.compile(r"^([+^#*$%][A-Za-z0-9_]+)\s*(?::\s*(.*))?$")
-_HEX = re.compile(r"^[0-9A-Fa-f]+$")
-_INT = re.compile(r"^\s*\d+\s*$")
 _JUNK = "".join(map(chr, range(0x20))) + "\x7f\ufffd "       # stripped from both ends of a line
 _QUIET = " \t\x1a\x1b"                                      # edge bytes not worth a Noise
 _BAD = re.compile("[\x00-\x08\x0a-\x1f\x7f\ufffd]")             # junk inside a line (tab is fine)
 _CMD_PREFIX = re.compile(r"^\s*([+^#*$%][A-Za-z0-9_]+)")
 
 MAX_LINE = 4096   # a PDU line is under 400 characters; longer runs without a line end are noise
-
-
-def _final(line):
-    """``(kind, code)`` if the line is a final result, else None."""
-    upper = line.upper()
-    if upper in FINAL_RESULTS:
-        return upper, None
-    m = _CMX_ERROR.match(line)
-    if m:
-        kind = m.group(1).upper()
-        return kind, lookup(kind, m.group(2))
-    return None
-
-
-def split_params(value):
-    """Split an AT parameter list on commas outside quotes: ``a,"b,c",d`` -> ['a', '"b,c"', 'd']."""
-    out, cur, quoted = [], [], False
-    for ch in value:
-        if ch == '"':
-            quoted = not quoted
-        if ch == "," and not quoted:
-            out.append("".join(cur).strip())
-            cur = []
-        else:
-            cur.append(ch)
-    out.append("".join(cur).strip())
-    return out
-
-
-def _pdu_shaped(value):
-    """True for the PDU-mode form of a header, ending in the PDU's length: ``+CMT: ,24``,
-    ``+CDS: 25``, ``+CMGR: 0,,24``, ``+CMGL: 1,0,"Alice",24``.  Text-mode headers carry a quoted
-    status ("REC UNREAD") or at least two quoted fields (address and time stamp)."""
-    parts = split_params(value)
-    quoted = [p for p in parts if p.startswith('"')]
-    return (_INT.match(parts[-1]) is not None and len(quoted) <= 1
-            and not any(p.upper().startswith(('"REC', '"STO')) for p in quoted))
 
 
 class _Command:
@@ -372,16 +232,16 @@ class Engine:
 
     def _take_body(self, held, line):
         """Give the held header its second line if this is it; True if the line was used."""
-        text_mode = not _pdu_shaped(held.value if isinstance(held, Unsolicited)
+        text_mode = not pdu_shaped(held.value if isinstance(held, Unsolicited)
                                     else held.line.partition(":")[2])
         if not text_mode:
             # PDU mode: the body is hex.  Anything that is plainly something else means the
             # header came without one; a garbled line is still taken (the driver keeps bad PDUs).
-            if _final(line) is not None:
+            if final_result(line) is not None:
                 self._release(None)
                 return False
-            urc = self._urc_name(line)
-            if urc is not None and not _HEX.match(line):
+            urc = urc_name(line)
+            if urc is not None and not HEX.match(line):
                 if isinstance(held, Response) and urc not in ("+CMT", "+CDS", "+CBM"):
                     return False            # a one-line URC inside a listing: keep waiting
                 self._release(None)
@@ -401,15 +261,6 @@ class Engine:
             self._events.append(Noise(self._held.line.encode("utf-8", "replace")))
             self._held = None
 
-    def _urc_name(self, line):
-        """The URC name of a line if it is a known URC, else None."""
-        m = _NAMED.match(line)
-        if m:
-            name = m.group(1).upper()
-            return name if name in URC_NAMES else None
-        upper = line.upper()
-        return upper if upper in _BARE_URCS else None
-
     def _classify(self, line, raw):
         cmd = self._cmd
         if cmd is not None and cmd.is_echo(line):
@@ -418,14 +269,14 @@ class Engine:
         if cmd is not None and cmd.prompt and not cmd.prompted and line == ">":
             self._prompt()
             return
-        final = _final(line)
+        final = final_result(line)
         if final is not None:
             if cmd is None:
                 self._events.append(Noise(raw))     # a stray OK, or one after done_on
             else:
                 self._finish(final[0], final[1], line)
             return
-        m = _NAMED.match(line)
+        m = NAMED.match(line)
         if m:
             name, value = m.group(1).upper(), (m.group(2) or "").strip()
             if cmd is not None and name in cmd.prefixes:
@@ -435,7 +286,7 @@ class Engine:
             else:
                 self._response(name, value, line)   # unknown prefix: part of the answer
             return
-        if line.upper() in _BARE_URCS:
+        if line.upper() in BARE_URCS:
             self._events.append(Unsolicited(line, "", None, line))
         elif cmd is not None:
             self._response(None, "", line)
@@ -456,15 +307,15 @@ class Engine:
     def _wants_body(self, name, value):
         """Does this +CMGR/+CMGL header have a second line?"""
         parts = split_params(value)
-        if _pdu_shaped(value):
+        if pdu_shaped(value):
             return parts[-1].strip() != "0"
         # text mode: a status report is one line; its <fo> (a number) stands where a deliver
         # or submit has an address (a quoted string)
         where = 1 if name == "+CMGR" else 2
-        return not (len(parts) > where and _INT.match(parts[where]))
+        return not (len(parts) > where and INT.match(parts[where]))
 
     def _unsolicited(self, name, value, line):
-        two_lines = name in ("+CMT", "+CBM") or (name == "+CDS" and _pdu_shaped(value))
+        two_lines = name in ("+CMT", "+CBM") or (name == "+CDS" and pdu_shaped(value))
         if two_lines:
             if self._held is not None:
                 self._release(None)

@@ -1,18 +1,18 @@
 """``GsmModem``: one GSM modem on a serial port, spoken to in AT commands (TS 27.005/27.007).
 
-The shape is pygsm's (``GsmModem(port).boot()``, ``send_sms``, ``next_message``), the insides
-are the sans-I/O engine (at.py) and the PDU codec (pdu.py).  The class is composed here from one
-mixin per job, each in its own module:
+The shape is pygsm's (``GsmModem(port).boot()``, ``send_sms``, ``next_message``); behind it are
+a few objects, each owning its own state and asking the others for what it needs to know:
 
-* port.py -- the port and the command plumbing (open, read, write, ``command``, settle);
-* setup.py -- ``boot()``: AT, ATE0, CMEE, PIN, CMGF, CSMS, CPMS, CNMI, CMMS, and again after
-  a restart;
-* receive.py -- ``poll``, ``sweep``, ``done``: nothing is deleted or acknowledged before
-  the caller has committed it;
-* send.py -- ``send_sms``, the "> " prompt and ESC;
-* health.py -- ``signal_strength``, ``network``, ``probe``, ``reset``.
+* ``Port`` (port.py) -- the serial line and the sans-I/O engine: every byte in and out, one
+  command at a time, and the URCs, echoes and errors that come besides;
+* ``Setup`` (setup.py) -- ``boot()``'s settings and what the modem accepted (CNMI, CNMA,
+  CMMS, storage), and setting it up again after a restart;
+* ``Receiver`` (receive.py) -- ``poll``, ``sweep``, ``done``, ``next_message``: one path for
+  every message in, and nothing deleted or acknowledged before the caller has committed it;
+* ``Sender`` (send.py) -- ``send_sms``, the "> " prompt and ESC;
+* ``Health`` (health.py) -- ``signal_strength``, ``network``, ``probe``, ``reset``.
 
-All the state lives in one object, set up in ``__init__`` below, so it can be read in one place.
+This module only builds and wires them, so the whole of who-tells-whom is in ``__init__``.
 
 One thread only (bar ``wake()``).  Errors: ``errors.ModemError`` (and its CmeError/CmsError) for
 an error final result, ``ModemTimeout`` when no answer comes (the command is abandoned),
@@ -21,29 +21,29 @@ line is logged at DEBUG on the logger ``gsmbridge.modem``.
 """
 
 import logging
-import random
 
-from .at import Engine
 from .errors import ModemError, ModemGone, ModemTimeout
-from .setup import BootMixin
-from .health import HealthMixin, Network
-from .port import PortMixin
-from .receive import Incoming, ReceiveMixin
-from .send import SendMixin
-from ..codec.reassembly import Reassembler
+from .health import Health, Network
+from .incoming import Incoming
+from .port import Port
+from .receive import Receiver
+from .send import Sender
+from .setup import Setup
 
 __all__ = ["GsmModem", "Incoming", "Network", "ModemError", "ModemGone", "ModemTimeout"]
 
 log = logging.getLogger("gsmbridge.modem")
 
 
-class GsmModem(ReceiveMixin, SendMixin, HealthMixin, BootMixin, PortMixin):
+class GsmModem:
     """A GSM modem on ``port``: a device path ("/dev/ttyUSB0") or a pyserial URL
     ("socket://127.0.0.1:7000", "rfc2217://...", "loop://").
 
     ``receive_mode``: "auto" (routed +CMT when the modem does AT+CSMS=1, else stored +CMTI),
     "routed" or "stored".  ``storage``: the message storage to use ("SM" default, "ME", "MT").
     ``smsc``: put this service centre number in every PDU instead of the SIM's.
+    ``more_messages``: AT+CMMS=2, keeping the radio link to the SMSC open between back-to-back
+    sends (TS 27.005 3.5.6); it goes off for good on a modem that fails sends with it.
     """
 
     def __init__(self, port, baudrate=115200, pin=None, *, logger=None, command_timeout=10.0,
@@ -52,45 +52,161 @@ class GsmModem(ReceiveMixin, SendMixin, HealthMixin, BootMixin, PortMixin):
                  more_messages=True):
         if receive_mode not in ("auto", "routed", "stored"):
             raise ValueError("receive_mode is auto, routed or stored, not %r" % receive_mode)
-        self.port = port
-        self.baudrate = baudrate
-        self.pin = pin
-        self.log = logger or log
-        self.command_timeout = command_timeout
-        # SIM800's manual allows AT+CMGS 60 s; give up sooner and a sent SMS looks failed.
-        self.send_timeout = send_timeout
-        self.receive_mode = receive_mode
-        self.smsc = smsc
-        self.storage = (storage or "SM").upper()
-        self.boot_timeout = boot_timeout
-        self.check_interval = check_interval
-        # AT+CMMS=2 keeps the radio link to the SMSC open between back-to-back sends (TS 27.005
-        # 3.5.6), which saves the link setup of every message after the first. A few modems
-        # answer every send with +CMS ERROR: 500 once it is on; then it goes off for good.
-        self.more_messages = more_messages
-        self._cmms = False
-        self._woken = False             # wake() was called: poll() returns at once
-        self.supports_cnma = False      # AT+CSMS=1 accepted: +CMT/+CDS wait for our +CNMA
-        self.routing = None             # after boot: "routed" or "stored"
-        self.cnmi = None                # the +CNMI setting the modem accepted
-        self.storage_used = None        # from the last +CPMS: (used, total) of the read storage
-        self._serial = None
-        self._engine = Engine()
-        self._stale = False             # a command was abandoned: late answers may still come
-        self._needs_setup = False       # the modem restarted behind our back
-        self._in_setup = False
-        self._echo_off = False          # ATE0 done: an echo now means the modem restarted...
-        self._echo_sticky = False       # ...unless it echoes anyway (Huawei E1752)
-        self._read_storage = None       # +CPMS <mem1> as last set
-        self._notices = []              # (storage, index, attempts) from +CMTI/+CDSI, to read
-        self._ready = []                # Incoming read but not yet handed out by poll()
-        self._outstanding = {}          # (storage, index) handed out, not yet done() -> when
-        self._next_check = None         # when poll() next checks +CNMI and sweeps
-        self._cnma_failures = 0
-        self._cnma_broken = False       # +CNMA kept failing: receive stored from now on
-        self._concat = random.randrange(256)
-        self._reassembler = Reassembler(timeout=reassembly_timeout)
-        self._messages = []             # for next_message()
+        logger = logger or log
+        self._port = Port(port, baudrate, log=logger, command_timeout=command_timeout)
+        self._setup = Setup(self._port, log=logger, pin=pin, receive_mode=receive_mode,
+                            storage=(storage or "SM").upper(), boot_timeout=boot_timeout,
+                            more_messages=more_messages)
+        self._receiver = Receiver(self._port, self._setup, log=logger,
+                                  check_interval=check_interval,
+                                  reassembly_timeout=reassembly_timeout)
+        self._sender = Sender(self._port, self._setup, log=logger, send_timeout=send_timeout,
+                              smsc=smsc)
+        self._health = Health(self._port, log=logger)
+        # A restart shows as an echo or a start-up URC: the setup's to notice.  Messages and a
+        # full storage are the receiver's; after every setup it sweeps what came meanwhile.
+        self._port.listen(unsolicited=self._setup.unsolicited, echo=self._setup.echoed)
+        self._port.listen(unsolicited=self._receiver.unsolicited,
+                          error=self._receiver.command_failed)
+        self._setup.after_setup(self._receiver.resume)
+
+    # --- the port ------------------------------------------------------------------------------
+
+    def boot(self):
+        """Open the port and set the modem up for PDU-mode SMS.  Safe to call again after
+        ModemGone or a restart.  Returns self; on failure the port is closed again."""
+        self._port.open()
+        try:
+            self._setup.start()
+        except BaseException:
+            self._port.close()         # and its lock: the next attempt may be another instance
+            raise
+        return self
+
+    def connect(self):
+        """Open the port (again) without setting the modem up.  ModemGone if it cannot."""
+        self._port.open()
+        return self
+
+    def close(self):
+        self._port.close()
+
+    def wake(self):
+        """Cut short a poll() that is waiting on the port. Safe from any thread."""
+        self._port.wake()
+
+    def command(self, cmd, *, timeout=None):
+        """Run one AT command -> its information lines (a +CMGR/+CMGL header is followed by its
+        body line).  ModemError on an error result, ModemTimeout when none comes."""
+        out = []
+        for response in self._port.command(cmd, timeout=timeout):
+            out.append(response.line)
+            if response.body is not None:
+                out.append(response.body)
+        return out
+
+    @property
+    def port(self):
+        """The device path or URL it was made with."""
+        return self._port.url
+
+    @property
+    def is_open(self):
+        return self._port.is_open
+
+    # --- what setup found ----------------------------------------------------------------------
+
+    @property
+    def routing(self):
+        """After boot: "routed" (+CMT) or "stored" (+CMTI)."""
+        return self._setup.routing
+
+    @property
+    def cnmi(self):
+        """The +CNMI setting the modem accepted (None: it took none)."""
+        return self._setup.cnmi
+
+    @property
+    def supports_cnma(self):
+        """AT+CSMS=1 accepted: routed messages wait for our +CNMA."""
+        return self._setup.supports_cnma
+
+    @property
+    def storage_used(self):
+        """(used, total) of the read storage, from the last +CPMS."""
+        return self._setup.storage_used
+
+    @property
+    def _needs_setup(self):
+        return self._setup.needs_setup
+
+    # --- receiving -----------------------------------------------------------------------------
+
+    def poll(self, timeout):
+        """Read the port for up to ``timeout`` seconds -> the inbound ``Incoming`` items that
+        came (as soon as there are some).  Hand each to ``done()`` once committed."""
+        return self._receiver.poll(timeout)
+
+    def sweep(self):
+        """Everything stored (AT+CMGL=4) and whatever else waits, as ``Incoming`` items; those
+        handed out before and not done() come again."""
+        return self._receiver.sweep()
+
+    def done(self, item):
+        """The caller has committed ``item``: delete it from storage, or acknowledge it."""
+        self._receiver.done(item)
+
+    def delete(self, index):
+        """AT+CMGD=<index> in the storage being read (pygsm's)."""
+        self._port.command("AT+CMGD=%d" % index)
+
+    def next_message(self, timeout=0):
+        """pygsm's convenience: the next complete message (parts joined), or None after
+        ``timeout`` seconds.  Each SMS is deleted as soon as it is read; the bridge's worker
+        uses poll()/done() instead."""
+        return self._receiver.next_message(timeout)
+
+    # --- sending -------------------------------------------------------------------------------
+
+    def send_sms(self, to, text, *, status_report=False, validity=None, max_parts=10,
+                 encoding=None, concat_reference=None, skip_parts=0):
+        """Send ``text`` to ``to`` (split into up to ``max_parts`` parts) -> the message
+        references (TP-MR) of the parts sent, None where a modem gave none.
+
+        Raises ValueError (pdu.TooLong) for a text that does not fit, before anything is
+        written; ModemError (CmsError) when the modem or network refuses a part, ModemTimeout
+        when it does not answer, ModemGone when the port fails.  Those carry
+        ``exc.sent_references`` (the parts that went out before the failure) and
+        ``exc.concat_reference``: to finish the message later without sending those parts
+        again, call again with ``concat_reference=exc.concat_reference`` and
+        ``skip_parts=<parts sent so far>`` -- the same text splits into the same parts, and
+        the same reference lets the phone join old and new parts into one message.
+        """
+        return self._sender.send_sms(to, text, status_report=status_report, validity=validity,
+                                     max_parts=max_parts, encoding=encoding,
+                                     concat_reference=concat_reference, skip_parts=skip_parts)
+
+    # --- health --------------------------------------------------------------------------------
+
+    def signal_strength(self):
+        """AT+CSQ <rssi>: 0..31 (-113..-51 dBm), None when unknown (99)."""
+        return self._health.signal_strength()
+
+    def network(self):
+        """The operator and registration, as a ``Network``."""
+        return self._health.network()
+
+    def wait_for_network(self, timeout):
+        """Ask until the modem is registered or ``timeout`` passes; the last ``Network``."""
+        return self._health.wait_for_network(timeout)
+
+    def probe(self, timeout=None):
+        """ESC, then AT until the modem answers (True) or ``timeout`` passes (False)."""
+        return self._health.probe(timeout)
+
+    def reset(self, command, timeout=None):
+        """Write ``command`` (e.g. AT+CFUN=1,1) to restart the modem, then close the port."""
+        self._health.reset(command, timeout)
 
     def __enter__(self):
         return self

@@ -1,7 +1,8 @@
 """Reading values out of AT information lines (``+CSQ: 17,99``, ``+CPIN: "READY"``).
 
-Lenient on purpose: modems differ in spacing and quoting, and a value that cannot be read is
-``None`` rather than an exception, so one odd answer does not stop the driver.
+Shared by the engine (``split_params``) and the driver.  Lenient on purpose: modems differ in
+spacing and quoting, and a value that cannot be read is ``None`` rather than an exception, so
+one odd answer does not stop the driver.
 """
 
 
@@ -24,3 +25,18 @@ def to_int(text, default=None):
 def after_colon(line):
     """``+CSQ: 17,99`` -> ``17,99``."""
     return line.partition(":")[2].strip()
+
+
+def split_params(value):
+    """Split an AT parameter list on commas outside quotes: ``a,"b,c",d`` -> ['a', '"b,c"', 'd']."""
+    out, cur, quoted = [], [], False
+    for ch in value:
+        if ch == '"':
+            quoted = not quoted
+        if ch == "," and not quoted:
+            out.append("".join(cur).strip())
+            cur = []
+        else:
+            cur.append(ch)
+    out.append("".join(cur).strip())
+    return out

@@ -1,28 +1,33 @@
-"""What a ``GsmModem`` says about itself (signal, network), and getting a silent one back.
+"""``Health``: what a modem says about itself (signal, network), and getting a silent one back.
 
 ``probe`` is the watchdog's first step (ESC, then AT until it answers); ``reset`` its last (a
-restart command, then the port is closed, since a USB modem restarting leaves the bus).
+restart command, then the port is closed, since a USB modem restarting leaves the bus).  It
+keeps no state of its own: what it learns, it returns.
 """
 
 import time
 from dataclasses import dataclass
 
-from .at import split_params
-from .fields import after_colon, to_int, unquote
 from .errors import ModemError, ModemTimeout
-from .port import ESC
+from .fields import after_colon, split_params, to_int, unquote
 
 
 @dataclass
 class Network:
+    """Where the modem stands with the network, as ``network()`` found it."""
     operator: str | None        # as AT+COPS? names it, None when not registered
     registration: int | None    # +CREG <stat>: 0 not searching, 1 home, 2 searching, 3 denied,
                                 # 4 unknown, 5 roaming (None: the modem would not say)
     registered: bool            # stat 1 or 5 (on CREG, or on CEREG/CGREG for LTE-only modems)
 
 
-class HealthMixin:
-    """``probe``, ``reset``, ``signal_strength``, ``network`` and ``wait_for_network``."""
+class Health:
+    """``probe``, ``reset``, ``signal_strength``, ``network`` and ``wait_for_network`` on
+    ``port``."""
+
+    def __init__(self, port, *, log):
+        self._port = port
+        self._log = log
 
     # --- recovery ------------------------------------------------------------------------------
 
@@ -34,22 +39,21 @@ class HealthMixin:
         one that was busy for a while, answers again without a reopen.  Modems drop what is
         written while they are stuck, hence AT again and again rather than one long wait.
         """
-        if self._serial is None:
+        port = self._port
+        if not port.is_open:
             return False
-        deadline = time.monotonic() + (timeout or self.command_timeout)
-        self._engine.abandon()
-        self._write(ESC)
-        self._settle(limit=0.5)
+        deadline = time.monotonic() + (timeout or port.command_timeout)
+        port.interrupt()
         while True:
             try:
-                self._command("AT", timeout=max(0.1, min(0.5, deadline - time.monotonic())))
+                port.command("AT", timeout=max(0.1, min(0.5, deadline - time.monotonic())))
             except ModemError:
                 pass
             except ModemTimeout:
                 if time.monotonic() < deadline:
                     continue
                 return False
-            self._settle(limit=0.5)         # late answers to what timed out, while idle
+            port.settle(limit=0.5)          # late answers to what timed out, while idle
             return True
 
     def reset(self, command, timeout=None):
@@ -59,25 +63,24 @@ class HealthMixin:
         is no error; ModemGone if the port cannot be opened or fails.  A USB modem restarting
         leaves the bus and comes back, so the caller reopens later with ``boot()``.
         """
-        if self._serial is None:
-            self.connect()
+        port = self._port
+        if not port.is_open:
+            port.open()
         try:
-            self._engine.abandon()
-            self._write(ESC)
-            self._settle(limit=0.5)
+            port.interrupt()
             try:
-                self._command(command, timeout=timeout)
-                self.log.warning("%s: %s accepted; the modem restarts", self.port, command)
+                port.command(command, timeout=timeout)
+                self._log.warning("%s: %s accepted; the modem restarts", port.url, command)
             except (ModemError, ModemTimeout) as exc:
-                self.log.warning("%s: %s: %s", self.port, command, exc)
+                self._log.warning("%s: %s: %s", port.url, command, exc)
         finally:
-            self.close()
+            port.close()
 
     # --- status --------------------------------------------------------------------------------
 
     def signal_strength(self):
         """AT+CSQ <rssi>: 0..31 (-113..-51 dBm), None when unknown (99)."""
-        for response in self._command("AT+CSQ"):
+        for response in self._port.command("AT+CSQ"):
             if response.line.upper().startswith("+CSQ"):
                 rssi = to_int(split_params(after_colon(response.line))[0])
                 return None if rssi is None or rssi == 99 else rssi
@@ -87,14 +90,14 @@ class HealthMixin:
         """The operator (AT+COPS?) and registration (AT+CREG?, CEREG/CGREG for LTE-only)."""
         operator = None
         try:
-            for response in self._command("AT+COPS?"):
+            for response in self._port.command("AT+COPS?"):
                 if not response.line.upper().startswith("+COPS"):
                     continue
                 fields = split_params(after_colon(response.line))
                 if len(fields) >= 3 and fields[2]:
                     operator = unquote(fields[2])
         except ModemError as exc:
-            self.log.info("%s: %s", self.port, exc)
+            self._log.info("%s: %s", self._port.url, exc)
         stat = self._registration("+CREG")
         registered = stat in (1, 5)
         if not registered:
@@ -107,7 +110,7 @@ class HealthMixin:
 
     def _registration(self, name):
         try:
-            lines = self._command("AT%s?" % name)
+            lines = self._port.command("AT%s?" % name)
         except ModemError:
             return None
         for response in lines:
@@ -124,4 +127,4 @@ class HealthMixin:
             net = self.network()
             if net.registered or time.monotonic() >= deadline:
                 return net
-            self._wait(min(2.0, max(0.0, deadline - time.monotonic())))
+            self._port.wait(min(2.0, max(0.0, deadline - time.monotonic())))

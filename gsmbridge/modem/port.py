@@ -1,12 +1,14 @@
-"""The port and the command plumbing of a ``GsmModem``: open, close, read, write, run one AT
-command, and wait while taking in what the modem says unasked.
+"""``Port``: the serial line to one modem and the AT conversation on it.
 
-Everything the modem sends goes through the sans-I/O engine (at.py); this is the only part that
-touches pyserial.  Events that are not the running command's answer are never dropped: they go
-to ``_other``, which hands URCs to the receiving side (receive.py) and echoes to the setup
-side (setup.py).  A command abandoned on a timeout leaves the line "stale": its late answer is
-read and discarded (``_settle``) before the next command is written, so it cannot be taken for
-the next command's.
+It owns the pyserial port and the sans-I/O engine (at.py) that makes sense of what comes back,
+and with them every byte the driver reads or writes: open, close, read, write, run one command,
+wait while taking in what the modem says unasked.  No other part of the driver touches pyserial.
+
+Events that are not the running command's answer are never dropped: they go to whoever asked
+for them with ``listen`` -- URCs to the receiver (new messages) and to the setup (a restart),
+echoes to the setup, error results to the receiver (a full storage is its to empty).  A command
+abandoned on a timeout leaves the line "stale": its late answer is read and discarded
+(``settle``) before the next command is written, so it cannot be taken for the next command's.
 """
 
 import logging
@@ -14,40 +16,60 @@ import time
 
 import serial
 
-from .at import NEED_DATA, Echo, Engine, Final, Noise, Prompt, Response, Unsolicited
+from .at import Engine
 from .errors import ModemError, ModemGone, ModemTimeout
+from .events import NEED_DATA, Echo, Final, Noise, Prompt, Response, Unsolicited
 
 ESC = b"\x1b"       # leaves a "> " prompt without sending (TS 27.005 3.5.1)
 
 
-class PortMixin:
-    """I/O for ``GsmModem``: the serial port, the engine, and ``command``.
+class Port:
+    """The line to the modem at ``url`` (a device path or a pyserial URL), with its engine.
 
-    Uses ``port``, ``baudrate``, ``log``, ``command_timeout`` and the state set up in
-    ``GsmModem.__init__`` (``_serial``, ``_engine``, ``_stale``, ``_woken``).
+    One thread at a time, bar ``wake()``.  ``command_timeout`` is how long a command waits for
+    its final result unless told otherwise.
     """
+
+    def __init__(self, url, baudrate=115200, *, log, command_timeout=10.0):
+        self.url = url
+        self.baudrate = baudrate
+        self.command_timeout = command_timeout
+        self._log = log
+        self._serial = None
+        self._engine = Engine()
+        self._stale = False             # a command was abandoned: late answers may still come
+        self._woken = False             # wake() was called: a wakeable read returns at once
+        self._unsolicited = []          # listeners, see listen()
+        self._echo = []
+        self._error = []
+
+    def listen(self, *, unsolicited=None, echo=None, error=None):
+        """Ask for what the modem says besides answers: ``unsolicited(event)`` for each URC,
+        ``echo()`` for each echoed command line, ``error(exc)`` for each error result."""
+        for listeners, fn in ((self._unsolicited, unsolicited), (self._echo, echo),
+                              (self._error, error)):
+            if fn is not None:
+                listeners.append(fn)
 
     # --- the port ------------------------------------------------------------------------------
 
-    def connect(self):
-        """Open the port (again).  ModemGone if it cannot be opened."""
+    def open(self):
+        """Open the port (again), with a fresh engine.  ModemGone if it cannot be opened."""
         self.close()
         try:
             try:
                 self._serial = serial.serial_for_url(
-                    self.port, baudrate=self.baudrate, timeout=0.1, write_timeout=10,
+                    self.url, baudrate=self.baudrate, timeout=0.1, write_timeout=10,
                     rtscts=False, dsrdtr=False, exclusive=True)
             except (TypeError, ValueError):       # a URL handler without exclusive locking
                 self._serial = serial.serial_for_url(
-                    self.port, baudrate=self.baudrate, timeout=0.1, write_timeout=10)
+                    self.url, baudrate=self.baudrate, timeout=0.1, write_timeout=10)
         except (serial.SerialException, OSError) as exc:
             self._serial = None
-            raise ModemGone("cannot open %s: %s" % (self.port, exc)) from exc
+            raise ModemGone("cannot open %s: %s" % (self.url, exc)) from exc
         self._engine = Engine()
         self._stale = False
-        self._echo_off = False
-        self.log.info("opened %s", self.port)
-        return self
+        self._log.info("opened %s", self.url)
 
     def close(self):
         port, self._serial = self._serial, None
@@ -61,23 +83,28 @@ class PortMixin:
     def is_open(self):
         return self._serial is not None
 
-    def _gone(self, exc):
-        self.log.warning("%s went away: %s", self.port, exc)
-        self.close()
-        raise ModemGone("%s: %s" % (self.port, exc)) from exc
+    @property
+    def busy(self):
+        """A command is in progress (written, its final result not yet read)."""
+        return self._engine.busy
 
-    def _write(self, data):
+    def _gone(self, exc):
+        self._log.warning("%s went away: %s", self.url, exc)
+        self.close()
+        raise ModemGone("%s: %s" % (self.url, exc)) from exc
+
+    def write(self, data):
         if self._serial is None:
-            raise ModemGone("%s is not open" % self.port)
+            raise ModemGone("%s is not open" % self.url)
         try:
             self._serial.write(data)
         except serial.SerialTimeoutException as exc:
-            raise ModemTimeout("%s: write timed out" % self.port) from exc
+            raise ModemTimeout("%s: write timed out" % self.url) from exc
         except (serial.SerialException, OSError) as exc:
             self._gone(exc)
 
     def wake(self):
-        """Cut short a poll() that is waiting on the port. Safe from any thread.
+        """Cut short a wakeable ``read`` that is waiting on the port. Safe from any thread.
 
         The worker sleeps in poll() when there is nothing to send; this lets a message queued
         meanwhile go out at once instead of after the poll's timeout. A command that is waiting
@@ -89,13 +116,18 @@ class PortMixin:
             try:
                 port.cancel_read()
             except (AttributeError, NotImplementedError, OSError, serial.SerialException):
-                pass            # a URL handler without it: poll() notices at its next read
+                pass            # a URL handler without it: the read notices at its next turn
 
-    def _read(self, timeout, wakeable=False):
+    def take_wake(self):
+        """Whether wake() was called since the last time this was asked."""
+        woken, self._woken = self._woken, False
+        return woken
+
+    def read(self, timeout, wakeable=False):
         """Feed the engine whatever arrives within ``timeout`` seconds (returns on the first
         bytes).  True if something came; False at the timeout, or at a wake() if wakeable."""
         if self._serial is None:
-            raise ModemGone("%s is not open" % self.port)
+            raise ModemGone("%s is not open" % self.url)
         deadline = time.monotonic() + max(timeout, 0.0)
         while True:
             try:
@@ -111,112 +143,138 @@ class PortMixin:
 
     # --- commands ------------------------------------------------------------------------------
 
-    def _start(self, cmd, **options):
+    def start(self, cmd, **options):
         """Hand ``cmd`` to the engine and write it; a failed write leaves the engine idle."""
         if self._stale:
-            self._settle()
+            self.settle()
         data = self._engine.command(cmd, **options)
         try:
-            self._write(data)
+            self.write(data)
         except BaseException:
             self._engine.abandon()
             raise
-        self.log.debug("%s > %s", self.port, cmd)
+        self._log.debug("%s > %s", self.url, cmd)
 
-    def _event(self, deadline):
+    def next_event(self, deadline):
         """The next engine event, reading the port until ``deadline``; None if none came."""
         while True:
             event = self._engine.next_event()
             if event is not NEED_DATA:
                 return event
             remaining = deadline - time.monotonic()
-            if remaining <= 0 or not self._read(remaining):
+            if remaining <= 0 or not self.read(remaining):
                 event = self._engine.next_event()
                 return None if event is NEED_DATA else event
 
-    def command(self, cmd, *, timeout=None):
-        """Run one AT command -> its information lines (a +CMGR/+CMGL header is followed by its
-        body line).  ModemError on an error result, ModemTimeout when none comes."""
-        out = []
-        for response in self._command(cmd, timeout=timeout):
-            out.append(response.line)
-            if response.body is not None:
-                out.append(response.body)
-        return out
-
-    def _command(self, cmd, *, timeout=None, done_on=None):
-        self._start(cmd, done_on=done_on)
+    def command(self, cmd, *, timeout=None, done_on=None):
+        """Run one AT command -> its information lines (``at.Response``).  ModemError on an
+        error result, ModemTimeout when none comes (the command is then abandoned)."""
+        self.start(cmd, done_on=done_on)
         deadline = time.monotonic() + (timeout or self.command_timeout)
         responses = []
         while True:
-            event = self._event(deadline)
+            event = self.next_event(deadline)
             if event is None:
                 self._engine.abandon()
                 self._stale = True
                 raise ModemTimeout("no answer to %s within %.0f s" % (
                     cmd, timeout or self.command_timeout))
             if isinstance(event, Response):
-                self._rx(event)
+                self.trace(event)
                 responses.append(event)
             elif isinstance(event, Final):
-                self._rx(event)
+                self.trace(event)
                 if event.ok:
                     if done_on:
-                        self._settle(limit=0.5)     # let a late OK land while idle
+                        self.settle(limit=0.5)      # let a late OK land while idle
                     return responses
-                self._note_error(event.error)
-                raise event.error
+                raise self.refused(event)
             else:
-                self._other(event)
+                self.dispatch(event)
 
-    def _tolerate(self, cmd, **kw):
+    def tolerate(self, cmd, **kw):
+        """``command``, with an error result logged and ignored (None)."""
         try:
-            return self._command(cmd, **kw)
+            return self.command(cmd, **kw)
         except ModemError as exc:
-            self.log.info("%s: %s (ignored)", self.port, exc)
+            self._log.info("%s: %s (ignored)", self.url, exc)
             return None
 
-    def _rx(self, event):
-        if self.log.isEnabledFor(logging.DEBUG):
+    def refused(self, final):
+        """The error of an error result, once the listeners have heard of it."""
+        error = final.error
+        for listener in self._error:
+            listener(error)
+        return error
+
+    def body(self, text):
+        """After the "> " prompt: write the PDU and Ctrl-Z."""
+        self._log.debug("%s > %s<Ctrl-Z>", self.url, text)
+        self.write(self._engine.body(text))
+
+    def cancel_prompt(self):
+        """ESC, so the modem does not sit at "> " eating our next commands as a PDU."""
+        try:
+            self.write(self._engine.cancel())
+        except ModemGone:
+            raise
+        except ModemTimeout:
+            pass
+        self._stale = True
+
+    def interrupt(self):
+        """Forget the command in progress, ESC out of any prompt, and let late answers land."""
+        self._engine.abandon()
+        self.write(ESC)
+        self.settle(limit=0.5)
+
+    # --- what is not an answer -----------------------------------------------------------------
+
+    def trace(self, event):
+        """Log a line of the current command's answer."""
+        if self._log.isEnabledFor(logging.DEBUG):
             body = getattr(event, "body", None)
-            self.log.debug("%s < %s%s", self.port, event.line or "(done)",
-                           "" if body is None else " / " + body)
+            self._log.debug("%s < %s%s", self.url, event.line or "(done)",
+                            "" if body is None else " / " + body)
 
-    def _other(self, event):
-        """Events that are not the current command's: log, and queue what matters."""
+    def dispatch(self, event):
+        """An event that is not the current command's: log it, and pass on what matters."""
         if isinstance(event, Unsolicited):
-            self.log.debug("%s < %s%s", self.port, event.line,
-                           "" if event.body is None else " / " + event.body)
-            self._unsolicited(event)
+            self._log.debug("%s < %s%s", self.url, event.line,
+                            "" if event.body is None else " / " + event.body)
+            for listener in self._unsolicited:
+                listener(event)
         elif isinstance(event, Noise):
-            self.log.debug("%s < noise %r", self.port, event.data)
+            self._log.debug("%s < noise %r", self.url, event.data)
         elif isinstance(event, Echo):
-            self.log.debug("%s < echo %s", self.port, event.line)
-            self._echoed()
+            self._log.debug("%s < echo %s", self.url, event.line)
+            for listener in self._echo:
+                listener()
         elif isinstance(event, (Response, Final)):
-            self.log.debug("%s < %s", self.port, event.line)
+            self._log.debug("%s < %s", self.url, event.line)
         elif isinstance(event, Prompt):
-            self.log.debug("%s < unexpected prompt", self.port)
+            self._log.debug("%s < unexpected prompt", self.url)
 
-    def _settle(self, quiet=0.2, limit=2.0):
+    def pump(self):
+        """Dispatch every whole event already read."""
+        while (event := self._engine.next_event()) is not NEED_DATA:
+            self.dispatch(event)
+
+    def settle(self, quiet=0.2, limit=2.0):
         """Read until the line has been quiet for ``quiet`` seconds (at most ``limit``), so that
         late answers to an abandoned command land while we are idle."""
         end = time.monotonic() + limit
         while time.monotonic() < end:
-            while (event := self._engine.next_event()) is not NEED_DATA:
-                self._other(event)
-            if not self._read(min(quiet, end - time.monotonic())):
+            self.pump()
+            if not self.read(min(quiet, end - time.monotonic())):
                 break
-        while (event := self._engine.next_event()) is not NEED_DATA:
-            self._other(event)
+        self.pump()
         self._stale = False
 
-    def _wait(self, seconds):
+    def wait(self, seconds):
         """Sleep while still taking in URCs."""
         end = time.monotonic() + seconds
         while (remaining := end - time.monotonic()) > 0:
-            while (event := self._engine.next_event()) is not NEED_DATA:
-                self._other(event)
-            self._read(remaining)
-        while (event := self._engine.next_event()) is not NEED_DATA:
-            self._other(event)
+            self.pump()
+            self.read(remaining)
+        self.pump()

@@ -1,71 +1,148 @@
-"""Receiving with a ``GsmModem``: notices, reads, sweeps, and deleting or acknowledging only
-once the caller has committed.
+"""``Receiver``: inbound messages, handed out once and forgotten only when the caller says so.
 
-* nothing is deleted or acknowledged until the caller says so (``done(item)``), after it has
-  committed the message: stored messages (``+CMTI``, ``AT+CMGL``) are deleted with ``AT+CMGD``,
-  routed ones (``+CMT``/``+CDS`` with ``AT+CSMS=1``) acknowledged with ``AT+CNMA``, so a crash in
-  between leaves the message on the SIM or at the network, which redelivers it;
-* URCs that arrive during other commands are queued, never lost, and handled by ``poll``;
-* a PDU that cannot be decoded is handed out raw with ``error`` set, never dropped or raised;
-* every ``check_interval`` (and when storage is full) +CNMI is checked and the storage swept,
-  for what came without a notice or was handed out and never done().
+Messages come in four ways -- routed (+CMT/+CDS), announced (+CMTI/+CDSI, read with AT+CMGR),
+found by a sweep of the storage, or by a sweep slot by slot -- and all of them take one path:
+
+1. each becomes an ``Incoming`` (incoming.py) and is *offered* (``_offer``): a stored one is
+   noted as handed out under its slot, so it is not handed out twice while the caller works on
+   it (unless it stays undone past a checkup: the caller may have failed to commit it);
+2. ``poll`` (or ``sweep``) hands out what was offered;
+3. ``done(item)`` -- and nothing else -- deletes a stored one (AT+CMGD) or acknowledges a
+   routed one (AT+CNMA), after the caller has committed it.  A crash in between leaves the
+   message on the SIM or at the network, which delivers it again.
+
+URCs arriving during other commands are queued by the port, never lost, and taken in by
+``poll``.  Every ``check_interval`` (and at once when the storage is full) +CNMI is checked and
+the storage swept, for what came without a notice or was handed out and never done().
+``next_message`` is pygsm's shortcut over the same path: it joins parts and calls ``done`` as
+soon as a part is in its memory.
 """
 
 import time
-from dataclasses import dataclass
 
 from ..codec import pdu
-from .at import NEED_DATA, split_params
-from .fields import after_colon, to_int, unquote
+from ..codec.reassembly import Reassembler
 from .errors import ModemError, ModemTimeout
-
-# URCs after which a modem has restarted and forgotten our settings (CMGF, CNMI, CSMS...).
-_RESTART = {"RDY", "^SYSSTART", "MODEM:STARTUP"}
+from .fields import split_params, to_int, unquote
+from .incoming import incoming
+from .stored import list_stored, read_slot
 
 # URCs that say the message storage is full (Huawei's ^SMMEMFULL; other makers announce it
 # through +CIEV indicators numbered per model, which are not trusted): sweep at once.
 _STORAGE_FULL = {"^SMMEMFULL"}
 
-
-@dataclass
-class Incoming:
-    """One inbound SMS or status report as the modem gave it.  Hand it to ``done()`` once it is
-    committed."""
-    pdu: str                    # raw hex as the modem gave it (kept even when malformed)
-    message: "pdu.Deliver | pdu.StatusReport | None"
-    error: str | None           # why message is None (the PduError's text)
-    index: int | None           # storage index (+CMTI/+CDSI/+CMGL), None for routed +CMT/+CDS
-    storage: str | None         # "SM", "ME", "SR"... for stored ones
-    routed: bool                # True: +CMT/+CDS, acknowledged with +CNMA by done()
+# A +CMT that a previous run (or instance) never acknowledged makes the modem switch routing off
+# when the network gives up on it, TR2M (12-20 s, TS 24.011) after it came: possibly just after
+# we set +CNMI.  So +CNMI is checked again this long after every setup.
+RECHECK_AFTER_SETUP = 30.0
 
 
-class ReceiveMixin:
-    """``poll``, ``sweep``, ``done``, ``delete`` and ``next_message`` for ``GsmModem``.
+class Receiver:
+    """Receiving on ``port`` as ``setup`` set the modem up."""
 
-    Its state: ``_notices`` (+CMTI/+CDSI to read), ``_ready`` (read, not yet handed out),
-    ``_outstanding`` (handed out, not yet done()), ``_next_check``, the +CNMA failure count.
-    """
+    def __init__(self, port, setup, *, log, check_interval=300.0, reassembly_timeout=3600.0):
+        self._port = port
+        self._setup = setup
+        self._log = log
+        self.check_interval = check_interval
+        self._notices = []              # [storage, index, attempts] from +CMTI/+CDSI, to read
+        self._ready = []                # Incoming offered, not yet handed out
+        self._outstanding = {}          # slot handed out (or about to be), not yet done() -> when
+        self._next_check = None         # when poll() next checks +CNMI and sweeps
+        self._cnma_failures = 0
+        self._reassembler = Reassembler(timeout=reassembly_timeout)
+        self._messages = []             # joined, for next_message()
+
+    # --- handing out ---------------------------------------------------------------------------
 
     def poll(self, timeout):
         """Read the port for up to ``timeout`` seconds; returns the inbound items that came
         (as soon as there are some).  Stored ones are read with AT+CMGR."""
         deadline = time.monotonic() + timeout
         while True:
-            if self._needs_setup:
-                self._redo_setup()
+            if self._setup.needs_setup:
+                self._setup.ensure()
             elif self._next_check is not None and time.monotonic() >= self._next_check:
                 self._checkup()
-            while (event := self._engine.next_event()) is not NEED_DATA:
-                self._other(event)
+            self._port.pump()
             self._read_notices()
             if self._ready:
-                items, self._ready = self._ready, []
-                return items
+                return self._hand_out()
             remaining = deadline - time.monotonic()
-            if remaining <= 0 or self._woken:
-                self._woken = False
+            if self._port.take_wake() or remaining <= 0:
                 return []
-            self._read(remaining, wakeable=True)
+            self._port.read(remaining, wakeable=True)
+
+    def sweep(self):
+        """Everything in the read storage (AT+CMGL=4), as Incoming items, with whatever else
+        waits to be handed out.  Items already handed out and not done() come again.
+
+        Messages found that no notice announced mean the modem stores without telling: its
+        +CNMI is no longer ours, so that is checked at once.
+        """
+        items = list_stored(self._port, self._setup, self._log)
+        if self._setup.cnmi and not self._setup.in_progress:
+            announced = set(self._outstanding) | {(s, i) for s, i, _ in self._notices}
+            if any(item.slot not in announced for item in items):
+                self._setup.check_cnmi()
+        for item in items:
+            self._offer(item, again_after=0)
+        return self._hand_out()
+
+    def _offer(self, item, again_after=None):
+        """The one way in: queue ``item`` to be handed out, unless its slot is out already
+        (and was handed out less than ``again_after`` seconds ago) or queued already."""
+        slot = item.slot
+        if slot is not None:
+            handed = self._outstanding.get(slot)
+            if handed is not None and (again_after is None
+                                       or time.monotonic() - handed < again_after):
+                return
+            if any(waiting.slot == slot for waiting in self._ready):
+                return
+            self._outstanding[slot] = time.monotonic()
+        self._ready.append(item)
+
+    def _hand_out(self):
+        items, self._ready = self._ready, []
+        return items
+
+    def done(self, item):
+        """The caller has committed ``item``: delete it from storage, or acknowledge it."""
+        if item.routed:
+            self._acknowledge()
+            return
+        slot = item.slot
+        if slot is None:
+            return
+        self._setup.use_storage(item.storage)
+        try:
+            self._port.command("AT+CMGD=%d" % item.index)
+        except ModemError as exc:
+            if exc.code != 321:             # already gone is what we wanted
+                raise
+        self._outstanding.pop(slot, None)
+        # A copy queued meanwhile must not follow: the slot may hold a new message by then.
+        self._ready = [waiting for waiting in self._ready if waiting.slot != slot]
+
+    def _acknowledge(self):
+        if not self._setup.supports_cnma:
+            return
+        try:
+            self._port.command("AT+CNMA")
+            self._cnma_failures = 0
+        except ModemError as exc:
+            # TS 27.005 3.4.4: without a timely ack the ME turns routing off; turn it on
+            # again.  The network redelivers what we failed to acknowledge.
+            self._cnma_failures += 1
+            if self._cnma_failures >= 3 and self._setup.may_stop_routing:
+                self._log.warning("%s: AT+CNMA keeps failing (%s); receiving stored instead",
+                                  self._port.url, exc)
+                self._setup.stop_routing()
+            else:
+                self._log.warning("%s: AT+CNMA failed (%s); re-issuing AT+CNMI",
+                                  self._port.url, exc)
+                self._setup.restore_cnmi()
 
     def next_message(self, timeout=0):
         """pygsm's convenience: the next complete message, or None after ``timeout`` seconds.
@@ -84,8 +161,8 @@ class ReceiveMixin:
                     if message is not None:
                         self._messages.append(message)
                 else:
-                    self.log.info("%s: skipping %s", self.port,
-                                  item.error or type(item.message).__name__)
+                    self._log.info("%s: skipping %s", self._port.url,
+                                   item.error or type(item.message).__name__)
                 self.done(item)
             self._messages += self._reassembler.expire(time.monotonic())
             if self._messages:
@@ -93,59 +170,9 @@ class ReceiveMixin:
             if time.monotonic() >= deadline:
                 return None
 
-    def sweep(self):
-        """Everything in the read storage (AT+CMGL=4), as Incoming items.  Stored outgoing
-        messages are left alone.  Items already handed out and not done() come again.
+    # --- what the modem says unasked -----------------------------------------------------------
 
-        Messages found that no notice announced mean the modem stores without telling: its
-        +CNMI is no longer ours (see _check_cnmi), so that is checked at once.
-        """
-        items = self._sweep()
-        if self.cnmi and not self._in_setup:
-            announced = set(self._outstanding) | {(s, i) for s, i, _ in self._notices}
-            if any((item.storage, item.index) not in announced for item in items):
-                self._check_cnmi()
-        return items
-
-    def done(self, item):
-        """The caller has committed ``item``: delete it from storage, or acknowledge it."""
-        if item.routed:
-            if not self.supports_cnma:
-                return
-            try:
-                self._command("AT+CNMA")
-                self._cnma_failures = 0
-            except ModemError as exc:
-                # TS 27.005 3.4.4: without a timely ack the ME turns routing off; turn it on
-                # again.  The network redelivers what we failed to acknowledge.
-                self._cnma_failures += 1
-                if self._cnma_failures >= 3 and self.receive_mode == "auto" \
-                        and self.routing == "routed":
-                    self.log.warning("%s: AT+CNMA keeps failing (%s); receiving stored instead",
-                                     self.port, exc)
-                    self._stop_routing()
-                else:
-                    self.log.warning("%s: AT+CNMA failed (%s); re-issuing AT+CNMI", self.port,
-                                     exc)
-                    if self.cnmi:
-                        self._tolerate("AT+CNMI=" + self.cnmi)
-            return
-        if item.index is None:
-            return
-        self._use_storage(item.storage)
-        try:
-            self._command("AT+CMGD=%d" % item.index)
-        except ModemError as exc:
-            if exc.code != 321:             # already gone is what we wanted
-                raise
-        self._outstanding.pop((item.storage, item.index), None)
-
-    def delete(self, index):
-        self._command("AT+CMGD=%d" % index)
-
-    # --- URCs ----------------------------------------------------------------------------------
-
-    def _unsolicited(self, event):
+    def unsolicited(self, event):
         name = event.name.upper()
         if name in ("+CMTI", "+CDSI"):
             fields = split_params(event.value)
@@ -155,40 +182,22 @@ class ReceiveMixin:
                 self._notices.append([storage, index, 0])
         elif name in ("+CMT", "+CDS"):
             if event.body is None:
-                self.log.warning("%s: %s without its PDU", self.port, event.line)
+                self._log.warning("%s: %s without its PDU", self._port.url, event.line)
                 return
-            self._ready.append(self._item(event.body, index=None, storage=None, routed=True))
-        elif name in _RESTART:
-            self.log.warning("%s: modem restarted (%s); setting it up again", self.port,
-                             event.line)
-            self._needs_setup = True
+            self._offer(incoming(event.body, routed=True))
         elif name in _STORAGE_FULL:
             self._storage_full()
 
-    @staticmethod
-    def _item(pdu_hex, *, index, storage, routed):
-        try:
-            message = pdu.decode(pdu_hex)
-            error = None
-        except pdu.PduError as exc:
-            message, error = None, str(exc)
-        except Exception as exc:          # a codec bug must not cost us the message
-            message, error = None, "%s: %s" % (type(exc).__name__, exc)
-        return Incoming(pdu=pdu_hex, message=message, error=error, index=index,
-                        storage=storage, routed=routed)
-
-    def _note_error(self, error):
+    def command_failed(self, error):
         """A full message storage (+CMS ERROR: 322, +CME ERROR: 20) is ours to empty: sweep at
         the next poll(), so what is stored gets committed and deleted."""
         if error is not None and (error.kind, error.code) in (("CMS", 322), ("CME", 20)):
             self._storage_full()
 
     def _storage_full(self):
-        if self._next_check is not None and not self._in_setup:
-            self.log.warning("%s: message storage full; sweeping it", self.port)
+        if self._next_check is not None and not self._setup.in_progress:
+            self._log.warning("%s: message storage full; sweeping it", self._port.url)
             self._next_check = time.monotonic()
-
-    # --- reading storage -----------------------------------------------------------------------
 
     def _read_notices(self):
         notices, self._notices = self._notices, []
@@ -196,138 +205,43 @@ class ReceiveMixin:
             if (storage, index) in self._outstanding:
                 continue
             try:
-                item = self._read_stored(storage, index)
+                item = read_slot(self._port, self._setup, storage, index)
             except ModemError as exc:
                 if exc.transient and attempts < 5:
-                    self.log.info("%s: reading %s %s: %s; later", self.port, storage, index, exc)
+                    self._log.info("%s: reading %s %s: %s; later", self._port.url, storage,
+                                   index, exc)
                     self._notices.append([storage, index, attempts + 1])
                 else:
-                    self.log.warning("%s: cannot read %s %s: %s (left for a sweep)",
-                                     self.port, storage, index, exc)
+                    self._log.warning("%s: cannot read %s %s: %s (left for a sweep)",
+                                      self._port.url, storage, index, exc)
                 continue
             except ModemTimeout:
                 self._notices.extend(notices[n:])      # not lost: try again next poll
                 raise
             if item is not None:
-                self._hand_out_later(item)
-
-    def _use_storage(self, storage):
-        if storage and storage != self._read_storage:
-            self._command('AT+CPMS="%s"' % storage)
-            self._read_storage = storage
-
-    def _read_stored(self, storage, index):
-        """AT+CMGR=<index> -> Incoming, or None for an empty slot or a stored outgoing one."""
-        self._use_storage(storage)
-        storage = self._read_storage
-        try:
-            lines = self._command("AT+CMGR=%d" % index)
-        except ModemError as exc:
-            if exc.code == 321:             # gone already (read and deleted by a sweep)
-                return None
-            raise
-        for response in lines:
-            if response.line.upper().startswith("+CMGR"):
-                stat = to_int(split_params(after_colon(response.line))[0])
-                if response.body is None or stat in (2, 3):
-                    return None
-                return self._item(response.body, index=index, storage=storage, routed=False)
-        return None
-
-    def _sweep(self):
-        self._use_storage(self.storage if self._read_storage else None)
-        storage = self._read_storage
-        items, listed = [], 0
-        try:
-            lines = self._command("AT+CMGL=4", timeout=max(self.command_timeout, 30.0))
-        except ModemError as exc:
-            self.log.warning("%s: AT+CMGL=4 failed (%s); reading slot by slot", self.port, exc)
-            lines = None
-        if lines is not None:
-            for response in lines:
-                if not response.line.upper().startswith("+CMGL"):
-                    continue
-                listed += 1
-                fields = split_params(after_colon(response.line))
-                index, stat = to_int(fields[0]), to_int(fields[1]) if len(fields) > 1 else None
-                if index is None or response.body is None or stat in (2, 3):
-                    continue
-                items.append(self._item(response.body, index=index, storage=storage,
-                                        routed=False))
-        # Some modems' listings miss messages (gammu's BROKEN_CMGL): compare with the count.
-        used = self._storage_count()
-        if lines is None or (used is not None and used > listed):
-            seen = {item.index for item in items}
-            items += self._scan_slots(seen, used)
-        return items
-
-    def _storage_count(self):
-        try:
-            lines = self._command("AT+CPMS?")
-        except ModemError:
-            return None
-        self._note_cpms(lines)
-        return self.storage_used[0] if self.storage_used else None
-
-    def _scan_slots(self, seen, used):
-        """AT+CMGR on every slot (0 and 1 based modems alike), for modems whose CMGL fails."""
-        total = self.storage_used[1] if self.storage_used and self.storage_used[1] else 30
-        found = []
-        for index in range(0, total + 1):
-            if index in seen:
-                continue
-            try:
-                item = self._read_stored(None, index)
-            except ModemError:
-                continue
-            if item is not None:
-                found.append(item)
-            if used is not None and len(seen) + len(found) >= used:
-                break
-        return found
+                self._offer(item)
 
     # --- checkups ------------------------------------------------------------------------------
 
-    def _initial_sweep(self, first_check=None):
-        """Queue for poll() what is stored and not handed out already (or handed out long ago
-        and never done(): the caller may have failed to commit it)."""
-        self._next_check = time.monotonic() + (first_check or self.check_interval)
-        try:
-            items = self._sweep()
-        except ModemError as exc:
-            self.log.warning("%s: sweep failed: %s", self.port, exc)
-            return
-        for item in items:
-            self._hand_out_later(item, again_after=self.check_interval)
-
-    def _hand_out_later(self, item, again_after=None):
-        key = (item.storage, item.index)
-        if item.index is not None:
-            handed = self._outstanding.get(key)
-            if handed is not None and (again_after is None
-                                       or time.monotonic() - handed < again_after):
-                return
-            self._outstanding[key] = time.monotonic()
-        self._ready.append(item)
+    def resume(self):
+        """After a setup: offer what is stored (it may have come while nobody listened), and
+        check +CNMI again soon."""
+        self._sweep_stored(first_check=min(self.check_interval, RECHECK_AFTER_SETUP))
 
     def _checkup(self):
         """Every check_interval: is +CNMI still ours (a missed +CNMA makes the modem drop it,
         a restart resets it)?  Then sweep for what came without a notice."""
-        self._check_cnmi()
-        self._initial_sweep()
+        self._setup.check_cnmi()
+        self._sweep_stored()
 
-    def _check_cnmi(self):
-        if not self.cnmi:
-            return
+    def _sweep_stored(self, first_check=None):
+        """Offer what is stored and not handed out already (or handed out long ago and never
+        done(): the caller may have failed to commit it)."""
+        self._next_check = time.monotonic() + (first_check or self.check_interval)
         try:
-            lines = self._command("AT+CNMI?")
+            items = list_stored(self._port, self._setup, self._log)
         except ModemError as exc:
-            self.log.info("%s: %s", self.port, exc)
-            lines = []
-        for response in lines:
-            have = [to_int(f) for f in split_params(after_colon(response.line))]
-            want = [to_int(f) for f in self.cnmi.split(",")]
-            if have[1:2] != want[1:2] or (len(want) > 3 and have[3:4] != want[3:4]):
-                self.log.warning("%s: +CNMI is %s, not %s: setting it again", self.port,
-                                 after_colon(response.line), self.cnmi)
-                self._tolerate("AT+CNMI=" + self.cnmi)
+            self._log.warning("%s: sweep failed: %s", self._port.url, exc)
+            return
+        for item in items:
+            self._offer(item, again_after=self.check_interval)

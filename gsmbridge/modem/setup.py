@@ -1,24 +1,24 @@
-"""Setting a ``GsmModem`` up for PDU-mode SMS, and setting it up again after a restart.
+"""``Setup``: putting a modem into PDU-mode SMS, and what it accepted.
 
 The sequence is AT until it answers, ATE0, AT+CMEE=1, the SIM (AT+CPIN, with the PIN at most
 once), AT+CMGF=0, AT+CSMS (whether routed messages wait for our +CNMA), AT+CPMS (storage),
 AT+CNMI (the best notice setting the modem accepts) and AT+CMMS=2.  A SIM or SMS stack that is
-still starting answers with vague errors for a while, so those are waited out rather than
-failed on.
+still starting answers with vague errors for a while, so those are waited out (sim.py).
+
+Modems differ in what they take, so the outcome is a set of facts the rest of the driver asks
+this object for: the +CNMI setting and so whether messages come routed or stored, whether
++CNMA works, whether AT+CMMS is on, which storage is being read and how full it is.  It also
+watches for the modem forgetting all of it (a restart shows as an echo or a start-up URC) and
+sets it up again on ``ensure()``, then tells whoever asked (``after_setup``): the receiver
+sweeps the storage then.
 """
 
 import time
 
-from .at import split_params
-from .fields import after_colon, to_int, unquote
-from .errors import CmeError, ModemError, ModemTimeout
+from .errors import ModemError, ModemTimeout
+from .fields import after_colon, split_params, to_int
 from .port import ESC
-
-# Errors that mean "the SIM or the SMS stack is still starting": wait and ask again.
-_BUSY = frozenset({("CME", 14), ("CMS", 314), ("CMS", 515), ("CME", 515), ("CMS", 535),
-                   ("CMS", 532)})
-# AT+CPIN? and AT+CMGF=0 must work on any modem, so anything vague is also waited out there.
-_STARTING = _BUSY | {("ERROR", None), ("CMS", 302), ("CMS", 500), ("CME", 100), ("CME", 3)}
+from .sim import STARTING, retrying, sim_ready
 
 # +CNMI settings to try, best first.  <mode>,<mt>,<bm>,<ds>,<bfr>: mt=2 routes SMS-DELIVERs as
 # +CMT (needs AT+CSMS=1 so that we acknowledge them with +CNMA only after committing), mt=1
@@ -29,155 +29,176 @@ _CNMI_ROUTED = ["2,2,0,1,0", "1,2,0,1,0", "2,2,0,2,0", "1,2,0,2,0", "2,2,0,0,0",
 _CNMI_STORED = ["2,1,0,2,0", "1,1,0,2,0", "2,1,0,1,0", "1,1,0,1,0", "2,1,0,0,0", "1,1,0,0,0",
                 "2,1", "1,1"]
 
-# A +CMT that a previous run (or instance) never acknowledged makes the modem switch routing off
-# when the network gives up on it, TR2M (12-20 s, TS 24.011) after it came: possibly just after
-# we set +CNMI.  So +CNMI is checked again this long after every setup.
-RECHECK_AFTER_SETUP = 30.0
-
-# (port, PIN) pairs a SIM refused, for the life of the process: a worker that builds a new
-# GsmModem for every reconnect must not spend the SIM's three tries and lock it to its PUK.
-_REFUSED_PINS = set()
+# URCs after which a modem has restarted and forgotten our settings (CMGF, CNMI, CSMS...).
+_RESTART = {"RDY", "^SYSSTART", "MODEM:STARTUP"}
 
 
-class BootMixin:
-    """``boot()`` and the setup it runs.  Sets ``supports_cnma``, ``routing``, ``cnmi`` and
-    ``storage_used``; ``_needs_setup`` says a restarted modem must be set up again."""
+class Setup:
+    """The settings of the modem behind ``port``, and the commands that make them.
 
-    def boot(self):
-        """Open the port and set the modem up for PDU-mode SMS.  Safe to call again after
-        ModemGone or a restart.  Returns self; on failure the port is closed again."""
-        self.connect()
-        try:
-            self._write(ESC)           # leave a prompt left over from a previous run
-            self._wake()
-            self._setup()
-            self._initial_sweep(first_check=min(self.check_interval, RECHECK_AFTER_SETUP))
-        except BaseException:
-            self.close()               # and its lock: the next attempt may be another instance
-            raise
-        return self
+    ``receive_mode``: "auto" (routed when the modem does AT+CSMS=1, else stored), "routed" or
+    "stored".  ``storage``: the message storage to read ("SM", "ME", "MT").  ``more_messages``:
+    try AT+CMMS=2 (it goes off for good if sends fail with it).
+    """
 
-    def _wake(self):
+    def __init__(self, port, *, log, pin=None, receive_mode="auto", storage="SM",
+                 boot_timeout=60.0, more_messages=True):
+        self._port = port
+        self._log = log
+        self.pin = pin
+        self.receive_mode = receive_mode
+        self.storage = storage
+        self.boot_timeout = boot_timeout
+        self._more_messages = more_messages   # AT+CMMS=2 still worth trying
+        self._cmms = False                  # AT+CMMS=2 is on
+        self._supports_cnma = False         # AT+CSMS=1 accepted: +CMT/+CDS wait for our +CNMA
+        self._cnma_broken = False           # +CNMA kept failing: receive stored from now on
+        self._routing = None                # "routed" or "stored"
+        self._cnmi = None                   # the +CNMI setting the modem accepted
+        self._read_storage = None           # +CPMS <mem1> as last set
+        self._storage_used = None           # from the last +CPMS: (used, total)
+        self._needs_setup = False           # the modem restarted behind our back
+        self._in_setup = False
+        self._echo_off = False              # ATE0 done: an echo now means a restart...
+        self._echo_sticky = False           # ...unless it echoes anyway (Huawei E1752)
+        self._after = []
+
+    def after_setup(self, fn):
+        """Call ``fn()`` after every setup that succeeded."""
+        self._after.append(fn)
+
+    # --- facts ---------------------------------------------------------------------------------
+
+    @property
+    def supports_cnma(self):
+        return self._supports_cnma
+
+    @property
+    def routing(self):
+        return self._routing
+
+    @property
+    def cnmi(self):
+        return self._cnmi
+
+    @property
+    def cmms(self):
+        return self._cmms
+
+    @property
+    def storage_used(self):
+        return self._storage_used
+
+    @property
+    def needs_setup(self):
+        return self._needs_setup
+
+    @property
+    def in_progress(self):
+        return self._in_setup
+
+    @property
+    def may_stop_routing(self):
+        """Receiving routed was our choice, not the operator's: it may fall back to stored."""
+        return self.receive_mode == "auto" and self._routing == "routed"
+
+    # --- running it ----------------------------------------------------------------------------
+
+    def start(self):
+        """The whole setup on a port just opened: ESC (a prompt left over from a previous run),
+        AT until the modem answers, then the settings."""
+        self._echo_off = False
+        self._port.write(ESC)
+        self._knock()
+        self._run()
+
+    def ensure(self):
+        """Set the modem up again if it restarted since the last setup."""
+        if self._needs_setup:
+            self._port.settle()
+            self._run()
+
+    def _knock(self):
         """AT until the modem answers."""
         until = time.monotonic() + self.boot_timeout
         last = None
         while time.monotonic() < until:
             try:
-                self._command("AT", timeout=1.0)
-                self._settle(limit=0.5)     # the answers to earlier tries, if they were slow
+                self._port.command("AT", timeout=1.0)
+                self._port.settle(limit=0.5)    # the answers to earlier tries, if they were slow
                 return
             except ModemTimeout as exc:
                 last = exc
             except ModemError as exc:     # garbage in its line buffer: the next AT is clean
                 last = exc
-                self._settle()
-        raise ModemTimeout("%s does not answer AT: %s" % (self.port, last))
+                self._port.settle()
+        raise ModemTimeout("%s does not answer AT: %s" % (self._port.url, last))
 
-    def _setup(self):
+    def _run(self):
         until = time.monotonic() + self.boot_timeout
         self._needs_setup = False
         self._in_setup = True
         self._echo_off = self._echo_sticky = False
         ok = False
         try:
-            self._command("ATE0")
+            self._port.command("ATE0")
             self._echo_off = True
-            self._tolerate("AT+CMEE=1")
-            self._sim_ready(until)
-            self._retrying("AT+CMGF=0", until=until, retry_on=_STARTING)
+            self._port.tolerate("AT+CMEE=1")
+            sim_ready(self._port, self.pin, until=until, log=self._log)
+            self._retrying("AT+CMGF=0", until=until, retry_on=STARTING)
             self._select_service(until)
             self._select_storage(until)
             self._select_routing(until)
-            if self.more_messages:
-                self._cmms = self._tolerate("AT+CMMS=2") is not None
+            if self._more_messages:
+                self._cmms = self._port.tolerate("AT+CMMS=2") is not None
             ok = True
         finally:
             self._in_setup = False
             self._needs_setup = self._needs_setup or not ok    # half set up: again next time
         if self._echo_sticky:
-            self.log.info("%s: echo stays on after ATE0; tolerated", self.port)
+            self._log.info("%s: echo stays on after ATE0; tolerated", self._port.url)
+        for fn in self._after:
+            fn()
 
-    def _redo_setup(self):
-        self._settle()
-        self._setup()
-        self._initial_sweep(first_check=min(self.check_interval, RECHECK_AFTER_SETUP))
+    def _retrying(self, cmd, *, until, **kw):
+        return retrying(self._port, cmd, until=until, log=self._log, **kw)
 
-    def _echoed(self):
+    # --- signs of a restart --------------------------------------------------------------------
+
+    def echoed(self):
         """An echoed command line came.  During setup that only means ATE0 has not taken yet, or
         never will (Huawei E1752 echoes anyway); after a setup that turned echo off, it means the
         modem restarted and forgot our settings."""
         if self._in_setup:
             self._echo_sticky = self._echo_sticky or self._echo_off
         elif self._echo_off and not self._echo_sticky and not self._needs_setup:
-            self.log.warning("%s: echo is back on: the modem restarted; setting it up again",
-                             self.port)
+            self._log.warning("%s: echo is back on: the modem restarted; setting it up again",
+                              self._port.url)
             self._needs_setup = True
 
-    def _retrying(self, cmd, *, until, done_on=None, timeout=None, retry_on=_BUSY):
-        """A command that may meet a starting SIM: retry ``retry_on`` errors until ``until``."""
-        while True:
-            try:
-                return self._command(cmd, done_on=done_on, timeout=timeout)
-            except ModemError as exc:
-                if (exc.kind, exc.code) not in retry_on or time.monotonic() >= until:
-                    raise
-                self.log.info("%s: %s; waiting", self.port, exc)
-                self._wait(1.0)
+    def unsolicited(self, event):
+        if event.name.upper() in _RESTART:
+            self._log.warning("%s: modem restarted (%s); setting it up again", self._port.url,
+                              event.line)
+            self._needs_setup = True
 
-    # --- the SIM -------------------------------------------------------------------------------
-
-    def _sim_ready(self, until):
-        """AT+CPIN? until READY, entering the PIN when asked; waits out a busy SIM."""
-        entered = False
-        while True:
-            lines = self._retrying("AT+CPIN?", until=until, done_on="+CPIN:",
-                                   retry_on=_STARTING)
-            state = unquote(after_colon(lines[0].line)).upper() if lines else "READY"
-            if state == "READY":
-                return
-            if state == "SIM PIN" and self.pin and not entered and not self._pin_refused:
-                try:
-                    self._retrying('AT+CPIN="%s"' % self.pin, until=until)
-                except ModemError as exc:
-                    if not exc.transient:
-                        # Never try a refused PIN again: three tries and the SIM wants its PUK.
-                        _REFUSED_PINS.add((self.port, self.pin))
-                        self.log.error("%s: the SIM refused the PIN (%s); not trying it again",
-                                       self.port, exc)
-                    raise
-                entered = True
-                continue
-            if state in ("SIM PIN", "SIM PUK", "PH-SIM PIN", "SIM PIN2", "SIM PUK2"):
-                code = {"SIM PIN": 11, "SIM PUK": 12, "PH-SIM PIN": 5, "SIM PIN2": 17,
-                        "SIM PUK2": 18}[state]
-                if state == "SIM PIN" and (entered or self._pin_refused):
-                    raise CmeError(16, command="AT+CPIN", line="the PIN was refused; not retried")
-                raise CmeError(code, command="AT+CPIN?", line=lines[0].line)
-            if time.monotonic() >= until:
-                raise CmeError(14, command="AT+CPIN?", line=lines[0].line)
-            self._wait(1.0)
-
-    @property
-    def _pin_refused(self):
-        return (self.port, self.pin) in _REFUSED_PINS
-
-    # --- SMS settings --------------------------------------------------------------------------
+    # --- SMS service and storage ---------------------------------------------------------------
 
     def _select_service(self, until):
         """AT+CSMS=1 (phase 2+): routed messages then wait for our +CNMA."""
-        self.supports_cnma = False
+        self._supports_cnma = False
         if self._cnma_broken and self.receive_mode == "auto":
-            self._tolerate("AT+CSMS=0")
+            self._port.tolerate("AT+CSMS=0")
             return
         try:
             lines = self._retrying("AT+CSMS=1", until=until)
         except ModemError as exc:
-            self.log.info("%s: AT+CSMS=1 refused (%s): no +CNMA, messages will be stored",
-                          self.port, exc)
-            self._tolerate("AT+CSMS=0")
+            self._log.info("%s: AT+CSMS=1 refused (%s): no +CNMA, messages will be stored",
+                           self._port.url, exc)
+            self._port.tolerate("AT+CSMS=0")
             return
         fields = split_params(after_colon(lines[0].line)) if lines else []
-        self.supports_cnma = bool(fields) and fields[0] == "1"
+        self._supports_cnma = bool(fields) and fields[0] == "1"
 
     def _select_storage(self, until):
         mem = self.storage
@@ -186,12 +207,13 @@ class BootMixin:
             try:
                 lines = self._retrying(cmd, until=until)
             except ModemError as exc:
-                self.log.info("%s: %s", self.port, exc)
+                self._log.info("%s: %s", self._port.url, exc)
                 continue
             self._read_storage = mem
             self._note_cpms(lines)
             return
-        self.log.warning("%s: storage %s refused; keeping the modem's default", self.port, mem)
+        self._log.warning("%s: storage %s refused; keeping the modem's default",
+                          self._port.url, mem)
         self._read_storage = None
 
     def _note_cpms(self, lines):
@@ -203,12 +225,35 @@ class BootMixin:
             used, total = to_int(fields[0]) if fields else None, \
                 to_int(fields[1]) if len(fields) > 1 else None
             if used is not None:
-                self.storage_used = (used, total)
+                self._storage_used = (used, total)
+
+    @property
+    def own_storage(self):
+        """The storage we chose, if the modem took it (else None: its default)."""
+        return self.storage if self._read_storage else None
+
+    def use_storage(self, storage):
+        """Read from ``storage`` (None: wherever we read now) -> the storage now read."""
+        if storage and storage != self._read_storage:
+            self._port.command('AT+CPMS="%s"' % storage)
+            self._read_storage = storage
+        return self._read_storage
+
+    def count_stored(self):
+        """AT+CPMS? -> how many messages the read storage holds, None if it will not say."""
+        try:
+            lines = self._port.command("AT+CPMS?")
+        except ModemError:
+            return None
+        self._note_cpms(lines)
+        return self._storage_used[0] if self._storage_used else None
+
+    # --- notices -------------------------------------------------------------------------------
 
     def _select_routing(self, until):
         routed = self.receive_mode == "routed" or (
-            self.receive_mode == "auto" and self.supports_cnma and not self._cnma_broken)
-        if self.receive_mode == "routed" and not self.supports_cnma:
+            self.receive_mode == "auto" and self._supports_cnma and not self._cnma_broken)
+        if self.receive_mode == "routed" and not self._supports_cnma:
             raise ModemError("ERROR", name="receive_mode=routed needs AT+CSMS=1", transient=False,
                              command="AT+CSMS=1")
         choices = (_CNMI_ROUTED if routed else []) + _CNMI_STORED
@@ -218,25 +263,53 @@ class BootMixin:
             try:
                 self._retrying("AT+CNMI=" + setting, until=until)
             except ModemError as exc:
-                self.log.info("%s: %s", self.port, exc)
+                self._log.info("%s: %s", self._port.url, exc)
                 continue
-            self.cnmi = setting
-            self.routing = "routed" if setting.split(",")[1] == "2" else "stored"
-            self.log.info("%s: receiving %s (AT+CNMI=%s, CNMA %s)", self.port, self.routing,
-                          setting, "on" if self.supports_cnma else "off")
+            self._cnmi = setting
+            self._routing = "routed" if setting.split(",")[1] == "2" else "stored"
+            self._log.info("%s: receiving %s (AT+CNMI=%s, CNMA %s)", self._port.url,
+                           self._routing, setting, "on" if self._supports_cnma else "off")
             return
-        self.cnmi = None
-        self.routing = "stored"
-        self.log.warning("%s: every AT+CNMI refused: no new-message notices; relying on sweeps",
-                         self.port)
+        self._cnmi = None
+        self._routing = "stored"
+        self._log.warning("%s: every AT+CNMI refused: no new-message notices; relying on sweeps",
+                          self._port.url)
 
-    def _stop_routing(self):
+    def check_cnmi(self):
+        """Is +CNMI still ours?  A missed +CNMA makes the modem drop routing, a restart resets
+        it; set it again if not."""
+        if not self._cnmi:
+            return
+        try:
+            lines = self._port.command("AT+CNMI?")
+        except ModemError as exc:
+            self._log.info("%s: %s", self._port.url, exc)
+            lines = []
+        for response in lines:
+            have = [to_int(f) for f in split_params(after_colon(response.line))]
+            want = [to_int(f) for f in self._cnmi.split(",")]
+            if have[1:2] != want[1:2] or (len(want) > 3 and have[3:4] != want[3:4]):
+                self._log.warning("%s: +CNMI is %s, not %s: setting it again", self._port.url,
+                                  after_colon(response.line), self._cnmi)
+                self._port.tolerate("AT+CNMI=" + self._cnmi)
+
+    def restore_cnmi(self):
+        """AT+CNMI again, unasked (TS 27.005 3.4.4: a missed +CNMA turns routing off)."""
+        if self._cnmi:
+            self._port.tolerate("AT+CNMI=" + self._cnmi)
+
+    def stop_routing(self):
         """Fall back to stored messages (+CMTI) for a modem whose +CNMA does not work."""
-        self._tolerate("AT+CSMS=0")
-        self.supports_cnma = False
+        self._port.tolerate("AT+CSMS=0")
+        self._supports_cnma = False
         self._cnma_broken = True        # and after a restart too
         for setting in _CNMI_STORED:
-            if self._tolerate("AT+CNMI=" + setting) is not None:
-                self.cnmi, self.routing = setting, "stored"
+            if self._port.tolerate("AT+CNMI=" + setting) is not None:
+                self._cnmi, self._routing = setting, "stored"
                 return
-        self.cnmi, self.routing = None, "stored"
+        self._cnmi, self._routing = None, "stored"
+
+    def stop_more_messages(self):
+        """AT+CMMS=0, for good: this modem fails sends while it is on."""
+        self._cmms = self._more_messages = False
+        self._port.tolerate("AT+CMMS=0")
