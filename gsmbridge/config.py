@@ -20,6 +20,8 @@ import re
 import urllib.parse
 from dataclasses import dataclass, field
 
+from gsmbridge.codec import address
+
 #: pyserial's URL handlers (serial.serial_for_url), plus our own sim:// for the simulated modem
 SERIAL_URL_SCHEMES = ("socket", "rfc2217", "loop", "spy", "alt", "hwgrep", "cp2110", "sim")
 
@@ -270,8 +272,8 @@ def _pin(raw):
 
 
 def _phone_number(raw):
-    if not re.fullmatch(r"\+?[0-9]{3,20}", raw):
-        raise ValueError("%r is not a phone number (an optional + and 3 to 20 digits)" % raw)
+    if not address.is_phone_number(raw):
+        raise ValueError("%r is not a phone number (%s)" % (raw, address.PHONE_NUMBER_WORDS))
     return raw
 
 

@@ -1,10 +1,11 @@
-"""What an SMS is on the air: the GSM 7-bit alphabet (TS 23.038), PDUs (TS 23.040) and the joining
-of concatenated parts.
+"""What an SMS is on the air: the GSM 7-bit alphabet (TS 23.038), PDUs (TS 23.040), the joining
+of concatenated parts, and what a phone number may look like.
 
 Pure functions and plain data, standard library only: no ports, no clocks, no store.  The modem
 driver, the simulated modem, the worker and the web side all speak this one codec.
 """
 
+from .address import PHONE_NUMBER, PHONE_NUMBER_WORDS, is_phone_number
 from .gsm7 import is_gsm7, septet_length
 from .pdu import (Concat, Deliver, PduError, StatusReport, Submit, TooLong, decode, decode_body,
                   deliver_pdus, encode_deliver, encode_status_report, encode_submit, split,
@@ -12,7 +13,8 @@ from .pdu import (Concat, Deliver, PduError, StatusReport, Submit, TooLong, deco
 from .reassembly import GAP, Reassembler
 
 __all__ = [
-    "Concat", "Deliver", "GAP", "PduError", "Reassembler", "StatusReport", "Submit", "TooLong",
-    "decode", "decode_body", "deliver_pdus", "encode_deliver", "encode_status_report",
-    "encode_submit", "is_gsm7", "septet_length", "split", "submit_pdus",
+    "Concat", "Deliver", "GAP", "PHONE_NUMBER", "PHONE_NUMBER_WORDS", "PduError", "Reassembler",
+    "StatusReport", "Submit", "TooLong", "decode", "decode_body", "deliver_pdus",
+    "encode_deliver", "encode_status_report", "encode_submit", "is_gsm7", "is_phone_number",
+    "septet_length", "split", "submit_pdus",
 ]
