@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 import gsmbridge.store as store_module
 from clock import Clock
 from plans import assert_uses_index
-from gsmbridge.store import SCHEMA_VERSION, Store, StoreClosed
+from gsmbridge.store import SCHEMA_VERSION, Store, StoreClosed, StoreError
 
 FAR = 1e12  # a "now" at which everything is due
 
@@ -78,6 +78,21 @@ def test_a_closed_store_says_so(path):
     s.close()
     with pytest.raises(StoreClosed):
         s.counts()
+
+
+def test_what_sqlite_refuses_comes_out_as_a_store_error(store, path):
+    """Callers catch StoreError and never sqlite3's own: nothing of a refused write is kept."""
+    store._conn().execute("CREATE TRIGGER no_bad BEFORE INSERT ON bad_pdus"
+                          " BEGIN SELECT RAISE(ABORT, 'disk trouble'); END")
+    with pytest.raises(StoreError, match="disk trouble") as caught:
+        store.add_bad_pdu(modem="m1", pdu="0004", error="cut short")
+    assert isinstance(caught.value.__cause__, sqlite3.Error)
+    assert store.bad_pdus() == []
+    with pytest.raises(StoreError):
+        Store(os.path.join(path, "no", "such", "directory", "store.sqlite3"))
+    store.close()
+    with pytest.raises(StoreError):             # StoreClosed is one
+        store.bad_pdus()
 
 
 # -- inbound: dedup, parts, bad PDUs -----------------------------------------------------------
