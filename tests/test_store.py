@@ -1,6 +1,7 @@
 """The store on real SQLite files: dedup, atomic hand-offs, ordered delivery, outbound states,
 durability across reopening and across a writer killed with SIGKILL."""
 
+import ast
 import json
 import os
 import signal
@@ -93,6 +94,26 @@ def test_what_sqlite_refuses_comes_out_as_a_store_error(store, path):
     store.close()
     with pytest.raises(StoreError):             # StoreClosed is one
         store.bad_pdus()
+
+
+def test_nothing_above_the_store_imports_sqlite3():
+    """Which database sits under the queues is the store's business (gsmbridge/store/)."""
+    root = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "gsmbridge")
+    offenders = []
+    for folder, _, files in os.walk(root):
+        if os.path.relpath(folder, root).split(os.sep)[0] == "store":
+            continue
+        for name in files:
+            if not name.endswith(".py"):
+                continue
+            with open(os.path.join(folder, name), encoding="utf-8") as f:
+                tree = ast.parse(f.read())
+            for node in ast.walk(tree):
+                names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                         else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+                if any(n.split(".")[0] == "sqlite3" for n in names):
+                    offenders.append(os.path.relpath(os.path.join(folder, name), root))
+    assert offenders == []
 
 
 # -- inbound: dedup, parts, bad PDUs -----------------------------------------------------------
