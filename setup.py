@@ -9,6 +9,7 @@ setup(
     packages=find_packages(include=["gsmbridge", "gsmbridge.*"]),
     package_data={"gsmbridge.web": ["templates/*.html"]},  # the status page
     python_requires=">=3.9",
+    python_requires=">=3.10",
     install_requires=[
         "pyserial>=3.5",
         "Flask>=2.2",

@@ -129,7 +129,8 @@ class Bridge:
                                 "sim-%s.tty" % name)
             simulator = self.simulators[name] = start_simulator(link, **parse_sim_url(port))
             log.info("modem=%s simulated modem at %s%s", name, link,
-                     " control %s" % simulator.control_url if simulator.control_url else "")
+                     " control %s" % simulator.control_url if simulator.control_url else "",
+                     extra={"modem": name})
             port = link
 
         def open_modem():
@@ -217,7 +218,7 @@ class Bridge:
         for worker in self.workers:
             if worker.is_alive():
                 log.warning("modem=%s did not finish in %.0fs; its message is left `sending`",
-                            worker.modem_name, STOP_GRACE)
+                            worker.modem_name, STOP_GRACE, extra={"modem": worker.modem_name})
         for simulator in self.simulators.values():
             simulator.stop()
         self.store.close()

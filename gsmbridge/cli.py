@@ -27,7 +27,7 @@ def _load(path):
 def setup_logging(config):
     level = getattr(logging, config.log.level.upper(), logging.INFO)
     if config.log.format == "json":
-        from gsmbridge.logfmt import JsonFormatter
+        from gsmbridge.jsonlog import JsonFormatter
 
         formatter = JsonFormatter()
     else:

@@ -6,25 +6,32 @@ rules, so an operator learns them once:
 
 - 2xx: done.  4xx: refused for good (kept as failed, logged, never retried), but 408, 425 and 429,
   which say "try later".  Anything else (5xx, a timeout, a refused connection) is retried with
-  capped exponential backoff, without end: a message is worth more than a request.
+  capped exponential backoff (gsmbridge.backoff, +-10% jitter under a hard cap), without end: a
+  message is worth more than a request.
 - A receiver that cannot be reached at all (a refused connection, a timeout) is put on hold for
   the same backoff, so an outage costs one probe per backoff, not one request per waiting row.
 - What reaches logs and the store never carries credentials nor a query string (it holds phone
   numbers and message text): `mask_url`, `describe_error`.
 
 `Sender` is the loop and the rules.  A subclass says where its rows come from (`due`,
-`next_due`), what request each one makes (`request`) to which receiver (`target`), and how an
-outcome is kept (`mark_delivered`, `mark_retry`, `mark_failed`).
+`next_due`), what request each one makes (`request`) to which receiver (`target`), how an
+outcome is kept (`mark_delivered`, `mark_retry`, `mark_failed`), and which fields its log lines
+carry (`fields`: the message id, the modem).
 """
 
-import random
 import re
 import time
 
 import requests
 
+from gsmbridge.backoff import Backoff
+
 #: 4xx statuses that mean "not now" rather than "never"
 RETRYABLE_4XX = frozenset({408, 425, 429})
+
+#: how much a retry's wait is spread either way (under the cap), so rows that failed together
+#: are not all offered again in the same pass
+JITTER = 0.1
 
 _USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
 
@@ -74,8 +81,8 @@ class Sender:
     def __init__(self, store, *, timeout, backoff_base, backoff_cap, session, logger):
         self.store = store
         self.timeout = timeout
-        self.backoff_base = backoff_base
-        self.backoff_cap = backoff_cap
+        #: the wait before a row is offered again, and before a receiver on hold is tried again
+        self.retry = Backoff(backoff_base, backoff_cap, jitter=JITTER)
         self.session = session or requests.Session()
         self.log = logger
         self.holds = {}   # target -> [hold until (epoch), consecutive unreachable tries]
@@ -98,6 +105,10 @@ class Sender:
     def describe(self, row):
         """How log lines about the row start (``id=...``)."""
         raise NotImplementedError
+
+    def fields(self, row):
+        """The fields log lines about the row carry (jsonlog: ``msg_id``, ``modem``)."""
+        return {}
 
     def request(self, row):
         """Make the row's HTTP request; the `requests.Response`, or a requests exception."""
@@ -196,26 +207,25 @@ class Sender:
         if 200 <= status < 300:
             self.mark_delivered(row, body)
             self.log.info("%s %s: HTTP %d, attempt %d, %.2fs", self.describe(row), self.done,
-                          status, attempt, elapsed)
+                          status, attempt, elapsed, extra=self.fields(row))
             return "delivered"
         excerpt = body[:self.body_excerpt]
         if 400 <= status < 500 and status not in RETRYABLE_4XX:
             self.mark_failed(row, "HTTP %d: %s" % (status, excerpt))
             self.log.warning("%s refused by %s, kept as failed: HTTP %d %r", self.describe(row),
-                             target, status, excerpt)
+                             target, status, excerpt, extra=self.fields(row))
             return "failed"
         return self._retry(row, attempt, self.error_for(resp, excerpt))
 
     def backoff(self, attempt):
         """Seconds before try number attempt+1: base * 2^(attempt-1) with +-10% jitter, capped."""
-        delay = self.backoff_base * 2.0 ** min(attempt - 1, 64)
-        return min(self.backoff_cap, delay * random.uniform(0.9, 1.1))
+        return self.retry.delay(attempt)
 
     def _retry(self, row, attempt, error):
         delay = self.backoff(attempt)
         self.mark_retry(row, error, time.time() + delay)
         self.log.warning("%s not %s (attempt %d): %s; next try in %.1fs", self.describe(row),
-                         self.done, attempt, error, delay)
+                         self.done, attempt, error, delay, extra=self.fields(row))
         return "retry"
 
     def _unreachable(self, row, attempt, error):

@@ -117,6 +117,9 @@ class DlrSender(Sender):
         return "callback=%s id=%s type=%d (%s)" % (row["id"], row["outbound_id"], row["type"],
                                                    TYPES.get(row["type"], "?"))
 
+    def fields(self, row):
+        return {"msg_id": row["outbound_id"]}
+
     def mark_delivered(self, row, body):
         self.store.callback_delivered(row["id"], response=body)
 
@@ -136,7 +139,8 @@ class DlrSender(Sender):
         """A dlr-url requests cannot use (no scheme after all, bad characters) will not get
         better by waiting: a 4xx of our own, kept as failed."""
         self.mark_failed(row, error)
-        self.log.warning("%s cannot be made, kept as failed: %s", self.describe(row), error)
+        self.log.warning("%s cannot be made, kept as failed: %s", self.describe(row), error,
+                         extra=self.fields(row))
         return "failed"
 
 

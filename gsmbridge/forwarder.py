@@ -131,6 +131,9 @@ class Forwarder(Sender):
     def describe(self, row):
         return "id=%s" % row["id"]
 
+    def fields(self, row):
+        return {"msg_id": row["id"], "modem": row.get("modem")}
+
     def mark_delivered(self, row, body):
         self.store.inbound_delivered(row["id"], response=body)
         metrics.FORWARDED.inc()

@@ -2,10 +2,12 @@
 of concatenated parts, and what a phone number may look like.
 
 Pure functions and plain data, standard library only: no ports, no clocks, no store.  The modem
-driver, the simulated modem, the worker and the web side all speak this one codec.
+driver, the simulated modem, the worker and the web side all speak this one codec, and the worker
+takes the dedup key it commits with each received PDU from here (dedup.py).
 """
 
 from .address import PHONE_NUMBER, PHONE_NUMBER_WORDS, is_phone_number
+from .dedup import pdu_key
 from .gsm7 import is_gsm7, septet_length
 from .pdu import (Concat, Deliver, PduError, StatusReport, Submit, TooLong, decode, decode_body,
                   deliver_pdus, encode_deliver, encode_status_report, encode_submit, split,
@@ -16,5 +18,5 @@ __all__ = [
     "Concat", "Deliver", "GAP", "PHONE_NUMBER", "PHONE_NUMBER_WORDS", "PduError", "Reassembler",
     "StatusReport", "Submit", "TooLong", "decode", "decode_body", "deliver_pdus",
     "encode_deliver", "encode_status_report", "encode_submit", "is_gsm7", "is_phone_number",
-    "septet_length", "split", "submit_pdus",
+    "pdu_key", "septet_length", "split", "submit_pdus",
 ]
