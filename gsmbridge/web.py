@@ -26,7 +26,7 @@ from flask import Flask, Response, request
 from prometheus_client import CollectorRegistry, generate_latest
 from werkzeug.exceptions import HTTPException
 
-from gsmbridge import metrics, openapi, overview, statuspage
+from gsmbridge import metrics, openapi, overview, safeurl, statuspage
 from gsmbridge.codec import pdu
 from gsmbridge.store import INBOUND_STATUSES, OUTBOUND_STATUSES
 
@@ -163,9 +163,12 @@ def count_parts(text, max_parts):
 
 
 def check_url(url, what):
-    parts = urllib.parse.urlsplit(url)
-    if len(url) > MAX_URL or parts.scheme not in ("http", "https") or not parts.netloc:
-        raise Refused(400, "%s field misformed (an http:// or https:// URL), rejected" % what)
+    try:
+        if len(url) > MAX_URL:
+            raise ValueError("longer than %d characters" % MAX_URL)
+        safeurl.check_syntax(url)
+    except ValueError as exc:
+        raise Refused(400, "%s field misformed (%s), rejected" % (what, exc)) from None
     check_unicode(url, what)
     return url
 
@@ -429,6 +432,9 @@ def get_message(store, config, message_id):
     if message is None:
         raise Refused(404, "No message %r" % message_id[:64])
     message = dict(message)
+    for callback in message.get("callbacks") or ():   # the dlr-url's answer is not ours to show
+        if callback.get("last_error"):
+            callback["last_error"] = re.sub(r"(?s)^(HTTP \d+)\b.*", r"\1", callback["last_error"])
     if "to" not in message and "recipient" in message:
         message["to"] = message["recipient"]
     return json_response(message)
