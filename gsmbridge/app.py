@@ -4,6 +4,8 @@ runs them, and stops them in order on SIGTERM/SIGINT.
 A pool of modems is one worker thread per modem, all pulling from the one store: the store's
 routing (next_outbound, set_pool) decides which modem sends what. Inbound goes to RapidSMS
 through one forwarder per receiver URL: [rapidsms] url, and each distinct [modem:NAME] url.
+Delivery-report callbacks may reach those receivers' origins besides public addresses and
+[http] callback_allow (`callback_guard`).
 
 Stopping order matters: first the HTTP server stops taking new messages, then the worker finishes the
 SMS in flight and the forwarder the request in flight, then the store closes. Anything not finished

@@ -36,6 +36,7 @@ import ipaddress
 import re
 import socket
 import ssl
+import sys
 import threading
 import time
 import urllib.parse
@@ -191,7 +192,7 @@ class CallbackGuard:
         if (scheme, host, port) in self.origins:
             return True
         ip = ipaddress.ip_address(address.split("%", 1)[0])
-        if is_public(ip) or any(ip.version == net.version and ip in net for net in self.networks):
+        if is_public(ip) or any(ip in net for net in self.networks):
             return True
         return (str(ip), port) in self.endpoints or (host, port) in self.endpoints
 
@@ -212,7 +213,8 @@ class CallbackGuard:
     def check(self, url):
         """Refused when url goes where a callback may not; ValueError when it is no usable
         http(s) URL. A name that does not resolve passes: the connection will fail on its own
-        and be retried like any unreachable receiver."""
+        and be retried like any unreachable receiver. (The lookup is the system's: a deadline
+        does not shorten it.)"""
         scheme, host, port = check_syntax(url)
         if (scheme, host, port) in self.origins:
             return
@@ -335,6 +337,7 @@ class _GuardedConnection:
                 peer = sock.getpeername()[0]
                 if not self.guard.permits(self.scheme_name, host, port, peer):
                     raise Refused(peer)
+                sys.audit("http.client.connect", self, host, port)
                 return sock
             except Refused:
                 sock.close()

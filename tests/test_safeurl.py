@@ -9,6 +9,8 @@ import gc
 import http.server
 import os
 import socket
+import ssl
+import subprocess
 import threading
 import time
 
@@ -229,13 +231,16 @@ class Misbehaving(http.server.ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, mode, status=200):
+    def __init__(self, mode, status=200, tls=None):
         self.mode, self.status = mode, status
         self.sent = 0
         self.requests = 0
+        self.hosts = []
         self.cut = threading.Event()
         self.stopping = threading.Event()
         super().__init__(("127.0.0.1", 0), _MisbehavingHandler)
+        if tls:
+            self.socket = tls.wrap_socket(self.socket, server_side=True)
         self.thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.05},
                                        daemon=True)
         self.thread.start()
@@ -243,6 +248,10 @@ class Misbehaving(http.server.ThreadingHTTPServer):
     @property
     def url(self):
         return "http://127.0.0.1:%d" % self.server_address[1]
+
+    @property
+    def port(self):
+        return self.server_address[1]
 
     def stop(self):
         self.stopping.set()
@@ -256,9 +265,12 @@ class _MisbehavingHandler(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         server = self.server
         server.requests += 1
+        server.hosts.append(self.headers.get("Host"))
         out = self.wfile
         try:
-            if server.mode == "huge":
+            if server.mode == "fine":
+                out.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            elif server.mode == "huge":
                 size = 100 * 1024 * 1024
                 out.write(b"HTTP/1.1 %d X\r\nContent-Length: %d\r\n\r\n" % (server.status, size))
                 chunk = b"A" * 65536
@@ -290,8 +302,8 @@ class _MisbehavingHandler(http.server.BaseHTTPRequestHandler):
 def misbehaving():
     servers = []
 
-    def start(mode, status=200):
-        servers.append(Misbehaving(mode, status))
+    def start(mode, status=200, tls=None):
+        servers.append(Misbehaving(mode, status, tls))
         return servers[-1]
 
     yield start
@@ -374,3 +386,64 @@ def test_the_deadline_covers_only_its_block(sink):
     with pytest.raises(requests.Timeout):
         with safeurl.deadline(0.2):
             session.get(sink.url + "/", timeout=5)
+
+
+# -- HTTPS: the name still goes in SNI and the certificate check ---------------------------------
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory):
+    """(server TLS context, CA file) for a self-signed certificate naming dlr.internal."""
+    where = tmp_path_factory.mktemp("tls")
+    cert, key = str(where / "cert.pem"), str(where / "key.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key,
+                    "-out", cert, "-days", "2", "-subj", "/CN=dlr.internal",
+                    "-addext", "subjectAltName=DNS:dlr.internal"],
+                   check=True, capture_output=True, timeout=60)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    return context, cert
+
+
+def tls_session(port, cafile, resolve, allow=True):
+    guard = CallbackGuard(allow=["dlr.internal:%d" % port, "other.internal:%d" % port] if allow
+                          else [], resolve=resolve)
+    session = requests.Session()
+    session.verify = cafile
+    return guard, safeurl.guarded_session(guard, session)
+
+
+def test_https_connects_to_the_checked_address_with_the_name_for_the_certificate(
+        misbehaving, certificate):
+    server = misbehaving("fine", tls=certificate[0])
+    guard, session = tls_session(server.port, certificate[1], resolver(["127.0.0.1"]))
+    resp = session.get("https://dlr.internal:%d/dlr?type=8" % server.port, timeout=5)
+    assert (resp.status_code, resp.text) == (200, "ok")
+    assert server.hosts == ["dlr.internal:%d" % server.port]
+    # another allowed name on the same address: the certificate does not name it
+    with pytest.raises(requests.exceptions.SSLError):
+        session.get("https://other.internal:%d/" % server.port, timeout=5)
+
+
+def test_https_rebinding_is_refused_before_the_handshake(misbehaving, certificate):
+    server = misbehaving("fine", tls=certificate[0])
+    resolve = resolver([PUBLIC], ["127.0.0.1"])
+    guard, session = tls_session(server.port, certificate[1], resolve, allow=False)
+    url = "https://dlr.internal:%d/" % server.port
+    guard.check(url)
+    with pytest.raises(Refused):
+        session.get(url, timeout=5)
+    assert len(resolve.calls) == 2 and server.requests == 0
+
+
+def test_a_dripped_https_answer_is_cut_at_the_deadline(store, misbehaving, certificate):
+    server = misbehaving("drip_body", tls=certificate[0])
+    guard, session = tls_session(server.port, certificate[1], resolver(["127.0.0.1"]))
+    msg_id = callback_to(store, "https://dlr.internal:%d" % server.port)
+    sender = DlrSender(store, guard=guard, session=session, timeout=1.0)
+    started = time.monotonic()
+    sender.step(now=FAR)
+    assert time.monotonic() - started < 20
+    assert server.cut.wait(10) and server.sent < 300
+    (cb,) = store.callbacks(msg_id)
+    assert cb["status"] == "pending" and "no answer" in cb["last_error"]
