@@ -53,7 +53,9 @@ SENDSMS_FIELDS = {
     "dlr-mask": {"type": "integer", "minimum": 0, "maximum": 255,
                  "description": "Kannel's delivery-report mask (alias: dlrmask)"},
     "dlr-url": {"type": "string", "format": "uri", "maxLength": 2048,
-                "description": "delivery-report URL template (alias: dlrurl)"},
+                "description": "delivery-report URL template (alias: dlrurl); http(s) only. "
+                               "Called only at public addresses, the receivers' origins and "
+                               "[http] callback_allow"},
     "validity": {"type": "integer", "minimum": -1, "maximum": 999999,
                  "description": "accepted for compatibility"},
 }
@@ -70,7 +72,9 @@ SCHEMAS = {
                  "items": {"type": "string", "pattern": NUMBER_PATTERN}}]},
             "text": {"type": "string", "minLength": 1},
             "dlr_url": {"type": "string", "format": "uri", "maxLength": 2048, "nullable": True,
-                        "description": "delivery-report callbacks to this URL (null: none)"},
+                        "description": "delivery-report callbacks to this URL (null: none); "
+                                       "http(s) only, called only at public addresses, the "
+                                       "receivers' origins and [http] callback_allow"},
             "smsc": {"type": "string", "nullable": True,
                      "description": "the name of the modem to send through (its [modem:NAME] "
                                     "section), as Kannel's smsc; null or empty: any modem. "
