@@ -24,10 +24,10 @@ Outcomes: 2xx delivered. 4xx refused for good: kept as `failed` with the status 
 the body, logged at WARNING, never retried (408, 425 and 429 say "try later", so they are retried).
 Anything else (5xx, a redirect, a timeout, a refused connection) is retried with capped
 exponential backoff, without end. No style follows a redirect: a GET redirected to a login page
-that answers 200 would count as delivered while RapidSMS never saw the message. When the receiver cannot be reached at all, the whole forwarder
-holds off for the same backoff instead of trying every waiting message in turn. (These rules
-are gsmbridge/delivery.py's, shared with the delivery-report sender.) The metrics count each
-outcome and time each request.
+that answers 200 would count as delivered while RapidSMS never saw the message. When the
+receiver cannot be reached at all, the whole forwarder holds off for the same backoff instead of
+trying every waiting message in turn. (These rules are gsmbridge/delivery.py's, shared with the
+delivery-report sender.) The metrics count each outcome and time each request.
 
 Each sender's messages go in arrival order: the store only offers a sender's oldest pending one.
 """

@@ -66,10 +66,9 @@ class Refused(Exception):
     exception: neither urllib3 nor requests retries or wraps it, so it reaches the caller as it
     is, with nothing sent."""
 
-    def __init__(self, address, url=""):
+    def __init__(self, address):
         super().__init__("%s (%s)" % (REFUSED, address))
         self.address = address
-        self.url = url
 
 
 # -- what is public --------------------------------------------------------------------------
@@ -220,9 +219,6 @@ class CallbackGuard:
             return
         try:
             self.addresses(scheme, host, port)
-        except Refused as exc:
-            exc.url = url
-            raise
         except OSError:
             pass
 
@@ -265,10 +261,10 @@ class _Bounded:
         super().settimeout(value)
 
     def _arm(self):
-        left = _time_left()
-        if left is not None:
-            wanted = self._wanted
-            socket.socket.settimeout(self, left if wanted is None else min(left, wanted))
+        left, wanted = _time_left(), self._wanted
+        if left is not None and (wanted is None or left < wanted):
+            wanted = left
+        socket.socket.settimeout(self, wanted)
 
     def connect(self, address):
         self._arm()
