@@ -4,6 +4,8 @@ runs them, and stops them in order on SIGTERM/SIGINT.
 A pool of modems is one worker thread per modem, all pulling from the one store: the store's
 routing (next_outbound, set_pool) decides which modem sends what. Inbound goes to RapidSMS
 through one forwarder per receiver URL: [rapidsms] url, and each distinct [modem:NAME] url.
+Delivery-report callbacks may reach those receivers' origins besides public addresses and
+[http] callback_allow (`callback_guard`).
 
 Stopping order matters: first the HTTP server stops taking new messages, then the worker finishes the
 SMS in flight and the forwarder the request in flight, then the store closes. Anything not finished
@@ -19,6 +21,7 @@ import urllib.parse
 
 from gsmbridge.dlr import DlrSender
 from gsmbridge.forwarder import Forwarder
+from gsmbridge.safeurl import CallbackGuard
 from gsmbridge.store import Store
 from gsmbridge.web import create_app
 from gsmbridge.worker import EXIT_WATCHDOG, ModemWorker
@@ -80,6 +83,14 @@ def forwarding_groups(config, stored_modems=()):
     return groups
 
 
+def callback_guard(config):
+    """Where delivery-report callbacks may go besides public addresses: the origins of every
+    receiver URL (RapidSMS's delivery-report view lives next to its backends) and [http]
+    callback_allow."""
+    return CallbackGuard(origins=[config.rapidsms.url, *(m.url for m in config.modems.values())],
+                         allow=config.http.callback_allow)
+
+
 class Bridge:
     """The running daemon: a worker per modem, a forwarder per receiver URL, one HTTP server,
     one store."""
@@ -115,7 +126,7 @@ class Bridge:
                 log.info("inbound from %s goes to %s", ", ".join(modems), forwarder.safe_url)
         self.forwarder = self.forwarders[0]
         self.dlr_sender = DlrSender(self.store, smsc=config.modem.name, timeout=rs.timeout,
-                                    backoff_cap=rs.retry_cap)
+                                    backoff_cap=rs.retry_cap, guard=callback_guard(config))
         self.dlr_thread = threading.Thread(target=self.dlr_sender.run, args=(self.stopping,),
                                            name="dlr", daemon=True)
         self.server = self._make_server()

@@ -82,10 +82,14 @@ def _api(config):
 def _request(method, url, **kwargs):
     import requests
 
+    from gsmbridge.delivery import describe_error
+    from gsmbridge.safeurl import mask_url
+
     try:
         return requests.request(method, url, timeout=10, **kwargs)
     except requests.RequestException as exc:
-        print("gsmbridge: cannot reach the bridge at %s: %s" % (url, exc), file=sys.stderr)
+        print("gsmbridge: cannot reach the bridge at %s: %s" % (mask_url(url), describe_error(exc)),
+              file=sys.stderr)
         sys.exit(1)
 
 

@@ -21,6 +21,8 @@ import urllib.parse
 from dataclasses import dataclass, field
 
 from gsmbridge.codec import address
+from gsmbridge import safeurl
+from gsmbridge.safeurl import mask_url
 
 #: pyserial's URL handlers (serial.serial_for_url), plus our own sim:// for the simulated modem
 SERIAL_URL_SCHEMES = ("socket", "rfc2217", "loop", "spy", "alt", "hwgrep", "cp2110", "sim")
@@ -83,6 +85,8 @@ class HttpConfig:
     password: str | None = None
     max_body: int = 65536
     max_recipients: int = 1000
+    #: where delivery-report callbacks may go besides public addresses and the receivers' origins
+    callback_allow: tuple = ()
 
     @property
     def host(self):
@@ -135,6 +139,8 @@ SECTIONS = {
 
 #: keys whose values never appear in check-config's output
 SECRETS = {("modem", "pin"), ("http", "password")}
+#: keys holding URLs, shown through mask_url (a query may carry a password)
+URLS = {("modem", "url"), ("rapidsms", "url")}
 
 
 @dataclass(frozen=True)
@@ -182,6 +188,8 @@ def _masked_values(section, values):
     for key, value in values.items():
         if (section, key) in SECRETS and value:
             values[key] = SECRET
+        elif (section, key) in URLS and value:
+            values[key] = mask_url(value)
         elif isinstance(value, tuple):
             values[key] = " ".join(value)
     return values
@@ -370,14 +378,24 @@ def _at_command(raw):
 
 
 def _http_url(raw):
-    parts = urllib.parse.urlsplit(raw)
+    try:
+        parts = urllib.parse.urlsplit(raw)
+    except ValueError:
+        raise ValueError("%r is not a URL" % mask_url(raw)) from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError("%r is not an http:// or https:// URL" % raw)
+        raise ValueError("%r is not an http:// or https:// URL" % mask_url(raw))
     try:
         parts.port
     except ValueError:
-        raise ValueError("%r has a bad port" % raw) from None
+        raise ValueError("%r has a bad port" % mask_url(raw)) from None
     return raw
+
+
+def _callback_allow(raw):
+    """Networks and host:port pairs, separated by spaces or commas: `10.0.0.0/8 127.0.0.1:8001`."""
+    entries = tuple(dict.fromkeys(e for e in re.split(r"[\s,]+", raw) if e))
+    safeurl.parse_allow(entries)
+    return entries
 
 
 def _store_path(raw):
@@ -416,6 +434,7 @@ CHECKS = {
         "password": _text,
         "max_body": _int(1024),
         "max_recipients": _int(1),
+        "callback_allow": _callback_allow,
     },
     "rapidsms": {
         "url": _http_url,
@@ -530,7 +549,7 @@ def _check_slash(section, url, style, warnings):
     if style != "httprouter" and not urllib.parse.urlsplit(url).path.endswith("/"):
         warnings.append("[%s] url: %r does not end with '/'; RapidSMS's backend views "
                         "need the trailing slash (Django answers a redirect or 404 without it)"
-                        % (section, url))
+                        % (section, mask_url(url)))
 
 
 def _build_modems(sections, style, warnings):

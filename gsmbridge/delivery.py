@@ -5,13 +5,18 @@ Both move rows of a store queue to an HTTP receiver, one thread each, and both f
 rules, so an operator learns them once:
 
 - 2xx: done.  4xx: refused for good (kept as failed, logged, never retried), but 408, 425 and 429,
-  which say "try later".  Anything else (5xx, a timeout, a refused connection) is retried with
-  capped exponential backoff (gsmbridge.backoff, +-10% jitter under a hard cap), without end: a
-  message is worth more than a request.
+  which say "try later".  Anything else (5xx, a redirect, a timeout, a refused connection) is
+  retried with capped exponential backoff (gsmbridge.backoff, +-10% jitter under a hard cap),
+  without end: a message is worth more than a request.
+- A redirect is never followed: a receiver answering 302 to a login page that answers 200 has not
+  taken anything.  It is retried and logged with where it pointed (masked).
+- Only the start of an answer is read (`answer_limit` bytes): a receiver answering 100 MB costs
+  no memory.
 - A receiver that cannot be reached at all (a refused connection, a timeout) is put on hold for
   the same backoff, so an outage costs one probe per backoff, not one request per waiting row.
-- What reaches logs and the store never carries credentials nor a query string (it holds phone
-  numbers and message text): `mask_url`, `describe_error`.
+- What reaches logs, the store and the screen never carries credentials nor a query string's
+  values (they hold passwords, phone numbers and message text): `mask_url` is the one function
+  that masks a URL, everywhere one is logged or printed; `describe_error` for exceptions.
 
 `Sender` is the loop and the rules.  A subclass says where its rows come from (`due`,
 `next_due`), what request each one makes (`request`) to which receiver (`target`), how an
@@ -23,8 +28,10 @@ import re
 import time
 
 import requests
+from urllib3.exceptions import ReadTimeoutError
 
 from gsmbridge.backoff import Backoff
+from gsmbridge.safeurl import mask_url
 
 #: 4xx statuses that mean "not now" rather than "never"
 RETRYABLE_4XX = frozenset({408, 425, 429})
@@ -32,14 +39,6 @@ RETRYABLE_4XX = frozenset({408, 425, 429})
 #: how much a retry's wait is spread either way (under the cap), so rows that failed together
 #: are not all offered again in the same pass
 JITTER = 0.1
-
-_USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
-
-
-def mask_url(text):
-    """Hide credentials embedded in URLs (scheme://user:pass@host -> scheme://***@host)."""
-    return _USERINFO.sub("***@", str(text))
-
 
 def describe_error(exc):
     """A short, credential-free description of a requests exception (no URL, no query string:
@@ -70,6 +69,8 @@ class Sender:
     max_idle = 1.0
     #: how many characters of a refusing answer are kept in the error
     body_excerpt = 200
+    #: the most of an answer's body that is read, in bytes; the rest is never read
+    answer_limit = 4096
 
     #: words for the logs: the thread ("forwarder"), a pass ("forwarding"), what it moves
     #: ("deliveries"), and a row that arrived ("delivered")
@@ -111,7 +112,9 @@ class Sender:
         return {}
 
     def request(self, row):
-        """Make the row's HTTP request; the `requests.Response`, or a requests exception."""
+        """Make the row's HTTP request, never following a redirect, its body streamed
+        (stream=True: `read_answer` reads only its start); the `requests.Response`, or a
+        requests exception."""
         raise NotImplementedError
 
     def mark_delivered(self, row, body):
@@ -133,7 +136,32 @@ class Sender:
 
     def error_for(self, response, excerpt):
         """The error kept for an answer that is neither 2xx nor a refusal."""
+        if 300 <= response.status_code < 400:
+            return "HTTP %d redirect to %s (not followed)" % (
+                response.status_code, mask_url(response.headers.get("Location", "?")))
         return "HTTP %d: %s" % (response.status_code, excerpt)
+
+    def read_answer(self, response):
+        """The start of an answer's body as text: at most answer_limit bytes are read, and the
+        connection is closed rather than drained when there is more. (Make the request with
+        stream=True, or requests reads the whole body first.)"""
+        data = bytearray()
+        try:
+            for chunk in response.iter_content(1024):
+                data += chunk
+                if len(data) >= self.answer_limit:
+                    break
+        except requests.ConnectionError as exc:
+            if exc.args and isinstance(exc.args[0], ReadTimeoutError):
+                raise requests.ReadTimeout(*exc.args) from exc  # a timeout, however wrapped
+            raise
+        finally:
+            response.close()
+        data = bytes(data[:self.answer_limit])
+        try:
+            return data.decode(response.encoding or "utf-8", "replace")
+        except LookupError:     # a charset Python does not know
+            return data.decode("utf-8", "replace")
 
     # -- the loop ------------------------------------------------------------------------------
 
@@ -193,7 +221,7 @@ class Sender:
         started = time.monotonic()
         try:
             resp = self.request(row)
-            body = resp.text
+            body = self.read_answer(resp)
         except requests.Timeout:
             return self._unreachable(row, attempt, "no answer within %gs" % self.timeout)
         except requests.ConnectionError as exc:

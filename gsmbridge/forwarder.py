@@ -22,11 +22,12 @@ means the message is sent again).
 
 Outcomes: 2xx delivered. 4xx refused for good: kept as `failed` with the status and the start of
 the body, logged at WARNING, never retried (408, 425 and 429 say "try later", so they are retried).
-Anything else (5xx, a redirect on POST, a timeout, a refused connection) is retried with capped
-exponential backoff, without end. When the receiver cannot be reached at all, the whole forwarder
-holds off for the same backoff instead of trying every waiting message in turn. (These rules
-are gsmbridge/delivery.py's, shared with the delivery-report sender.) The metrics count each
-outcome and time each request.
+Anything else (5xx, a redirect, a timeout, a refused connection) is retried with capped
+exponential backoff, without end. No style follows a redirect: a GET redirected to a login page
+that answers 200 would count as delivered while RapidSMS never saw the message. When the
+receiver cannot be reached at all, the whole forwarder holds off for the same backoff instead of
+trying every waiting message in turn. (These rules are gsmbridge/delivery.py's, shared with the
+delivery-report sender.) The metrics count each outcome and time each request.
 
 Each sender's messages go in arrival order: the store only offers a sender's oldest pending one.
 """
@@ -37,7 +38,8 @@ import urllib.parse
 from datetime import datetime, timezone
 
 from gsmbridge import metrics
-from gsmbridge.delivery import RETRYABLE_4XX, Sender, describe_error, mask_url
+from gsmbridge.delivery import RETRYABLE_4XX, Sender, describe_error
+from gsmbridge.safeurl import mask_url
 
 __all__ = ["Forwarder", "vumi_message", "mask_url", "describe_error", "RETRYABLE_4XX", "STYLES"]
 
@@ -179,11 +181,11 @@ class Forwarder(Sender):
 
     def request(self, row):
         method, kwargs = self.request_for(row)
-        # A redirect is followed for GET only: requests turns a redirected POST into a GET
-        # without its body, which would reach the receiver as an empty message.
+        # A redirect is never followed: its target is not the receiver (a login page answering
+        # 200, or a GET that a redirected POST becomes, without its body).
         with metrics.FORWARD_SECONDS.time():
             return self.session.request(method, self.url, timeout=self.timeout,
-                                        allow_redirects=(method == "GET"), **kwargs)
+                                        allow_redirects=False, stream=True, **kwargs)
 
     def error_for(self, response, excerpt):
         if 300 <= response.status_code < 400:

@@ -5,6 +5,8 @@ import configparser
 import dataclasses
 import os
 import re
+import subprocess
+import sys
 
 import pytest
 
@@ -151,6 +153,11 @@ def test_accepted_ports(tmp_path, port):
     ("[rapidsms]\ntimeout = -1\n", "rapidsms", "timeout", "more than 0"),
     ("[store]\npath = :memory:\n", "store", "path", "must be a file"),
     ("[log]\nlevel = LOUD\n", "log", "level", "not one of DEBUG"),
+    ("[http]\ncallback_allow = 10.0.0.1/8\n", "http", "callback_allow", "host bits set"),
+    ("[http]\ncallback_allow = 127.0.0.1:8001 intranet\n", "http", "callback_allow",
+     "'intranet' is neither a network"),
+    ("[http]\ncallback_allow = 127.0.0.1:99999\n", "http", "callback_allow", "port 99999"),
+    ("[http]\ncallback_allow =\n", "http", "callback_allow", "is empty"),
 ])
 def test_bad_values(tmp_path, extra, section, key, words):
     # later sections of the same name would be duplicates: merge the extra into the file instead
@@ -230,6 +237,53 @@ def test_masked_hides_secrets_only(tmp_path):
     assert "s3cret" not in repr(masked) and "4321" not in repr(masked)
     assert set(masked) == set(config.SECTIONS)
     assert config.for_tests().masked()["http"]["password"] is None
+
+
+def test_callback_allow_takes_networks_and_host_ports(tmp_path):
+    cfg = load_with(tmp_path, "[http]\ncallback_allow = 10.0.0.0/8, 127.0.0.1:8001\n"
+                              "    [::1]:8002 dlr.internal:8080 10.0.0.0/8\n")
+    assert cfg.http.callback_allow == ("10.0.0.0/8", "127.0.0.1:8001", "[::1]:8002",
+                                       "dlr.internal:8080")
+    assert cfg.masked()["http"]["callback_allow"] == "10.0.0.0/8 127.0.0.1:8001 [::1]:8002 " \
+                                                     "dlr.internal:8080"
+    assert config.load(write(tmp_path, MINIMAL)).http.callback_allow == ()
+
+
+SECRET_URLS = """\
+[modem]
+port = sim://
+
+[modem:b]
+port = sim://?control=127.0.0.1:13015
+url = http://bridge:s3cret-b@127.0.0.1:8000/router/receive?password=s3cret-c
+
+[rapidsms]
+url = http://127.0.0.1:8000/router/receive/?password=s3cret-a&x=1
+style = kannel
+"""
+
+
+def test_check_config_never_prints_a_url_password(tmp_path):
+    """httprouter users put ROUTER_PASSWORD in the url's query (the README says so): it is
+    printed as ***, in the values and in the warnings alike."""
+    path = write(tmp_path, SECRET_URLS)
+    out = subprocess.run([sys.executable, "-m", "gsmbridge", "check-config", "-c", path],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    text = out.stdout + out.stderr
+    assert "s3cret" not in text
+    assert "url = http://127.0.0.1:8000/router/receive/?password=***&x=***" in text
+    assert "url = http://***@127.0.0.1:8000/router/receive?password=***" in text
+    assert "warning: [modem:b] url:" in text            # the warning is there, masked too
+
+
+def test_a_bad_url_is_named_without_its_password(tmp_path):
+    path = write(tmp_path, SECRET_URLS.replace("8000/router/receive/?", "99999/router/?"))
+    out = subprocess.run([sys.executable, "-m", "gsmbridge", "check-config", "-c", path],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2
+    assert "[rapidsms] url:" in out.stderr and "bad port" in out.stderr
+    assert "s3cret" not in out.stdout + out.stderr
 
 
 def test_pin_errors_do_not_echo_the_pin(tmp_path):

@@ -195,6 +195,9 @@ def test_to_given_twice_sends_to_both(open_bridge):
     ({"to": A, "text": "hi", "coding": "x"}, 400, "coding field misformed"),
     ({"to": A, "text": "hi", "dlr-mask": "all"}, 400, "dlr-mask field misformed"),
     ({"to": A, "text": "hi", "dlr-url": "javascript:alert(1)"}, 400, "dlr-url field misformed"),
+    ({"to": A, "text": "hi", "dlr-url": "http://[::1/dlr"}, 400, "dlr-url field misformed"),
+    ({"to": A, "text": "hi", "dlr-url": "http://rs:99999/dlr"}, 400, "dlr-url field misformed"),
+    ({"to": A, "text": "hi", "dlr-url": "http:///dlr?type=%d"}, 400, "dlr-url field misformed"),
     ({"to": A, "text": "hi", "charset": "klingon"}, 400, "Unknown charset 'klingon'"),
     ({"to": A, "text": "hi", "charset": "rot13"}, 400, "Unknown charset 'rot13'"),
     ({"to": A, "text": "hi", "smsc": "usb0-modem"}, 403, "Not routable. Do not try again."),
@@ -442,6 +445,8 @@ def test_json_unknown_id(bridge):
     (b'{"to": "+255700000001", "text": "\\ud800"}', "unpaired surrogate"),
     (b'{"to": "+255700000001", "txt": "x"}', "Unknown field 'txt'"),
     (b'{"to": "+255700000001", "text": "x", "dlr_url": "ftp://x"}', "dlr_url field misformed"),
+    (b'{"to": "+255700000001", "text": "x", "dlr_url": "http://h/\\r\\nX: 1"}',
+     "dlr_url field misformed"),
     (b'{"to": "+255700000001", "text": "x", "smsc": ["modem"]}', "smsc must be"),
     (b"[" * 50000 + b"]" * 50000, "not JSON"),
 ])

@@ -6,6 +6,7 @@ texts are shown in full here (the caller holds the credentials); the status page
 """
 
 import json
+import re
 import urllib.parse
 
 from flask import Blueprint, request
@@ -83,6 +84,9 @@ def get_message(message_id):
     if message is None:
         raise Refused(404, "No message %r" % message_id[:64])
     message = dict(message)
+    for callback in message.get("callbacks") or ():   # the dlr-url's answer is not ours to show
+        if callback.get("last_error"):
+            callback["last_error"] = re.sub(r"(?s)^(HTTP \d+)\b.*", r"\1", callback["last_error"])
     if "to" not in message and "recipient" in message:
         message["to"] = message["recipient"]
     return json_response(message)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from flask import Response, current_app, request
 
-from gsmbridge import overview
+from gsmbridge import overview, safeurl
 from gsmbridge.codec import address, pdu
 
 #: one logger for the whole HTTP side: operators filter the bridge's log on it
@@ -150,9 +150,12 @@ def count_parts(text, max_parts):
 
 
 def check_url(url, what):
-    parts = urllib.parse.urlsplit(url)
-    if len(url) > MAX_URL or parts.scheme not in ("http", "https") or not parts.netloc:
-        raise Refused(400, "%s field misformed (an http:// or https:// URL), rejected" % what)
+    try:
+        if len(url) > MAX_URL:
+            raise ValueError("longer than %d characters" % MAX_URL)
+        safeurl.check_syntax(url)
+    except ValueError as exc:
+        raise Refused(400, "%s field misformed (%s), rejected" % (what, exc)) from None
     check_unicode(url, what)
     return url
 

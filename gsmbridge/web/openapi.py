@@ -73,7 +73,9 @@ SENDSMS_FIELDS = {
     "smsc": {"type": "string", "description": "a modem name to send through (empty: any)"},
     "dlr-mask": integer(DLR_MASK, description="Kannel's delivery-report mask (alias: dlrmask)"),
     "dlr-url": {"type": "string", "format": "uri", "maxLength": MAX_URL,
-                "description": "delivery-report URL template (alias: dlrurl)"},
+                "description": "delivery-report URL template (alias: dlrurl); http(s) only. "
+                               "Called only at public addresses, the receivers' origins and "
+                               "[http] callback_allow"},
     "validity": integer(VALIDITY, description="accepted for compatibility"),
 }
 
