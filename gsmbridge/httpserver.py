@@ -32,9 +32,10 @@ header_timeout, body_timeout
     client waits for us, not we for it).
 
 idle_timeout
-    waitress's channel_timeout: a connection with no request in progress (a kept-alive one, or a
-    new one that sends nothing) is closed after this long without a byte either way. Short,
-    because an idle connection holds a place that a sender of SMS may need.
+    waitress's channel_timeout: a connection for which no answer is being prepared is closed
+    after this long without a byte either way (a kept-alive one between requests, a new one that
+    sends nothing, one stalled mid-request). Short, because an idle connection holds a place that
+    a sender of SMS may need. waitress would cut it to whole seconds; it is set as given.
 
 connections
     How many connections are open at once, all callers together. At the limit the server stops
@@ -54,10 +55,10 @@ connections_per_client
 
 What waitress does not bound stays unbounded here too: a client that reads its answer one byte
 at a time keeps its connection (the answers are small), and the worker threads are shared by
-whoever sends complete requests (item 12 of the hardening issue: per-caller rate limits).
+whoever sends complete requests (rate limits per caller are another matter).
 
-Refusals are logged as a sum per minute, not a line per connection: the callers choose how many
-there are.
+Refusals are logged as one line per kind and minute at most, with a count, never one line per
+connection: the callers choose how many there are.
 """
 
 import collections
