@@ -21,6 +21,7 @@ import urllib.parse
 
 from gsmbridge.dlr import DlrSender
 from gsmbridge.forwarder import Forwarder
+from gsmbridge.httpserver import HttpServer, ensure_open_files
 from gsmbridge.safeurl import CallbackGuard
 from gsmbridge.store import Store
 from gsmbridge.web import create_app
@@ -166,17 +167,13 @@ class Bridge:
         self.stopping.set()
 
     def _make_server(self):
-        from waitress import create_server
-
-        host, port = self.config.http.host, self.config.http.port
         # Enough threads that RapidSMS's sendsms call, made from inside our own inbound request to
         # it, always finds one free: a bridge that waits there deadlocks.
-        return create_server(create_app(self.store, self.config), host=host, port=port, threads=8,
-                             ident="gsmbridge", clear_untrusted_proxy_headers=True)
+        return HttpServer(create_app(self.store, self.config), self.config.http, threads=8)
 
     @property
     def address(self):
-        return "%s:%s" % (self.server.effective_host, self.server.effective_port)
+        return self.server.address
 
     def start(self):
         recovered = self.store.recover_sending(resend=self.config.bridge.resend_unconfirmed)
@@ -193,19 +190,12 @@ class Bridge:
         log.info("listening on http://%s/", self.address)
 
     def _serve(self):
-        """The HTTP server's loop, in small steps so that it can be stopped from its own thread
-        (waitress's close() is not safe from another thread while its loop runs)."""
-        from waitress import wasyncore
-
+        """The HTTP server's loop (it stops and closes from its own thread)."""
         try:
-            while not self.stopping.is_set():
-                wasyncore.loop(timeout=0.5, map=self.server._map, count=1)
+            self.server.serve(self.stopping)
         except Exception:
             log.exception("HTTP server failed")
             self.stopping.set()
-        finally:
-            self.server.task_dispatcher.shutdown()
-            wasyncore.close_all(self.server._map)
 
     def stop(self):
         """Stop taking work, finish what is in flight, close. Safe to call twice.
@@ -240,6 +230,7 @@ def run(config):
     """Run the bridge in the foreground until SIGTERM or SIGINT. Returns the exit status."""
     for warning in config.warnings:
         log.warning("config: %s", warning)
+    ensure_open_files(config.http.connections)   # before anything starts: it may refuse
     bridge = Bridge(config)
     done = threading.Event()
 

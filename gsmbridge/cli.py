@@ -43,10 +43,15 @@ def setup_logging(config):
 
 def cmd_run(args):
     from gsmbridge import app
+    from gsmbridge.config import ConfigError
 
     config = _load(args.config)
     setup_logging(config)
-    return app.run(config)
+    try:
+        return app.run(config)
+    except ConfigError as exc:   # what only the running process can tell (e.g. open-file limits)
+        print("gsmbridge: %s: %s" % (args.config, exc), file=sys.stderr)
+        return EXIT_CONFIG
 
 
 def cmd_check_config(args):

@@ -87,6 +87,13 @@ class HttpConfig:
     max_recipients: int = 1000
     #: where delivery-report callbacks may go besides public addresses and the receivers' origins
     callback_allow: tuple = ()
+    # the HTTP server's limits (gsmbridge/httpserver.py says why each)
+    max_header: int = 65536
+    header_timeout: float = 10.0
+    body_timeout: float = 30.0
+    idle_timeout: float = 15.0
+    connections: int = 1000
+    connections_per_client: int = 100
 
     @property
     def host(self):
@@ -435,6 +442,13 @@ CHECKS = {
         "max_body": _int(1024),
         "max_recipients": _int(1),
         "callback_allow": _callback_allow,
+        "max_header": _int(1024, 1048576),
+        # the server checks them once a second: less than a second would not be kept
+        "header_timeout": _float(1, 3600),
+        "body_timeout": _float(1, 3600),
+        "idle_timeout": _float(1, 3600),
+        "connections": _int(1, 100000),
+        "connections_per_client": _int(0),
     },
     "rapidsms": {
         "url": _http_url,
@@ -498,6 +512,12 @@ def _build(sections, base_dir, path=None):
         other = "username" if missing == "password" else "password"
         raise ConfigError("http", missing, "%s is set but %s is not; set both or neither"
                           % (other, missing))
+    connections = http.get("connections", HttpConfig.connections)
+    per_client = http.setdefault("connections_per_client",
+                                 min(HttpConfig.connections_per_client, connections))
+    if per_client > connections:
+        raise ConfigError("http", "connections_per_client", "%d is more than connections (%d); "
+                          "use 0 for no cap per client address" % (per_client, connections))
     listen = http.get("listen", HttpConfig.listen)
     host, _ = _split_host_port(listen)
     if not is_loopback(host) and not http.get("username"):

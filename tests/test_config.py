@@ -77,6 +77,8 @@ def test_defaults_for_a_minimal_file(tmp_path):
     assert cfg.modem.baudrate == 115200 and cfg.modem.receive == "auto"
     assert cfg.modem.max_parts == 10 and cfg.modem.status_reports is False
     assert cfg.http.listen == "127.0.0.1:13013" and cfg.http.max_body == 65536
+    assert (cfg.http.connections, cfg.http.connections_per_client) == (1000, 100)
+    assert (cfg.http.header_timeout, cfg.http.body_timeout, cfg.http.idle_timeout) == (10, 30, 15)
     assert cfg.bridge.resend_unconfirmed is True
     assert cfg.log.level == "INFO" and cfg.log.format == "text"
     assert cfg.store.path == str(tmp_path / "var" / "gsmbridge.sqlite3")
@@ -140,6 +142,14 @@ def test_accepted_ports(tmp_path, port):
     ("[http]\nusername = rapidsms\n", "http", "password", "set both or neither"),
     ("[http]\npassword = secret\n", "http", "username", "set both or neither"),
     ("[http]\nmax_body = lots\n", "http", "max_body", "not a whole number"),
+    ("[http]\nmax_header = 100\n", "http", "max_header", "too small (at least 1024)"),
+    ("[http]\nheader_timeout = 0.5\n", "http", "header_timeout", "too small (at least 1)"),
+    ("[http]\nbody_timeout = soon\n", "http", "body_timeout", "not a number"),
+    ("[http]\nidle_timeout = 7200\n", "http", "idle_timeout", "too large (at most 3600)"),
+    ("[http]\nconnections = 0\n", "http", "connections", "too small (at least 1)"),
+    ("[http]\nconnections_per_client = -1\n", "http", "connections_per_client", "too small"),
+    ("[http]\nconnections = 50\nconnections_per_client = 60\n", "http",
+     "connections_per_client", "60 is more than connections (50); use 0 for no cap"),
     ("[modem]\nbaudrate = 0\n", "modem", "baudrate", "too small"),
     ("[modem]\nmax_parts = 256\n", "modem", "max_parts", "too large"),
     ("[modem]\nreceive = push\n", "modem", "receive", "auto, cmt, cmti, poll"),
@@ -223,6 +233,11 @@ def test_url_without_trailing_slash_warns(tmp_path):
     cfg = config.load(write(tmp_path, MINIMAL.replace("kannel-backend/", "kannel-backend")))
     assert len(cfg.warnings) == 1
     assert "[rapidsms] url" in cfg.warnings[0] and "trailing slash" in cfg.warnings[0]
+
+
+def test_the_per_client_cap_follows_a_smaller_connection_limit(tmp_path):
+    cfg = config.load(write(tmp_path, MINIMAL + "[http]\nconnections = 40\n"))
+    assert (cfg.http.connections, cfg.http.connections_per_client) == (40, 40)
 
 
 def test_masked_hides_secrets_only(tmp_path):
