@@ -1,5 +1,5 @@
 """What an SMS is on the air: the GSM 7-bit alphabet (TS 23.038), PDUs (TS 23.040) and the joining
-of concatenated parts.
+of concatenated parts; and USSD strings as modems hand them over (TS 27.007 +CUSD).
 
 Pure functions and plain data, standard library only: no ports, no clocks, no store.  The modem
 driver, the simulated modem, the worker and the web side all speak this one codec.
@@ -10,9 +10,12 @@ from .pdu import (Concat, Deliver, PduError, StatusReport, Submit, TooLong, deco
                   deliver_pdus, encode_deliver, encode_status_report, encode_submit, split,
                   submit_pdus)
 from .reassembly import GAP, Reassembler
+from . import ussd
+from .ussd import Reply as UssdReply, UssdError, parse as parse_cusd, request as ussd_request
 
 __all__ = [
     "Concat", "Deliver", "GAP", "PduError", "Reassembler", "StatusReport", "Submit", "TooLong",
+    "UssdError", "UssdReply", "parse_cusd", "ussd", "ussd_request",
     "decode", "decode_body", "deliver_pdus", "encode_deliver", "encode_status_report",
     "encode_submit", "is_gsm7", "septet_length", "split", "submit_pdus",
 ]
