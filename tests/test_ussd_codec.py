@@ -81,6 +81,21 @@ def test_ucs2_dcs_72():
         assert (reply.text, reply.encoding) == (text, "ucs2")
 
 
+def test_ucs2_hex_of_any_script_is_not_taken_for_packed():
+    for text in ("Баланс: 100,50 р.", "رصيدك الحالي 500 دينار", "您的余额为 100 元",
+                 "Số dư tài khoản: 50.000đ", "ยอดเงินคงเหลือ 100 บาท", "Hi"):
+        hex_text = text.encode("utf-16-be").hex().upper()
+        assert not ussd.looks_packed(hex_text)
+        assert ussd.decode(hex_text, 15, "UCS2") == (text, "ucs2")
+
+
+def test_packed_reply_under_a_ucs2_charset_is_still_packed():
+    """gammu sets AT+CSCS="UCS2" and a Huawei answers packed all the same; packed text often
+    decodes as UCS-2 of CJK characters, so the packed reading must come first."""
+    packed = ussd.pack("Your balance is 1234.50 TZS")
+    assert ussd.decode(packed, 15, "UCS2") == ("Your balance is 1234.50 TZS", "packed")
+
+
 def test_a_ucs2_dcs_on_text_that_is_not_hex_is_kept_as_text():
     """Some modems convert to the TE charset and still report the network's dcs."""
     reply = parse_cusd('+CUSD: 0,"Balance: 12.00",72')

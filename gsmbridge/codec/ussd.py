@@ -282,7 +282,10 @@ def _ucs2(raw: str) -> str | None:
 
 
 def _readable(text: str) -> bool:
-    return all(ch.isprintable() or ch in "\r\n" for ch in text)
+    """No control characters but CR and LF, no U+FFFD from a lone surrogate, nothing
+    unassigned or private: what UCS-2 hex of a real text decodes to."""
+    return all((ch.isprintable() and ch != "\ufffd" and not "\ue000" <= ch <= "\uf8ff")
+               or ch in "\r\n" for ch in text)
 
 
 def _latin_ucs2(raw: str) -> bool:
@@ -359,12 +362,14 @@ def _gsm7_string(raw, charset, packed):
     """A string whose dcs says GSM 7-bit: UCS-2 hex under "UCS2" (or of Latin text under any
     charset), packed hex (Huawei), two hex digits a septet under "HEX", a character a septet
     under "GSM", else plain text."""
+    # Packed first: UCS-2 hex of real text unpacks to "@"s and control characters, which
+    # `looks_packed` refuses, while packed text often passes for UCS-2 of CJK characters.
+    if packed is None and looks_packed(raw):
+        return unpack(raw), "packed"
     if charset == "UCS2":
         text = _ucs2(raw)
         if text is not None and _readable(text):
             return text, "ucs2"
-    if packed is None and looks_packed(raw):
-        return unpack(raw), "packed"
     if charset != "HEX" and _latin_ucs2(raw):
         return _ucs2(raw), "ucs2"
     if charset == "HEX" and raw and len(raw) % 2 == 0 and _HEX.match(raw):
