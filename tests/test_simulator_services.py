@@ -14,6 +14,7 @@ import sys
 
 import pytest
 import requests
+from hypothesis import given, settings, strategies as st
 
 from clock import Clock
 from gsmbridge.codec import pdu, ussd
@@ -41,7 +42,7 @@ def fast(**options):
     return options
 
 
-# -- identity --------------------------------------------------------------------------------------
+# -- identity -------------------------------------------------------------------------------------
 
 def test_identity_in_every_form_real_modems_use(make):
     _, host = booted(make, imei="352099001761481", imsi="640021234567890",
@@ -89,7 +90,7 @@ def test_bad_identity_options_are_refused(tmp_path):
             SimulatedModem(**options)
 
 
-# -- USSD: the standard modem -------------------------------------------------------------------
+# -- USSD: the standard modem ---------------------------------------------------------------------
 
 def test_balance_in_plain_text(make):
     sim, host = booted(make, **fast(control="127.0.0.1:0"))
@@ -218,7 +219,7 @@ def test_no_network_no_ussd(make):
     assert next_cusd(host).status == 0
 
 
-# -- USSD: the other styles ------------------------------------------------------------------------
+# -- USSD: the other styles -----------------------------------------------------------------------
 
 def test_ucs2_style_answers_in_ucs2_hex_with_dcs_72(make):
     _, host = booted(make, **fast(ussd_style="ucs2", currency="EUR"))
@@ -344,7 +345,7 @@ def test_ussd_control_api_refuses_bad_settings(make):
     assert r.status_code == 413
 
 
-# -- calls -------------------------------------------------------------------------------------------
+# -- calls ----------------------------------------------------------------------------------------
 
 def place(sim, number, **extra):
     return requests.post(sim.control_url + "/calls", json=dict({"from": number}, **extra),
@@ -457,7 +458,7 @@ def test_calls_control_api_refuses_bad_requests(make):
     assert place(sim, "+255700000001").status_code == 409, "an unregistered modem is unreachable"
 
 
-# -- timing, on a hand-moved clock --------------------------------------------------------------------
+# -- timing, on a hand-moved clock ----------------------------------------------------------------
 
 def sansio(**options):
     clock = Clock(1000.0)
@@ -564,3 +565,24 @@ def test_ring_interval_and_rings_are_checked():
                     {"ussd_delay": -1}, {"ussd_menu": {"*1#": 5}}):
         with pytest.raises(ValueError):
             SimulatedModem(**options)
+
+
+COMMANDS = ["AT+CUSD=", "AT+CUSD", "AT+CRSM=", "AT+CLIP=", "AT+CRC=", "ATA", "ATH", "AT+CHUP",
+            "AT+CLCC", "AT^ICCID", "AT+CNUM", 'AT+CSCS="UCS2";+CUSD=', 'AT+CSCS="GSM";+CUSD=']
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.sampled_from(["text", "ucs2", "packed"]), st.booleans(),
+       st.lists(st.tuples(st.sampled_from(COMMANDS), st.text(max_size=30),
+                          st.floats(0, 3)), max_size=12))
+def test_any_arguments_get_an_answer_and_never_break_the_modem(style, early, script):
+    modem, clock = sansio(ussd_style=style, ussd_early=early, ussd_delay=1.0, ring_interval=1.0)
+    modem.place_call("+255700000001", rings=3)
+    for command, argument, wait in script:
+        line = (command + argument).encode("utf-8").replace(b"\r", b"").replace(b"\n", b"")
+        modem.feed(line + b"\r")
+        clock.now += wait
+        modem.data_to_send()
+    clock.now += 60.0
+    modem.data_to_send()
+    assert at(modem, "AT").endswith("OK\r\n"), "still answering after all that"
