@@ -94,6 +94,9 @@ class HttpConfig:
     idle_timeout: float = 15.0
     connections: int = 1000
     connections_per_client: int = 100
+    #: names the bridge is reached by besides its listen address (a reverse proxy's), each
+    #: "name" (any port) or "name:port", lowercased: the Host header check (web/guard.py)
+    hosts: tuple = ()
 
     @property
     def host(self):
@@ -316,6 +319,37 @@ def _host_port(raw):
     return raw
 
 
+#: one DNS label (RFC 1123): letters, digits and inner hyphens
+_LABEL = r"(?!-)[a-z0-9-]{1,63}(?<!-)"
+
+
+def _hosts(raw):
+    """Host names, separated by spaces or commas: `sms.example.org gsm.lan:8080`. Each is a DNS
+    name, an IPv4 address or an [IPv6] address, with an optional port; what a browser would put
+    in the Host header, so no scheme, path or wildcard."""
+    hosts = []
+    for entry in (e for e in re.split(r"[\s,]+", raw.lower()) if e):
+        match = re.fullmatch(r"(\[[0-9a-f:.]+\]|[^:\[\]]+)(?::([0-9]{1,5}))?", entry)
+        name = match and match.group(1)
+        if name and name.startswith("["):
+            try:
+                address6 = ipaddress.IPv6Address(name[1:-1])
+                name, ok = "[%s]" % address6.compressed, True   # as a browser writes it
+            except ValueError:
+                ok = False
+        else:
+            ok = bool(name and len(name) <= 253
+                      and re.fullmatch(r"%s(\.%s)*" % (_LABEL, _LABEL), name))
+        if ok and match.group(2) is not None and not 1 <= int(match.group(2)) <= 65535:
+            ok = False
+        if not ok:
+            raise ValueError("%r is not a host name or host:port as a browser sends it in the "
+                             "Host header (such as sms.example.org, sms.example.org:8443 or "
+                             "[2001:db8::1]:13013; no scheme, path or wildcard)" % entry)
+        hosts.append(name if match.group(2) is None else "%s:%d" % (name, int(match.group(2))))
+    return tuple(dict.fromkeys(hosts))
+
+
 def is_loopback(host):
     """True for 'localhost' and any loopback address (127.0.0.0/8, ::1)."""
     if host.lower() == "localhost":
@@ -449,6 +483,7 @@ CHECKS = {
         "idle_timeout": _float(1, 3600),
         "connections": _int(1, 100000),
         "connections_per_client": _int(0),
+        "hosts": _hosts,
     },
     "rapidsms": {
         "url": _http_url,

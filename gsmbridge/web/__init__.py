@@ -20,7 +20,7 @@ from prometheus_client import CollectorRegistry
 from werkzeug.exceptions import HTTPException
 
 from gsmbridge import overview
-from gsmbridge.web import api, dialects, kannel, operators
+from gsmbridge.web import api, dialects, guard, kannel, operators
 from gsmbridge.web.checks import Refused, Served, json_response, log
 
 __all__ = ["create_app"]
@@ -36,6 +36,8 @@ def create_app(store, config):
     registry.register(overview.StoreCollector(store, config))
     app.extensions["gsmbridge"] = Served(store=store, config=config, started_at=time.time(),
                                          registry=registry)
+    # the Host and cross-site checks, before every view (guard.py says why)
+    app.before_request(guard.check_request)
     for blueprint in (kannel.bp, api.bp, operators.bp, dialects.bp):
         app.register_blueprint(blueprint)
 

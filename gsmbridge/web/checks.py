@@ -102,6 +102,33 @@ def form_bytes(raw):
 
 
 # ---------------------------------------------------------------------------------------------
+# JSON bodies
+
+
+def is_json_type(mimetype):
+    """application/json, or a type with the +json suffix (RFC 6839), parameters aside."""
+    return mimetype == "application/json" or (mimetype.startswith("application/")
+                                              and mimetype.endswith("+json"))
+
+
+def json_request_body():
+    """The body of a request that must carry JSON, still bytes; Refused(415) unless its
+    Content-Type says JSON.
+
+    A body labelled text/plain or as a form is what an HTML form on any web site can make the
+    operator's browser post, with no CORS preflight; JSON the bridge reads must come labelled
+    application/json, which a page can only send with a preflight that the bridge never grants.
+    The body is read first, so an oversized one is a 413 whatever it says it is.
+    """
+    body = request.get_data(cache=True)  # raises 413 beyond MAX_CONTENT_LENGTH
+    if not is_json_type(request.mimetype):
+        given = request.headers.get("Content-Type")
+        raise Refused(415, "The body must be JSON with Content-Type: application/json (%s), "
+                           "rejected" % ("not %r" % given[:60] if given else "none was given"))
+    return body
+
+
+# ---------------------------------------------------------------------------------------------
 # Values
 
 

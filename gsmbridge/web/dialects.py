@@ -38,8 +38,9 @@ from flask import Blueprint, Response, request
 from gsmbridge.web.checks import (BASIC_CHALLENGE, MAX_IN_REPLY_TO, MAX_SENDER, Refused,
                                   add_outbound, basic_auth_ok, check_numbers, check_unicode,
                                   count_parts, credentials_match, decode_text, form_bytes,
-                                  json_response, log, log_accepted, parse_form,
-                                  require_basic_auth, served)
+                                  json_request_body, json_response, log, log_accepted,
+                                  parse_form, require_basic_auth, served)
+from gsmbridge.web.guard import changes_state
 
 #: the fields the threadless router's HttpBackend itself sends
 DEFAULT_IDENTITY, DEFAULT_TEXT = "identity", "text"
@@ -52,10 +53,11 @@ bp = Blueprint("dialects", __name__)
 
 
 @bp.route("/vumi/send", methods=["POST"])
+@changes_state
 def vumi():
     store, config = served().store, served().config
     require_basic_auth(config)
-    data = json_object(request.get_data(cache=True))
+    data = json_object(json_request_body())
 
     content = data.get("content")
     if content is None:
@@ -141,6 +143,7 @@ def optional_string(data, key, max_length):
 
 
 @bp.route("/http/send", methods=["POST"])
+@changes_state
 def threadless():
     store, config = served().store, served().config
     fields = {}

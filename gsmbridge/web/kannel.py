@@ -18,6 +18,7 @@ from gsmbridge.web.checks import (CODING, DLR_MASK, MAX_SENDER, VALIDITY, Refuse
                                   basic_auth_ok, check_numbers, check_unicode, check_url,
                                   count_parts, credentials_match, decode_text, form_bytes, log,
                                   log_accepted, parse_form, pinned_modem, served, small_int)
+from gsmbridge.web.guard import changes_state
 
 ACCEPTED = "0: Accepted for delivery"
 AUTH_FAILED = "Authorization failed for sendsms"
@@ -130,6 +131,7 @@ class SendsmsRequest:
 
 
 @bp.route("/cgi-bin/sendsms", methods=["GET", "POST"])
+@changes_state  # sends on GET too: a cross-site <img> must not
 def sendsms():
     if request.method == "HEAD":
         raise Refused(405, "Method not allowed", {"Allow": "GET, POST"})

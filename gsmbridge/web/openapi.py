@@ -58,6 +58,20 @@ UNAUTHORIZED = {
                 "text/plain": {"schema": {"type": "string"}}},
 }
 UNAVAILABLE = json_error("the store cannot be read or written just now; try again later")
+#: guard.py's refusals, which every endpoint may answer in its own kind (JSON or text)
+CROSS_SITE = ("a browser sent it from a page on another site (Sec-Fetch-Site other than "
+              "same-origin or none, or an Origin that is not the bridge's own)")
+NOT_JSON = json_error("the body is not labelled application/json (or application/*+json)")
+
+
+def either_error(description):
+    return {"description": description,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}},
+                        "text/plain": {"schema": {"type": "string"}}}}
+
+
+MISDIRECTED = either_error("the Host header is not a name of this bridge (checked when no "
+                           "credentials are configured, or when [http] hosts is set)")
 
 SENDSMS_FIELDS = {
     "username": {"type": "string", "description": "[http] username (alias: user)"},
@@ -382,8 +396,9 @@ PATHS = {
                 "400": json_error("refused, with the reason"),
                 "401": UNAUTHORIZED,
                 "403": json_error("smsc names no modem of this bridge: "
-                                  "\"Not routable. Do not try again.\""),
+                                  "\"Not routable. Do not try again.\"; or " + CROSS_SITE),
                 "413": json_error("the body is too large"),
+                "415": NOT_JSON,
                 "503": UNAVAILABLE,
             },
         },
@@ -515,7 +530,9 @@ PATHS = {
                             "schema": {"$ref": "#/components/schemas/VumiAccepted"}}}},
                 "400": json_error("refused, with the reason"),
                 "401": UNAUTHORIZED,
+                "403": json_error(CROSS_SITE),
                 "413": json_error("the body is too large"),
+                "415": NOT_JSON,
                 "503": UNAVAILABLE,
             },
         },
@@ -547,8 +564,8 @@ PATHS = {
                                                      "description": "the message's id"}},
                         "content": {"text/plain": {"schema": {
                             "type": "string", "pattern": "^Accepted for delivery: "}}}},
-                "400": TEXT_ERROR, "401": UNAUTHORIZED, "413": TEXT_ERROR, "415": TEXT_ERROR,
-                "503": TEXT_ERROR,
+                "400": TEXT_ERROR, "401": UNAUTHORIZED, "403": TEXT_ERROR, "413": TEXT_ERROR,
+                "415": TEXT_ERROR, "503": TEXT_ERROR,
             },
         },
     },
@@ -564,6 +581,11 @@ PATHS = {
 }
 
 
+for _path in PATHS.values():
+    for _operation in _path.values():
+        _operation["responses"]["421"] = MISDIRECTED
+
+
 def document(config=None):
     """The OpenAPI document as a dict; with a Config, its limits filled in."""
     doc = {
@@ -574,7 +596,10 @@ def document(config=None):
             "description": "An SMS gateway between a GSM modem and RapidSMS. When [http] "
                            "username and password are set, every endpoint but /health and "
                            "/openapi.json needs them (HTTP basic auth; sendsms also takes them "
-                           "as parameters).",
+                           "as parameters). Requests that send (every POST, and sendsms's GET) "
+                           "are refused 403 when a browser sends them from a page on another "
+                           "site; servers send no Origin or Sec-Fetch-Site and are not "
+                           "affected. JSON bodies must be labelled application/json (415).",
         },
         "paths": copy.deepcopy(PATHS),
         "components": {
