@@ -2,8 +2,9 @@
 send endpoints of RapidSMS's other backends (dialects.py), and the operators' view (the status
 page at /, /status, /health, /metrics, /openapi.json: operators.py), as one Flask application.
 
-The views are thin on purpose: they check the request (checks.py), commit the message to the
-store and answer. They never touch the modem; its worker picks the message up from the store. A
+Before any view, guard.py refuses what a web page could make the operator's browser do (a
+foreign Host, a cross-site request that sends). The views are thin on purpose: they check the
+request (checks.py), commit the message to the store and answer. They never touch the modem; its worker picks the message up from the store. A
 202 therefore means "committed to disk", which matters because RapidSMS's KannelBackend ignores
 our answer and never retries: whatever we accept must not be lost, and whatever we cannot take
 must be refused loudly.
