@@ -386,8 +386,8 @@ def attacker_site(html):
 
 FETCH = """
 const [path, options, done] = arguments;
-fetch(location.protocol + "//" + location.host + path, options).then(r => r.text().then(t => done([r.status, t])),
-                         e => done([0, String(e)]));
+fetch(location.protocol + "//" + location.host + path, options).then(
+    r => r.text().then(t => done([r.status, t])), e => done([0, String(e)]));
 """
 
 

@@ -4,10 +4,10 @@ page at /, /status, /health, /metrics, /openapi.json: operators.py), as one Flas
 
 Before any view, guard.py refuses what a web page could make the operator's browser do (a
 foreign Host, a cross-site request that sends). The views are thin on purpose: they check the
-request (checks.py), commit the message to the store and answer. They never touch the modem; its worker picks the message up from the store. A
-202 therefore means "committed to disk", which matters because RapidSMS's KannelBackend ignores
-our answer and never retries: whatever we accept must not be lost, and whatever we cannot take
-must be refused loudly.
+request (checks.py), commit the message to the store and answer. They never touch the modem;
+its worker picks the message up from the store. A 202 therefore means "committed to disk",
+which matters because RapidSMS's KannelBackend ignores our answer and never retries: whatever
+we accept must not be lost, and whatever we cannot take must be refused loudly.
 
 Bad input of any kind gets a 4xx with a plain reason, never a 500 or a traceback. Credentials
 and query strings are never logged; every log line about a message starts with id=<its id>, so

@@ -14,8 +14,9 @@ from flask import Blueprint, request
 from gsmbridge.store import INBOUND_STATUSES, OUTBOUND_STATUSES
 from gsmbridge.web.checks import (LIST_DEFAULT, LIST_LIMIT, MAX_SENDER, TEMPORARY, Refused,
                                   add_outbound, check_numbers, check_unicode, check_url,
-                                  count_parts, json_request_body, json_response, log, log_accepted, pinned_modem,
-                                  require_basic_auth, served, small_int)
+                                  count_parts, json_request_body, json_response, log,
+                                  log_accepted, pinned_modem, require_basic_auth, served,
+                                  small_int)
 from gsmbridge.web.guard import changes_state
 
 #: the fields of POST /api/v1/messages; any other is refused, so a typo does not go unnoticed
