@@ -21,7 +21,7 @@ import time
 
 import kombu
 
-from . import envelope
+from . import envelope, topology
 from .urls import mask_url, split_urls, transport_of
 
 log = logging.getLogger("gsmbridge.cluster")
@@ -73,11 +73,12 @@ class Broker:
     a broker that vanished without closing the connection is noticed. visibility_timeout
     (Redis): after this many seconds a message taken but not acknowledged (its consumer died) is
     handed out again; a handler must return well within it. brpop_timeout (Redis): how long one
-    blocking pop waits on the server.
+    blocking pop waits on the server. queue_type (RabbitMQ): "quorum" or "classic", the same on
+    every node (see topology.py for which and why).
     """
 
-    def __init__(self, url, *, node, timeout=10.0, heartbeat=10, visibility_timeout=300.0,
-                 brpop_timeout=0.5, max_body=envelope.MAX_BODY):
+    def __init__(self, url, *, node, timeout=10.0, heartbeat=15, visibility_timeout=300.0,
+                 brpop_timeout=0.5, queue_type="quorum", max_body=envelope.MAX_BODY):
         self.transport = transport_of(url)
         self._urls = split_urls(url)
         self.safe_url = mask_url(";".join(self._urls))
@@ -86,6 +87,10 @@ class Broker:
                              % (node,))
         if not timeout or timeout <= 0:
             raise ValueError("timeout must be positive")
+        if queue_type not in topology.QUEUE_TYPES:
+            raise ValueError("queue type %r: use one of %s" % (queue_type,
+                                                               ", ".join(topology.QUEUE_TYPES)))
+        self.queue_type = queue_type
         self.node = node
         self.timeout = float(timeout)
         self.heartbeat = heartbeat

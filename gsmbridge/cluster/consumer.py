@@ -19,9 +19,11 @@ before the original is acknowledged).
 
 Redis detail: kombu consumes from Redis with BRPOP, and a message popped by a BRPOP is only
 recorded as unacknowledged once its reply has been read. So that no popped message waits in a
-socket while the caller is busy elsewhere, `take` does not return while a BRPOP of its own is
-pending (for at most the Broker's brpop_timeout after it gave up waiting); a message arriving in
-that moment goes back to its queue.
+socket while the caller is busy elsewhere (and is lost if the node dies then), `take` does not
+return while a BRPOP of its own is pending: it may return up to the Broker's brpop_timeout
+after its own timeout, with a message that arrived in that moment. And kombu hands out again
+the messages of dead consumers from its event loop, which a worker thread does not run: `take`
+does it while it waits.
 """
 
 import socket
@@ -68,6 +70,7 @@ class Consumer:
         self._consuming = False
         self._inbox = []
         self._down_since = None
+        self._restored_at = 0.0
 
     @property
     def connected(self):
@@ -133,8 +136,10 @@ class Consumer:
         channel = conn.channel()
         transport = self.broker.transport
         topology.exchange()(channel).declare()
-        topology.work_queue(topology.DEAD_QUEUE, transport)(channel).declare()
-        queues = [topology.work_queue(name, transport) for name in self.queues]
+        topology.work_queue(topology.DEAD_QUEUE, transport,
+                            self.broker.queue_type)(channel).declare()
+        queues = [topology.work_queue(name, transport, self.broker.queue_type)
+                  for name in self.queues]
         for queue in queues:
             queue(channel).declare()
         self._consumer = kombu.Consumer(channel, queues=queues, prefetch_count=1,
@@ -152,34 +157,48 @@ class Consumer:
         while not self._inbox:
             left = deadline - time.monotonic()
             if left <= 0:
-                return
+                break
             try:
                 conn.drain_events(timeout=min(left, 1.0))
             except socket.timeout:
                 pass
             if self.broker.transport == "amqp":
                 conn.heartbeat_check()
+            else:
+                self._restore_due()
+        if self.broker.transport == "redis" and not self._inbox:
+            self._settle()
+
+    def _restore_due(self):
+        """Redis: hand out again what a dead consumer took and never acknowledged, once the
+        visibility timeout has passed (kombu does it in an event loop we do not run)."""
+        now = time.monotonic()
+        if now - self._restored_at < min(1.0, self.broker.visibility_timeout / 4):
+            return
+        self._restored_at = now
+        self._consumer.channel.qos.restore_visible(num=100, interval=1)
+
+    def _settle(self):
+        """Redis: read the reply of our BRPOP still pending, still subscribed, so that a message
+        it brings is handled now (see the module's docstring). A drain with timeout 0 reads what
+        is there without sending a new BRPOP after an empty reply."""
+        channel = self._consumer.channel
+        if not hasattr(channel, "_in_poll"):     # a kombu that works otherwise: nothing to do
+            return
+        limit = time.monotonic() + self.broker.brpop_timeout + 2.0
+        while channel._in_poll and not self._inbox and time.monotonic() < limit:
+            try:
+                self._conn.drain_events(timeout=0)
+            except socket.timeout:
+                time.sleep(0.01)
 
     def _unsubscribe(self):
-        """Stop the broker handing us more; what it handed meanwhile lands in the inbox."""
+        """Stop the broker handing us more; on RabbitMQ, what it handed meanwhile lands in the
+        inbox (the cancel's answer comes after it)."""
         if not self._consuming:
             return
         self._consuming = False
         self._consumer.cancel()
-        if self.broker.transport == "redis":
-            self._settle()
-
-    def _settle(self):
-        """Read the reply of a BRPOP still pending (see the module's docstring)."""
-        channel = self._consumer.channel
-        limit = time.monotonic() + self.broker.brpop_timeout + 2.0
-        known = hasattr(channel, "_in_poll")
-        while time.monotonic() < limit and (getattr(channel, "_in_poll", None) or not known):
-            try:
-                self._conn.drain_events(timeout=0.05)
-            except socket.timeout:
-                if not known and time.monotonic() > limit - 2.0:
-                    break
 
     def _drop(self):
         """Forget a broken connection; what it held unacknowledged the broker hands out again."""

@@ -92,8 +92,10 @@ class Publisher:
                 topology.exchange()(channel).declare()
                 if self.broker.transport == "amqp":
                     # where dead letters go must exist before a work queue points at it
-                    topology.work_queue(topology.DEAD_QUEUE, "amqp")(channel).declare()
-            topology.work_queue(queue, self.broker.transport)(channel).declare()
+                    topology.work_queue(topology.DEAD_QUEUE, "amqp",
+                                        self.broker.queue_type)(channel).declare()
+            topology.work_queue(queue, self.broker.transport,
+                                self.broker.queue_type)(channel).declare()
             self._declared.add(queue)
         left = max(0.05, deadline - time.monotonic())
         extra = {}

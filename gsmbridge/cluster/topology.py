@@ -13,18 +13,25 @@ bound to it under its own name (a message's routing key is the queue's name):
 Heartbeats go to a fanout exchange, ``gsmbridge.heartbeat``: each listener has a queue of its
 own that dies with its connection, and a lost heartbeat costs nothing.
 
-RabbitMQ: the work queues are **quorum queues**. They are always durable, replicated over the
-nodes of a RabbitMQ cluster (a three-node RabbitMQ keeps every queue through the loss of any
-one node, and confirms a publish only once a majority has it on disk), and they count
-redeliveries (the ``x-delivery-count`` header), which a classic queue cannot. Classic queues
-would live on one RabbitMQ node only (their mirroring is gone in RabbitMQ 4). Quorum queues do
-not do per-message priorities before RabbitMQ 4.0: priority is applied by the node that sends
-(its store orders what it holds). RabbitMQ 4 gives quorum queues a default delivery limit of
-20: so that a message over it is kept rather than dropped, every work queue dead-letters into
-``gsmbridge.dead``, at least once (which RabbitMQ ties to ``x-overflow: reject-publish``; no
-length limit is set, so that never refuses a publish). Queue arguments cannot change once a
-queue exists: a different declaration is refused by RabbitMQ (PRECONDITION_FAILED), so every
-node must run the same release of this module.
+RabbitMQ: the work queues are **quorum queues** by default (Broker's queue_type). They are
+always durable, replicated over the nodes of a RabbitMQ cluster (a three-node RabbitMQ keeps
+every queue through the loss of any one node, and confirms a publish only once a majority has it
+on disk), and they count redeliveries (the ``x-delivery-count`` header), which a classic queue
+cannot; classic queues live on one RabbitMQ node only (their mirroring is gone in RabbitMQ 4).
+Quorum queues do not do per-message priorities before RabbitMQ 4.0: priority is applied by the
+node that sends (its store orders what it holds). RabbitMQ 4 gives quorum queues a default
+delivery limit of 20: so that a message over it is kept rather than dropped, every work queue
+dead-letters into ``gsmbridge.dead``, at least once (which RabbitMQ ties to ``x-overflow:
+reject-publish``; no length limit is set, so that never refuses a publish).
+
+``queue_type="classic"`` is for a **single-node** RabbitMQ that may crash: there, a quorum queue
+written to shortly before the node was killed (kill -9, a power cut) can come back without a
+leader and stay so until an operator forces an election (seen with Debian 12's RabbitMQ 3.10.8;
+rabbitmq-server issue #10070, open, reports it on 3.8). Classic queues come back (see
+tests/test_broker.py), and on one node they lose nothing that quorum queues would keep. Queue
+arguments cannot change once a queue exists: RabbitMQ refuses a different declaration
+(PRECONDITION_FAILED), so every node of a cluster must use the same queue type, and changing it
+means draining and deleting the queues.
 
 Redis (kombu's virtual transport): queues are lists and the arguments above do not apply; what
 makes a message durable is the server's ``appendonly yes`` with ``appendfsync always``.
@@ -48,14 +55,18 @@ HEARTBEAT_BACKLOG = 1000
 
 _PART = re.compile(r"[A-Za-z0-9_.,-]{1,128}")
 
+QUEUE_TYPES = ("quorum", "classic")
+
 WORK_ARGUMENTS = {
-    "x-queue-type": "quorum",
-    "x-dead-letter-exchange": EXCHANGE,
-    "x-dead-letter-routing-key": DEAD_QUEUE,
-    "x-dead-letter-strategy": "at-least-once",
-    "x-overflow": "reject-publish",
+    "quorum": {"x-queue-type": "quorum",
+               "x-dead-letter-exchange": EXCHANGE,
+               "x-dead-letter-routing-key": DEAD_QUEUE,
+               "x-dead-letter-strategy": "at-least-once",
+               "x-overflow": "reject-publish"},
+    "classic": {"x-queue-type": "classic",
+                "x-dead-letter-exchange": EXCHANGE,
+                "x-dead-letter-routing-key": DEAD_QUEUE},
 }
-DEAD_ARGUMENTS = {"x-queue-type": "quorum"}
 
 
 def _name(prefix, part, what):
@@ -85,12 +96,13 @@ def exchange():
     return kombu.Exchange(EXCHANGE, "direct", durable=True, auto_delete=False)
 
 
-def work_queue(name, transport):
+def work_queue(name, transport, queue_type="quorum"):
     """The durable queue `name`, bound to the exchange under its own name."""
+    arguments = None
     if transport == "amqp":
-        arguments = DEAD_ARGUMENTS if name == DEAD_QUEUE else WORK_ARGUMENTS
-    else:
-        arguments = None
+        arguments = dict(WORK_ARGUMENTS[queue_type])
+        if name == DEAD_QUEUE:                     # the end of the line: no dead letters of its own
+            arguments = {"x-queue-type": queue_type}
     return kombu.Queue(name, exchange(), routing_key=name, durable=True, auto_delete=False,
                        queue_arguments=arguments)
 
