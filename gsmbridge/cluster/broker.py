@@ -42,6 +42,11 @@ class BrokerUnavailable(BrokerError):
     """The broker could not be reached, or did not confirm, within the time given."""
 
 
+class NoTimeLeft(TimeoutError):
+    """The deadline passed before an attempt could start (not the broker's fault: the last
+    real error is the one to report)."""
+
+
 class Backoff:
     """Waits between attempts: 50 ms doubling up to `cap`, never past a deadline."""
 
@@ -121,6 +126,13 @@ class Broker:
             # how long one BRPOP blocks; the Redis transport reads it from the Transport
             # object when a channel is made, so it must be set before any channel exists
             conn.transport.brpop_timeout = self.brpop_timeout
+        return conn
+
+    @staticmethod
+    def connect(conn):
+        """Connect `conn` in one attempt. (kombu's Connection.connect() tries twice, 2 s apart,
+        which would overrun the caller's deadline; the callers here retry on their own terms.)"""
+        conn.ensure_connection(max_retries=0, reraise_as_library_errors=False)
         return conn
 
     def failed(self):

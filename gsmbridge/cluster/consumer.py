@@ -32,7 +32,7 @@ import time
 import kombu
 
 from . import envelope, topology
-from .broker import Backoff, BrokerError, close_quietly, log
+from .broker import Backoff, BrokerError, NoTimeLeft, close_quietly, log
 
 
 class Delivery:
@@ -129,10 +129,10 @@ class Consumer:
             return
         left = deadline - time.monotonic()
         if left <= 0:
-            raise TimeoutError("no time left to connect")
+            raise NoTimeLeft()
         conn = self.broker.connection(timeout=left)
         self._conn = conn
-        conn.connect()
+        self.broker.connect(conn)
         channel = conn.channel()
         transport = self.broker.transport
         topology.exchange()(channel).declare()

@@ -21,7 +21,7 @@ import time
 import kombu
 
 from . import envelope, topology
-from .broker import Backoff, close_quietly, log
+from .broker import Backoff, NoTimeLeft, close_quietly, log
 
 
 class Heartbeat:
@@ -95,10 +95,10 @@ class Heartbeat:
             return
         left = deadline - time.monotonic()
         if left <= 0:
-            raise TimeoutError("no time left to connect")
+            raise NoTimeLeft()
         conn = self.broker.connection(timeout=left)
         self._conn = conn
-        conn.connect()
+        self.broker.connect(conn)
         channel = conn.default_channel
         topology.heartbeat_exchange()(channel).declare()
         queue = topology.heartbeat_queue(self.broker.node, self.broker.transport)

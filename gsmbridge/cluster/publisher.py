@@ -18,7 +18,7 @@ import time
 import kombu
 
 from . import envelope, topology
-from .broker import Backoff, BrokerError, BrokerUnavailable, close_quietly, log
+from .broker import Backoff, BrokerError, BrokerUnavailable, NoTimeLeft, close_quietly, log
 
 
 class Publisher:
@@ -43,6 +43,7 @@ class Publisher:
         timeout = self.broker.timeout if timeout is None else timeout
         deadline = time.monotonic() + timeout
         backoff = Backoff()
+        last = None
         with self._lock:
             while True:
                 try:
@@ -57,12 +58,14 @@ class Publisher:
                                              self.broker.describe(exc))) from None
                     if not self.broker.transient(exc):
                         raise
-                    self._went_down(exc)
+                    if not isinstance(exc, NoTimeLeft) or last is None:
+                        last = exc
+                    self._went_down(last)
                     if not backoff.sleep(deadline):
                         raise BrokerUnavailable(
                             "%s did not take the message for %s within %.1f s (%s)"
                             % (self.broker.safe_url, queue, timeout,
-                               self.broker.describe(exc))) from None
+                               self.broker.describe(last))) from None
                 else:
                     self._came_back()
                     return
@@ -78,11 +81,11 @@ class Publisher:
     def _publish_once(self, queue, data, message_id, deadline):
         left = deadline - time.monotonic()
         if left <= 0:
-            raise TimeoutError("no time left")
+            raise NoTimeLeft()
         if self._conn is None:
             conn = self.broker.connection(confirm=True, heartbeat=0, timeout=left)
             self._conn = conn
-            conn.connect()
+            self.broker.connect(conn)
             self._producer = kombu.Producer(conn.default_channel, exchange=topology.exchange(),
                                             auto_declare=False)
             self._declared.clear()
