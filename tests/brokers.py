@@ -332,7 +332,8 @@ class Redis(_Server):
 
     def start(self):
         assert not self.running, "already running"
-        binary = shutil.which("redis-server") or shutil.which("redis-server", path="/usr/sbin:/usr/bin")
+        binary = (shutil.which("redis-server")
+                  or shutil.which("redis-server", path="/usr/sbin:/usr/bin"))
         if binary is None:
             pytest.skip("redis-server is not installed (apt-get install redis-server)")
         argv = [binary, "--port", str(self.port), "--bind", "127.0.0.1",
