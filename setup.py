@@ -17,6 +17,9 @@ setup(
         "waitress>=2.1",
         "supervisor>=4.2",
         "prometheus_client>=0.17",
+        # [cluster]: several hosts over the broker a Celery deployment runs (RabbitMQ, Redis)
+        "kombu>=5.3",
+        "redis>=4.5.2,<9",
     ],
     extras_require={
         "test": [
