@@ -75,7 +75,8 @@ def test_defaults_for_a_minimal_file(tmp_path):
     cfg = config.load(write(tmp_path, MINIMAL))
     assert cfg.modem == config.ModemConfig(port="sim://")
     assert cfg.modem.baudrate == 115200 and cfg.modem.receive == "auto"
-    assert cfg.modem.max_parts == 10 and cfg.modem.status_reports is False
+    # 27 parts: every GSM text RapidPro allows (4,096 characters) goes out whole
+    assert cfg.modem.max_parts == 27 and cfg.modem.status_reports is False
     assert cfg.http.listen == "127.0.0.1:13013" and cfg.http.max_body == 65536
     assert (cfg.http.connections, cfg.http.connections_per_client) == (1000, 100)
     assert (cfg.http.header_timeout, cfg.http.body_timeout, cfg.http.idle_timeout) == (10, 30, 15)
