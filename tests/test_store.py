@@ -306,6 +306,95 @@ def test_next_outbound_is_the_oldest_due_for_this_modem_or_any(store, clock):
     assert store.next_outbound("m3", clock.now) is None
 
 
+def test_a_higher_priority_goes_first_and_equal_ones_in_the_order_queued(store, clock):
+    """Kannel's priority (0 to 3; courier sends 1 for a reply in a conversation): the reply goes
+    ahead of the bulk queued before it, pinned or not; the bulk keeps its own order."""
+    def add(number, text, priority=0, modem=None):
+        return store.add_outbound([number], text, encoding="gsm7", parts=1, modem=modem,
+                                  priority=priority)[0]
+
+    bulk = [add("+255700000001", "bulk 1"), add("+255700000002", "bulk 2", modem="m1"),
+            add("+255700000003", "bulk 3")]
+    reply = add("+255700000002", "reply", priority=1)
+    urgent = add("+255700000004", "urgent", priority=2, modem="m1")
+    order = []
+    while True:
+        row = store.next_outbound("m1", clock.now)
+        if row is None:
+            break
+        assert store.outbound_sending(row["id"], modem="m1")
+        store.outbound_sent(row["id"], references=[1])
+        order.append(row["id"])
+    assert order == [urgent, reply] + bulk
+    assert store.get_outbound(reply)["priority"] == 1
+
+
+def test_a_priority_message_waiting_for_a_retry_lets_the_others_by(store, clock):
+    bulk = store.add_outbound(["+1"], "bulk", encoding="gsm7", parts=1)[0]
+    reply = store.add_outbound(["+2"], "reply", encoding="gsm7", parts=1, priority=1)[0]
+    assert store.next_outbound("m1", clock.now)["id"] == reply
+    store.outbound_sending(reply, modem="m1")
+    store.outbound_retry(reply, error="+CMS ERROR: 500", next_attempt=clock.now + 60)
+    assert store.next_outbound("m1", clock.now)["id"] == bulk
+    assert store.next_outbound("m1", clock.now + 60)["id"] == reply
+
+
+def test_priority_goes_first_across_the_pool_s_routes(store, clock):
+    store.set_pool({"a": {"routes": ["+25576"]}, "b": {"routes": ["+25568"]}})
+    routed = store.add_outbound(["+255760000001"], "routed to a", encoding="gsm7", parts=1)[0]
+    anyone = store.add_outbound(["+255999000001"], "a reply, any modem", encoding="gsm7",
+                                parts=1, priority=1)[0]
+    assert store.next_outbound("a", clock.now)["id"] == anyone
+    assert store.next_outbound("b", clock.now)["id"] == anyone
+    store.outbound_sending(anyone, modem="b")
+    assert store.next_outbound("a", clock.now)["id"] == routed
+
+
+@pytest.mark.parametrize("priority", [-1, 4])
+def test_a_priority_out_of_kannel_s_range_is_refused(store, priority):
+    with pytest.raises(ValueError, match="priority"):
+        store.add_outbound(["+1"], "x", encoding="gsm7", parts=1, priority=priority)
+
+
+@pytest.mark.parametrize("name", ["NEXT_OUTBOUND_PINNED_SQL", "NEXT_OUTBOUND_ANY_SQL",
+                                  "NEXT_OUTBOUND_ROUTE_SQL"])
+def test_the_next_message_by_priority_is_one_index_walk_without_a_sort(store, name):
+    db = store._conn()
+    db.execute("BEGIN")
+    db.executemany("INSERT INTO outbound (id, recipient, text, parts, modem, status, route,"
+                   " priority, next_attempt, created_at) VALUES (?, '+1', 't', 1, ?, ?, ?, ?, ?,"
+                   " 0)", [("o%d" % i, ("m1", None, None)[i % 3], "queued" if i % 2 else "sent",
+                            ("", "a")[i % 2], i % 4 if i % 7 == 0 else 0, i)
+                           for i in range(3000)])
+    db.execute("COMMIT")
+    db.execute("ANALYZE")
+    index = "outbound_route" if name == "NEXT_OUTBOUND_ROUTE_SQL" else "outbound_queue"
+    assert_uses_index(db, getattr(store_module, name), index, no_sort=True)
+
+
+def test_a_version_3_store_is_migrated_with_its_queue_in_order(path, clock):
+    db = sqlite3.connect(path)
+    for version in (1, 2, 3):
+        for statement in store_module._split_sql(store_module.schema._MIGRATIONS[version]):
+            db.execute(statement)
+    db.execute("PRAGMA user_version = 3")
+    db.executemany("INSERT INTO outbound (id, recipient, text, parts, next_attempt, created_at)"
+                   " VALUES (?, '+1', ?, 1, 0, 0)", [("a", "first"), ("b", "second")])
+    db.commit()
+    db.close()
+    s = Store(path, clock=clock)
+    try:
+        assert s.get_outbound("a")["priority"] == 0
+        reply = s.add_outbound(["+2"], "reply", encoding="gsm7", parts=1, priority=1)[0]
+        order = []
+        while (row := s.next_outbound("m1", clock.now)) is not None:
+            s.outbound_sending(row["id"], modem="m1")
+            order.append(row["id"])
+        assert order == [reply, "a", "b"]
+    finally:
+        s.close()
+
+
 def test_a_queued_message_is_claimed_by_one_worker_only(store, clock):
     msg_id = store.add_outbound(["+1"], "x", encoding="gsm7", parts=1)[0]
     assert store.outbound_sending(msg_id, modem="m1") is True

@@ -6,7 +6,7 @@ gsmbridge is refused rather than misread.
 """
 
 #: the schema version this code writes (PRAGMA user_version)
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 _SCHEMA_V1 = """
 CREATE TABLE inbound (
@@ -164,8 +164,20 @@ CREATE TABLE pool (                                   -- the modems' routes and 
 );
 """
 
+# A message's priority (Kannel's sendsms `priority`, 0 to 3; RapidPro's courier sends 1 for a
+# reply in a conversation): the queue indexes order by it first, so "the next message this modem
+# sends" stays one index seek and a reply goes ahead of the bulk queued before it.
+_SCHEMA_V4 = """
+ALTER TABLE outbound ADD COLUMN priority INTEGER NOT NULL DEFAULT 0;
+DROP INDEX outbound_queue;
+CREATE INDEX outbound_queue ON outbound (modem, priority DESC, seq) WHERE status = 'queued';
+DROP INDEX outbound_route;
+CREATE INDEX outbound_route ON outbound (route, priority DESC, seq)
+    WHERE status = 'queued' AND modem IS NULL;
+"""
+
 #: schema version -> script taking the database from the version before to it
-_MIGRATIONS = {1: _SCHEMA_V1, 2: _SCHEMA_V2, 3: _SCHEMA_V3}
+_MIGRATIONS = {1: _SCHEMA_V1, 2: _SCHEMA_V2, 3: _SCHEMA_V3, 4: _SCHEMA_V4}
 
 
 def _split_sql(script):
