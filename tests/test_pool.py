@@ -15,7 +15,7 @@ import pytest
 import requests
 
 import gsmbridge.store as store_module
-from plans import assert_uses_index
+from plans import assert_uses_index, plan_problems
 from gsmbridge import config
 from gsmbridge.app import Bridge, forwarding_groups
 from gsmbridge.config import ConfigError
@@ -227,15 +227,17 @@ def test_inbound_of_some_modems(store, clock):
     assert store.pending_inbound_modems() == ["a", "b", "c"]
 
 
-@pytest.mark.parametrize("name, index", [
+POOL_QUERIES = [
     ("NEXT_OUTBOUND_ROUTE_SQL", "outbound_route"),
     ("SENT_SINCE_SQL", "outbound_sent_by"),
     ("DUE_INBOUND_OF_MODEM_SQL", "inbound_due_modem"),
     ("NEXT_INBOUND_DUE_OF_MODEM_SQL", "inbound_due_modem"),
-])
-def test_pool_queries_use_their_index_with_statistics(store, name, index):
-    """Each pool query is one index range, whatever the queue holds (1,000,000 queued:
-    bench/bench_pool.py --store)."""
+]
+
+
+def _fill_pool_queues(store, *, drop=None):
+    """Queues of several modems and routes with ANALYZE statistics; `drop`: an index to drop
+    first. Returns the connection."""
     db = store._conn()
     db.execute("BEGIN")
     db.executemany("INSERT INTO inbound (id, modem, sender, text, received_at, pdus, head,"
@@ -248,9 +250,28 @@ def test_pool_queries_use_their_index_with_statistics(store, name, index):
                    [("o%d" % i, ("m1", None, None)[i % 3], "queued" if i % 2 else "sent",
                      ("", "a", "a,b")[i % 3], None if i % 2 else "m%d" % (i % 4),
                      None if i % 2 else i, i) for i in range(3000)])
+    if drop:
+        db.execute("DROP INDEX %s" % drop)
     db.execute("COMMIT")
     db.execute("ANALYZE")
+    return db
+
+
+@pytest.mark.parametrize("name, index", POOL_QUERIES)
+def test_pool_queries_use_their_index_with_statistics(store, name, index):
+    """Each pool query is one index range, whatever the queue holds (1,000,000 queued:
+    bench/bench_pool.py --store)."""
+    db = _fill_pool_queues(store)
     assert_uses_index(db, getattr(store_module, name), index, no_sort=True)
+
+
+@pytest.mark.parametrize("name, index", POOL_QUERIES)
+def test_the_plan_check_reports_a_pool_query_whose_index_is_gone(store, name, index):
+    db = _fill_pool_queues(store, drop=index)
+    problems = plan_problems(db, getattr(store_module, name), index, no_sort=True)
+    assert "as the store runs it: no such index: %s" % index in problems, problems
+    assert any(p.startswith("left to the planner: %s is not used" % index)
+               for p in problems), problems
 
 
 # -- config ------------------------------------------------------------------------------------
