@@ -9,7 +9,6 @@ inbound per modem with its own receiver URL, delivery-report %i, /health and /st
 
 import subprocess
 import sys
-import time
 
 import pytest
 import requests
@@ -376,6 +375,21 @@ def test_forwarding_groups():
 # -- whole bridges, one simulated modem per [modem:NAME] -----------------------------------------
 
 
+def watch_next_outbound(store):
+    """Record each (modem, row) store.next_outbound hands a worker, as it hands it: the list
+    grows with every pass of a worker's loop that looked for something to send."""
+    asked = []
+    real = store.next_outbound
+
+    def next_outbound(modem, now):
+        row = real(modem, now)
+        asked.append((modem, row))
+        return row
+
+    store.next_outbound = next_outbound
+    return asked
+
+
 class Pool:
     """A running in-process Bridge and handy views of it."""
 
@@ -466,13 +480,19 @@ def test_pinning_and_prefix_routes(pool):
 
 def test_a_capped_modem_waits_and_its_routed_messages_move(pool):
     p = pool(a={"routes": VODACOM, "hourly_cap": 3}, b={})
+    asked = watch_next_outbound(p.bridge.store)
     routed = p.send(["+25576100000%d" % i for i in range(6)])
     pinned = [p.sendsms("+25576200000%d" % i, smsc="a") for i in range(2)]
     assert all(r.status_code == 202 for r in pinned)
     p.all_sent(routed)
     assert len(p.sent("a")) == 3 and len(p.sent("b")) == 3
     assert all(number.startswith(VODACOM) for number in p.sent("b"))
-    time.sleep(0.5)         # a worker that ignored its cap would have sent the pinned ones now
+    # a's worker asks for work twice more (the second ask surely after the pinned ones were
+    # queued) and is given nothing: a worker that ignored its cap would have sent them then
+    since = len(asked)
+    p.bridge.store.notify()
+    wait_for(lambda: [row for modem, row in asked[since:] if modem == "a"][:2] == [None, None],
+             message="a's worker asking for work while at its cap")
     assert p.bridge.store.counts()["outbound"]["queued"] == 2 and len(p.sent("a")) == 3
     status = requests.get(p.api + "/status", auth=p.auth, timeout=10).json()
     assert status["modems"]["a"]["capped"] is True and status["modems"]["a"]["sent_last_hour"] == 3
