@@ -5,7 +5,6 @@ Timed behaviour (delayed answers, windows, the network's redelivery) is checked 
 check what a program sees on the port.  The control API is exercised over real HTTP on 127.0.0.1.
 """
 
-import ast
 import os
 import re
 import signal
@@ -21,6 +20,7 @@ from hypothesis import given, settings, strategies as st
 
 from clock import Clock
 from bridgeproc import wait_for
+from transcript import wire
 from gsmbridge.codec import pdu
 from gsmbridge.simulator.runner import loopback_address, start_simulator
 from gsmbridge.simulator.machine import SimulatedModem, parse_command_line
@@ -73,19 +73,6 @@ class Host:
         self.read_until(re.compile(rb"\r\n> "))
         self.write(hex_pdu.encode() + b"\x1a")
         return self.read_until(FINAL, timeout).decode()
-
-
-def wire(sim, since=0):
-    """What crossed the port after offset `since` of the simulator's transcript: (the bytes the
-    host wrote, the bytes the modem sent)."""
-    sent, answered = b"", b""
-    for line in sim.transcript()[since:].splitlines():
-        direction, data = line.split(" ", 1)
-        if direction == ">":
-            sent += ast.literal_eval(data)
-        else:
-            answered += ast.literal_eval(data)
-    return sent, answered
 
 
 def lines(answer):

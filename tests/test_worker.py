@@ -15,6 +15,8 @@ from datetime import datetime, timezone
 import pytest
 
 from bridgeproc import wait_for
+from clock import Clock
+from transcript import wire
 from gsmbridge import metrics
 from gsmbridge.codec import pdu
 from gsmbridge import simulator
@@ -377,13 +379,19 @@ def test_a_vanished_port_is_reopened_when_it_comes_back(sim, store, worker):
 
 
 def test_watchdog_brings_back_a_modem_that_was_stuck_for_a_while(sim, store, worker):
-    s = sim()
+    clock = Clock(1000.0)
+    s = sim(clock=clock)                                    # the modem's time moves by hand
     w = worker(s.link, start=False)
     w.status_interval = 3600                                # the only command: the send below
     w.start()
     wait_for(lambda: "registered" in state(store, w), message="modem up, status known")
     s.modem.set_faults(hang=3.0)                            # drops all input for 3 s
+    since = len(s.transcript())
     msg_id = queue(store, BOB, "after the hang")            # its AT+CMGS gets no answer
+    wait_for(lambda: b"\x1b" in wire(s, since)[0].split(b"AT+CMGS=")[-1]   # ESC, then AT:
+                     and b"AT\r" in wire(s, since)[0],                     # dropped too
+             message="the watchdog's ESC and AT")
+    clock.now += 3.0                                        # the hang ends while it tries AT
     wait_for(lambda: outbound(store, msg_id)["status"] == "sent", message="sent")
     assert w.boots == 1                                     # ESC and AT did it: no reopen
     assert outbound(store, msg_id)["attempts"] == 2         # into the hang, and after it
