@@ -542,8 +542,9 @@ QUEUE_QUERIES = [
     ("OLDEST_PENDING_OF_SENDER_SQL", "inbound_sender_pending", {}),
     ("DEMOTE_HEADS_SQL", "inbound_sender_pending", {}),
     ("NEXT_OUTBOUND_PINNED_SQL", "outbound_queue", {}),
-    # SQLite guesses "modem IS NULL" matches twice the rows "modem = ?" does, so even with
-    # statistics it would walk every queued row by status: the hint is what keeps it off that.
+    # SQLite rates "modem IS NULL" as matching more rows than "modem = ?", so even with
+    # statistics it picks outbound_status and walks every queued message, pinned ones too:
+    # the hint is what keeps it on outbound_queue.
     ("NEXT_OUTBOUND_ANY_SQL", "outbound_queue", {"hint_needed": True}),
     ("COUNT_INBOUND_SQL", "inbound_status", {"whole_index": True}),
     ("COUNT_OUTBOUND_SQL", "outbound_status", {"whole_index": True}),
