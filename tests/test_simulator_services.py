@@ -604,4 +604,5 @@ def test_any_arguments_get_an_answer_and_never_break_the_modem(style, early, scr
         modem.data_to_send()
     clock.now += 60.0
     modem.data_to_send()
+    at(modem, "ATQ0V1")          # a random argument may have chained V0 or Q1 onto a command
     assert at(modem, "AT").endswith("OK\r\n"), "still answering after all that"
