@@ -1,7 +1,7 @@
-"""The `gsmbridge` command: run, check-config, simulate, send, status, messages.
+"""The `gsmbridge` command: run, check-config, simulate, send, status, messages, ussd.
 
-`send`, `status` and `messages` talk to a running bridge over its HTTP API, finding its address and
-credentials in the same ini file the bridge was started with.
+`send`, `status`, `messages` and `ussd` talk to a running bridge over its HTTP API, finding its
+address and credentials in the same ini file the bridge was started with.
 """
 
 import argparse
@@ -90,8 +90,9 @@ def _request(method, url, **kwargs):
     from gsmbridge.delivery import describe_error
     from gsmbridge.safeurl import mask_url
 
+    kwargs.setdefault("timeout", 10)
     try:
-        return requests.request(method, url, timeout=10, **kwargs)
+        return requests.request(method, url, **kwargs)
     except requests.RequestException as exc:
         print("gsmbridge: cannot reach the bridge at %s: %s" % (mask_url(url), describe_error(exc)),
               file=sys.stderr)
@@ -153,6 +154,7 @@ def format_status(data, base):
                      overview.ago(modem.get("updated_at"), now)])
         if modem.get("last_error"):
             rows.append(["", "last error: %s" % modem["last_error"]])
+        rows += [["", note] for note in service_notes(modem, now)]
     lines += ["", table(["MODEM", "STATE", "SIGNAL", "OPERATOR", "REGISTRATION", "LAST REPORT"],
                         rows)]
 
@@ -189,6 +191,37 @@ def format_status(data, base):
         overview.ago(activity.get(key), now)
         for key in ("last_received", "last_forwarded", "last_sent")))
     return "\n".join(lines)
+
+
+def service_notes(modem, now):
+    """The SIM's services of a modem in /status, as the lines under its row: the balance, who
+    the modem and SIM are, the calls."""
+    from gsmbridge import overview
+
+    notes = []
+    if modem.get("balance") is not None or modem.get("balance_error"):
+        if modem.get("balance") is not None:
+            low = modem.get("low_balance")
+            words = "balance %s (checked %s)%s" % (
+                "%g" % modem["balance"], overview.ago(modem.get("balance_checked_at"), now),
+                ", BELOW low_balance %g" % low if low is not None and modem["balance"] < low
+                else "")
+        else:
+            words = "balance unknown"
+        if modem.get("balance_error"):
+            words += "; last check failed: %s" % modem["balance_error"]
+        notes.append(words)
+    identity = modem.get("identity") or {}
+    facts = ["%s %s" % (label, identity[key]) for key, label in (
+        ("imei", "IMEI"), ("imsi", "IMSI"), ("iccid", "ICCID"), ("own_number", "number"))
+        if identity.get(key)]
+    if facts:
+        notes.append(", ".join(facts))
+    if modem.get("calls"):
+        notes.append("%d call%s, the last %s" % (modem["calls"], "" if modem["calls"] == 1
+                                                 else "s", overview.ago(modem.get("last_call"),
+                                                                        now)))
+    return notes
 
 
 def table(header, rows, right=()):
@@ -247,6 +280,51 @@ def cmd_messages(args):
     return 0
 
 
+def cmd_ussd(args):
+    """A USSD request through POST /api/v1/ussd: print the reply; a menu's session to answer."""
+    from gsmbridge.web.ussd import GRACE
+    from gsmbridge.store import USSD_QUEUE_WAIT
+
+    config = _load(args.config)
+    base, auth = _api(config)
+    if args.end:
+        resp = _request("DELETE", base + "/api/v1/ussd/" + args.end, auth=auth)
+        if resp.status_code != 200:
+            print("gsmbridge: ussd failed (%d): %s" % (resp.status_code, _reason(resp)),
+                  file=sys.stderr)
+            return 1
+        print("session %s ended" % args.end)
+        return 0
+    if not args.code:
+        print("gsmbridge: ussd needs a code (e.g. '*102#'), or --end SESSION", file=sys.stderr)
+        return 2
+    body = {"code": args.code}
+    if args.modem:
+        body["modem"] = args.modem
+    if args.session:
+        body["session"] = args.session
+    longest = max(m.ussd_timeout for m in config.modems.values())
+    resp = _request("POST", base + "/api/v1/ussd", auth=auth, json=body,
+                    timeout=USSD_QUEUE_WAIT + longest + GRACE + 10)
+    if resp.status_code != 200:
+        print("gsmbridge: ussd failed (%d): %s" % (resp.status_code, _reason(resp)),
+              file=sys.stderr)
+        return 1
+    answer = resp.json()
+    if args.json:
+        print(json.dumps(answer, indent=2, sort_keys=True, ensure_ascii=False))
+    else:
+        if answer.get("reply") is not None:
+            print(answer["reply"])
+        if answer["status"] == "more":
+            print("(a menu: answer with gsmbridge ussd -c %s --session %s ANSWER, or end it "
+                  "with --end %s)" % (args.config, answer["session"], answer["session"]))
+        elif answer["status"] != "done":
+            print("%s: %s" % (answer["status"], answer.get("error") or "no reply"),
+                  file=sys.stderr)
+    return 0 if answer["status"] in ("done", "more") else 1
+
+
 def _reason(resp):
     try:
         return resp.json()["error"]
@@ -288,6 +366,15 @@ def build_parser():
     messages.add_argument("--width", type=int, default=40,
                           help="text shown up to this many characters (default %(default)s)")
     messages.add_argument("--json", action="store_true", help="print the raw JSON, texts whole")
+    ussd = with_config(sub.add_parser(
+        "ussd", help="ask the network a USSD code through a running bridge's modem (exit 1 "
+                     "when it failed or timed out)"))
+    ussd.add_argument("code", nargs="?", help="the code, e.g. '*102#' (quote it: # starts a "
+                                              "shell comment), or a menu's answer")
+    ussd.add_argument("--modem", help="the modem to ask through (needed with several)")
+    ussd.add_argument("--session", help="answer the menu of this session")
+    ussd.add_argument("--end", metavar="SESSION", help="end this session's menu")
+    ussd.add_argument("--json", action="store_true", help="print the raw JSON")
     return parser
 
 
@@ -297,7 +384,7 @@ def main(argv=None):
         return cmd_simulate(None, argv[1:])
     args = build_parser().parse_args(argv)
     handler = {"run": cmd_run, "check-config": cmd_check_config, "send": cmd_send,
-               "status": cmd_status, "messages": cmd_messages}[args.command]
+               "status": cmd_status, "messages": cmd_messages, "ussd": cmd_ussd}[args.command]
     return handler(args)
 
 

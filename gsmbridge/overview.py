@@ -20,6 +20,10 @@ The health rules, each a reason for 503 (there may be several):
   refusing it, or the forwarder stuck);
 - outbound: a message has been queued more than QUEUE_STALE seconds and the modem has sent
   nothing for SEND_STALE seconds (a long but moving queue is not a problem; a stalled one is).
+
+A warning, never a reason for 503: a modem whose airtime balance (the balance watch, [modem]
+balance_code) is below its low_balance.  SMS still flow, but not for long: a prepaid SIM that
+runs out of credit is the commonest silent outage of an SMS service.
 """
 
 import os
@@ -86,6 +90,9 @@ def snapshot(store, config, *, now=None, recent=20, started_at=None):
     pool_warnings = warnings(data, config, now=now)
     if pool_warnings:
         data["health"]["warnings"] = pool_warnings
+    low = [name for name in config.modem_names if low_balance(name, data["modems"], config)]
+    if low:
+        data["health"]["low_balance"] = low
     return data
 
 
@@ -93,9 +100,11 @@ def modems_with_config(modems, config):
     """The store's modem records, every configured modem included (a missing one as not
     started): the configured ones in the config file's order, then any others by name."""
     result = {}
-    for name in config.modem_names:
+    for name, modem in config.modems.items():
         result[name] = dict(modems.get(name) or {"state": "not started", "updated_at": None},
                             configured=True)
+        if getattr(modem, "low_balance", None) is not None:
+            result[name]["low_balance"] = modem.low_balance
     for name, state in sorted(modems.items()):
         result.setdefault(name, dict(state, configured=False))
     return result
@@ -127,9 +136,30 @@ def _modem_problems(data, config, now):
 
 
 def warnings(data, config, *, now):
-    """The modems of a pool that cannot send, while another can; [] otherwise."""
+    """The modems of a pool that cannot send, while another can; then the modems whose
+    airtime balance is below their low_balance."""
     found, pool_is_fine = _modem_problems(data, config, now)
-    return found if pool_is_fine else []
+    found = found if pool_is_fine else []
+    for name in config.modem_names:
+        low = low_balance(name, data["modems"], config)
+        if low:
+            found.append(low)
+    return found
+
+
+def low_balance(name, modems, config):
+    """The warning for a modem whose last balance is below its low_balance, else None."""
+    limit = getattr(config.modems[name], "low_balance", None)
+    balance = (modems.get(name) or {}).get("balance")
+    if limit is None or not isinstance(balance, (int, float)) or isinstance(balance, bool) \
+            or balance >= limit:
+        return None
+    return "modem %s: airtime balance %s is below low_balance %s" % (name, _amount(balance),
+                                                                     _amount(limit))
+
+
+def _amount(value):
+    return ("%.2f" % value).rstrip("0").rstrip(".") if isinstance(value, float) else str(value)
 
 
 def problems(data, config, *, now, disk=None):
@@ -333,6 +363,7 @@ class StoreCollector:
                 updated.add_metric([name], state["updated_at"])
         yield updated
         yield from pool_metrics(modems)
+        yield from service_metrics(modems)
         data = {"modems": modems_with_config(modems, self.config), "counts": counts,
                 "activity": activity}
         healthy = not problems(data, self.config, now=now,
@@ -371,4 +402,25 @@ def pool_metrics(modems):
             if not isinstance(value, (int, float)) or (key.endswith("_cap") and not value):
                 continue
             family.add_metric([name], value)
+        yield family
+
+
+#: per-modem gauges of the SIM's services, from the modem's state: (metric, key, help)
+SERVICE_GAUGES = (
+    ("gsmbridge_modem_balance", "balance",
+     "the SIM's airtime balance as its last check read it ([modem] balance_code)"),
+    ("gsmbridge_modem_balance_checked_timestamp_seconds", "balance_checked_at",
+     "when the balance was last read"),
+    ("gsmbridge_modem_calls", "calls", "incoming voice calls the modem has had (hung up)"),
+)
+
+
+def service_metrics(modems):
+    """The SIM services' gauges, one sample per modem that has the value."""
+    for metric, key, help in SERVICE_GAUGES:
+        family = GaugeMetricFamily(metric, help, labels=["modem"])
+        for name, state in sorted(modems.items()):
+            value = state.get(key)
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                family.add_metric([name], value)
         yield family

@@ -1,6 +1,7 @@
 """The HTTP side of the bridge: Kannel's /cgi-bin/sendsms (kannel.py), a JSON API (api.py), the
-send endpoints of RapidSMS's other backends (dialects.py), and the operators' view (the status
-page at /, /status, /health, /metrics, /openapi.json: operators.py), as one Flask application.
+send endpoints of RapidSMS's other backends (dialects.py), USSD (ussd.py), and the operators'
+view (the status page at /, /status, /health, /metrics, /openapi.json: operators.py), as one
+Flask application.
 
 Before any view, guard.py refuses what a web page could make the operator's browser do (a
 foreign Host, a cross-site request that sends). The views are thin on purpose: they check the
@@ -21,7 +22,7 @@ from prometheus_client import CollectorRegistry
 from werkzeug.exceptions import HTTPException
 
 from gsmbridge import overview
-from gsmbridge.web import api, dialects, guard, kannel, operators
+from gsmbridge.web import api, dialects, guard, kannel, operators, ussd
 from gsmbridge.web.checks import Refused, Served, json_response, log
 
 __all__ = ["create_app"]
@@ -39,7 +40,7 @@ def create_app(store, config):
                                          registry=registry)
     # the Host and cross-site checks, before every view (guard.py says why)
     app.before_request(guard.check_request)
-    for blueprint in (kannel.bp, api.bp, operators.bp, dialects.bp):
+    for blueprint in (kannel.bp, api.bp, operators.bp, dialects.bp, ussd.bp):
         app.register_blueprint(blueprint)
 
     @app.errorhandler(Refused)

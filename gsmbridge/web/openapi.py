@@ -15,6 +15,7 @@ from gsmbridge.config import HttpConfig
 from gsmbridge.store import INBOUND_STATUSES, OUTBOUND_STATUSES
 from gsmbridge.web.checks import (CODING, DLR_MASK, LIST_DEFAULT, LIST_LIMIT, MAX_IN_REPLY_TO,
                                   MAX_SENDER, MAX_URL, PRIORITY, REFRESH, VALIDITY)
+from gsmbridge.web.ussd import MAX_ACTIVE as USSD_MAX_ACTIVE, MAX_CODE as USSD_MAX_CODE
 
 NUMBER_PATTERN = "^%s$" % PHONE_NUMBER
 #: what Kannel's `to` takes: numbers separated by spaces or '+'
@@ -588,6 +589,129 @@ PATHS = {
         },
     },
 }
+
+# -- the SIM's services: USSD, the balance watch, identity, calls --------------------------------
+
+NULLABLE_TEXT = {"type": "string", "nullable": True}
+
+SCHEMAS["Modem"]["properties"].update({
+    "identity": {
+        "type": "object",
+        "description": "what the modem and its SIM say they are, read at every boot; null "
+                       "where the modem would not say",
+        "properties": {key: dict(NULLABLE_TEXT, description=words) for key, words in (
+            ("manufacturer", "AT+CGMI"), ("model", "AT+CGMM"), ("revision", "AT+CGMR"),
+            ("imei", "AT+CGSN"), ("imsi", "AT+CIMI"),
+            ("iccid", "the SIM's serial number (AT+CCID, AT^ICCID?, ... AT+CRSM)"),
+            ("own_number", "AT+CNUM: null when the SIM holds none"))}},
+    "balance": nullable({"type": "number",
+                         "description": "the airtime balance the last check read"}),
+    "balance_text": nullable({"type": "string",
+                              "description": "the network's reply to balance_code"}),
+    "balance_checked_at": nullable(dict(EPOCH, description="when the balance was last read")),
+    "balance_tried_at": nullable(dict(EPOCH, description="when it was last asked for")),
+    "balance_error": nullable({"type": "string",
+                               "description": "why the last check found no balance"}),
+    "low_balance": {"type": "number",
+                    "description": "[modem] low_balance: /health warns below it"},
+    "calls": {"type": "integer", "minimum": 0,
+              "description": "incoming voice calls the modem has had (each hung up at once)"},
+    "last_call": nullable(dict(EPOCH, description="when the latest call rang")),
+})
+SCHEMAS["Status"]["properties"]["health"]["properties"]["low_balance"] = {
+    "type": "array", "items": {"type": "string"},
+    "description": "the modems whose balance is below their low_balance"}
+
+SCHEMAS.update({
+    "UssdRequest": {
+        "type": "object", "required": ["code"], "additionalProperties": False,
+        "properties": {
+            "code": {"type": "string", "minLength": 1, "maxLength": USSD_MAX_CODE,
+                     "description": "a service code (*102#), or in a session the menu's next "
+                                    "answer (1); GSM 7-bit characters, no quotes"},
+            "modem": {"type": "string", "nullable": True,
+                      "description": "the modem to ask through; may be left out when the "
+                                     "bridge has one (or when continuing a session)"},
+            "session": {"type": "string", "nullable": True,
+                        "description": "continue this session (a menu that answered more)"},
+        },
+    },
+    "UssdAnswer": {
+        "type": "object", "required": ["modem", "code", "reply", "status", "session", "error"],
+        "properties": {
+            "modem": {"type": "string"},
+            "code": {"type": "string"},
+            "reply": nullable({"type": "string", "description": "the network's text"}),
+            "status": {"type": "string", "enum": ["done", "more", "failed", "timeout"],
+                       "description": "more: a menu, the network waits for the next answer "
+                                      "in this session"},
+            "session": {"type": "string",
+                        "description": "the session: POST its next answer with it, or "
+                                       "DELETE /api/v1/ussd/{session} to end it"},
+            "error": nullable({"type": "string",
+                               "description": "why it failed or timed out"}),
+        },
+    },
+    "UssdEnded": {
+        "type": "object", "required": ["session", "modem", "status", "was_open"],
+        "properties": {
+            "session": {"type": "string"},
+            "modem": {"type": "string"},
+            "status": {"type": "string", "enum": ["ended"]},
+            "was_open": {"type": "boolean",
+                         "description": "false when the session had ended already"},
+        },
+    },
+})
+
+RETRY_LATER = {"Retry-After": {"schema": {"type": "string"}, "required": False,
+                               "description": "seconds to wait"}}
+
+PATHS.update({
+    "/api/v1/ussd": {
+        "post": {
+            "summary": "Ask the network a USSD code (a balance, a menu) through a modem",
+            "description": "Answers once the network did (5 to 20 s on real networks), or the "
+                           "time is up (status timeout). The request waits its turn between "
+                           "the modem's SMS commands. A menu answers status more: send its "
+                           "next answer with the session; a session nobody answers ends after "
+                           "a minute. At most %d requests per modem at once." % USSD_MAX_ACTIVE,
+            "security": BASIC,
+            "requestBody": {"required": True, "content": {"application/json": {
+                "schema": {"$ref": "#/components/schemas/UssdRequest"}}}},
+            "responses": {
+                "200": {"description": "what the network answered, or why it did not",
+                        "content": {"application/json": {
+                            "schema": {"$ref": "#/components/schemas/UssdAnswer"}}}},
+                "400": json_error("refused, with the reason (e.g. modem left out in a pool)"),
+                "401": UNAUTHORIZED,
+                "404": json_error("no such modem, or no such session"),
+                "409": json_error("the session has ended"),
+                "413": json_error("the body is too large"),
+                "429": dict(json_error("the modem has as many USSD requests in hand as it "
+                                       "takes"), headers=RETRY_LATER),
+                "503": dict(json_error("the modem is not up, or the store cannot be written"),
+                            headers=RETRY_LATER),
+            },
+        },
+    },
+    "/api/v1/ussd/{session}": {
+        "delete": {
+            "summary": "End a USSD session (a menu)",
+            "security": BASIC,
+            "parameters": [{"name": "session", "in": "path", "required": True,
+                            "schema": {"type": "string", "minLength": 1}}],
+            "responses": {
+                "200": {"description": "ended (the modem sends AT+CUSD=2 if it is still open)",
+                        "content": {"application/json": {
+                            "schema": {"$ref": "#/components/schemas/UssdEnded"}}}},
+                "401": UNAUTHORIZED,
+                "404": json_error("no such session"),
+                "503": UNAVAILABLE,
+            },
+        },
+    },
+})
 
 
 for _path in PATHS.values():
