@@ -4,6 +4,7 @@ page and `gsmbridge status`, SIM identity, calls hung up and posted to call_url,
 found by its IMEI.
 """
 
+import json
 import os
 import subprocess
 import sys
@@ -14,7 +15,7 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from bridgeproc import BridgeProcess, wait_for
+from bridgeproc import BridgeProcess, free_port, wait_for
 from gsmbridge.simulator.runner import start_simulator
 from gsmbridge.web import openapi
 
@@ -190,7 +191,7 @@ def test_ussd_from_the_command_line(bridges):
     failed = cli(bridge, "ussd", "*999#")
     assert failed.returncode == 1 and "failed" in failed.stderr
     menu = cli(bridge, "ussd", "--json", "*100#")
-    session = __import__("json").loads(menu.stdout)["session"]
+    session = json.loads(menu.stdout)["session"]
     ended = cli(bridge, "ussd", "--end", session)
     assert (ended.returncode, ended.stdout) == (0, "session %s ended\n" % session)
 
@@ -327,3 +328,66 @@ def test_the_bridge_takes_the_modem_with_its_imei(tmp_path, sink):
     finally:
         for sim in sims:
             sim.stop()
+
+
+# --- the README on the shipped sample --------------------------------------------------------
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def readme_block(heading, port_from, port_to):
+    """The first ```sh block under ``heading`` in the README, its port changed."""
+    text = open(os.path.join(REPO, "README.md"), encoding="utf-8").read()
+    section = text[text.index(heading):]
+    block = section[section.index("```sh\n") + 6:]
+    block = block[:block.index("```")]
+    return [line.replace(port_from, port_to) for line in block.splitlines() if line.strip()]
+
+
+def test_the_readmes_curl_lines_work_on_the_shipped_sample(tmp_path, sink):
+    http, control = free_port(), free_port()
+    sample = open(os.path.join(REPO, "etc", "gsmbridge.ini"), encoding="utf-8").read()
+    assert "simulate = control=127.0.0.1:13014" in sample
+    ini = (sample.replace("127.0.0.1:13014", "127.0.0.1:%d" % control)
+           .replace("; listen = 127.0.0.1:13013", "listen = 127.0.0.1:%d" % http)
+           .replace("url = http://127.0.0.1:8000/backend/kannel-backend/",
+                    "url = %s/backend/kannel-backend/" % sink.url))
+    (tmp_path / "gsmbridge.ini").write_text(ini, encoding="utf-8")
+    api = "http://127.0.0.1:%d" % http
+    with open(tmp_path / "bridge.log", "w") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "gsmbridge", "run", "-c",
+                                 str(tmp_path / "gsmbridge.ini")], stdout=log,
+                                stderr=subprocess.STDOUT)
+    try:
+        wait_for(lambda: _up(api), message="the sample bridge up")
+        lines = readme_block("## The simulated modem", "13014", str(control))
+        assert [line.split()[0] for line in lines] == ["curl"] * len(lines)
+        for line in lines:
+            done = subprocess.run(line, shell=True, capture_output=True, text=True, timeout=30)
+            assert done.returncode == 0 and '"error"' not in done.stdout, (line, done.stdout)
+            if "/inbound" in line:
+                wait_for(lambda: sink.requests, message="the SMS forwarded")
+            if "/calls -d" in line:
+                wait_for(lambda: requests.get("http://127.0.0.1:%d/calls" % control,
+                                              timeout=5).json()[0]["ended_by"] == "host",
+                         message="the call hung up")
+        assert sink.requests[0].args == {"id": "+255700000001", "text": "hello"}
+        asked = subprocess.run([sys.executable, "-m", "gsmbridge", "ussd", "-c",
+                                str(tmp_path / "gsmbridge.ini"), "*102#"],
+                               capture_output=True, text=True, timeout=60)
+        assert asked.stdout == "Your balance is 12.50 TZS\n", asked.stderr
+        [first] = [line for line in readme_block("### USSD", "13013", str(http))
+                   if line.startswith("curl") and '"*100#"' in line]
+        menu = subprocess.run(first, shell=True, capture_output=True, text=True, timeout=60)
+        assert json.loads(menu.stdout)["status"] == "more"
+    finally:
+        proc.terminate()
+        proc.wait(20)
+
+
+def _up(api):
+    try:
+        status = requests.get(api + "/status", timeout=2).json()
+    except (requests.RequestException, ValueError):
+        return False
+    return status["modems"]["modem"]["state"] == "up"

@@ -12,7 +12,6 @@ import pytest
 
 from gsmbridge.codec import ussd as codec
 from gsmbridge.modem import locate
-from gsmbridge.modem.driver import GsmModem
 from gsmbridge.modem.errors import ModemGone
 from gsmbridge.modem.port import USSD_JOIN_WAIT
 from gsmbridge.simulator.identity import swapped_bcd

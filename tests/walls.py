@@ -28,6 +28,8 @@ FORBIDDEN = {
                             "gsmbridge.worker"},
     "gsmbridge.dlr": {"gsmbridge.modem", "gsmbridge.simulator", "gsmbridge.web",
                       "gsmbridge.worker"},
+    "gsmbridge.calls": {"gsmbridge.modem", "gsmbridge.simulator", "gsmbridge.web",
+                        "gsmbridge.worker"},
     "gsmbridge.delivery": {"gsmbridge.modem", "gsmbridge.simulator", "gsmbridge.web",
                            "gsmbridge.worker", "gsmbridge.store"},
     "gsmbridge.cluster": {"gsmbridge.modem", "gsmbridge.simulator", "gsmbridge.web",

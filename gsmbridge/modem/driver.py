@@ -243,7 +243,12 @@ class GsmModem:
 
     def reset(self, command, timeout=None):
         """Write ``command`` (e.g. AT+CFUN=1,1) to restart the modem, then close the port."""
-        self._health.reset(command, timeout)
+        if not self._port.is_open:
+            self._open()                # an imei: port is looked for first
+        try:
+            self._health.reset(command, timeout)
+        finally:
+            self.close()
 
     # --- SIM services --------------------------------------------------------------------------
 

@@ -78,6 +78,11 @@ def balance_of(text, pattern=None):
 class SimServices:
     """The SIM services of the modem ``name`` (see the module's docstring)."""
 
+    #: seconds an open menu waits for its next answer (tests make it short)
+    session_idle = SESSION_IDLE
+    #: seconds before a failed balance check is tried again
+    balance_retry = BALANCE_RETRY
+
     def __init__(self, name, store, *, log, balance_code=None, balance_pattern=None,
                  balance_every=21600.0, post_calls=False, clock=time.time):
         self.modem_name = name
@@ -145,7 +150,7 @@ class SimServices:
             if modem.ussd_ended_by_network() or not modem.ussd_session_open:
                 self._end_session(None, "ended by the network")
             elif now >= self._session_idle:
-                self._end_session(modem, "no answer within %.0f s" % SESSION_IDLE)
+                self._end_session(modem, "no answer within %g s" % self.session_idle)
         row = self.store.next_ussd(self.modem_name)
         if row is not None:
             self._take(modem, row)
@@ -195,7 +200,7 @@ class SimServices:
                       ": %s" % answer.error if answer.error else "")
         if more:
             self._session = row["session"]
-            self._session_idle = time.monotonic() + SESSION_IDLE
+            self._session_idle = time.monotonic() + self.session_idle
 
     # -- the balance -------------------------------------------------------------------------
 
@@ -219,7 +224,7 @@ class SimServices:
                                  balance_tried_at=now)
             self.log.warning("modem=%s balance check (%s) failed: %s", self.modem_name,
                              self.balance_code, error)
-            self._next_balance = min(self._next_balance, time.monotonic() + BALANCE_RETRY)
+            self._next_balance = min(self._next_balance, time.monotonic() + self.balance_retry)
             return
         self.store.set_modem(self.modem_name, balance=balance, balance_text=text[:200],
                              balance_checked_at=now, balance_tried_at=now, balance_error=None)
