@@ -140,7 +140,9 @@ def test_the_balance_waits_while_a_menu_is_open(running, store):
     wait_for(lambda: state(store, worker).get("balance") is not None, message="first check")
     menu = finished(store, store.add_ussd(worker.modem_name, "*100#"))
     assert menu["status"] == "more"
-    time.sleep(1.5)
+    # the worker's loop goes round (its status reports) while the balance is due three times
+    since = state(store, worker)["updated_at"]
+    wait_for(lambda: state(store, worker)["updated_at"] >= since + 1.5, message="time passing")
     answered = finished(store, store.add_ussd(worker.modem_name, "2", session=menu["session"]))
     assert answered["status"] == "more", "the menu was not broken by a balance check"
     codes = [r.get("code") for r in sim.modem.ussd_requests() if r.get("code")]
@@ -196,3 +198,15 @@ def test_the_store_keeps_calls_and_their_notifications(tmp_path):
         assert [c["caller"] for c in store.calls("m")] == [None, "+255700000001"]
     finally:
         store.close()
+
+
+def test_requests_a_previous_run_left_running_are_failed_at_start(store):
+    row = store.add_ussd("s-old", "*102#")
+    store.ussd_running(row["id"])
+    menu = store.add_ussd("s-old", "*100#")
+    store.ussd_running(menu["id"])
+    store.ussd_finished(menu["id"], "more", reply="1. Balance")
+    assert store.ussd_interrupted("s-old") == 1
+    left = store.ussd_request(row["id"])
+    assert (left["status"], left["error"]) == ("failed", "the bridge stopped before the reply came")
+    assert store.ussd_session(menu["session"])["open"] is False

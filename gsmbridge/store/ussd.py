@@ -165,6 +165,19 @@ class UssdMixin:
                        (status, reply, error, now, ended, id))
         self.notify()
 
+    def ussd_interrupted(self, modem):
+        """The bridge starts: requests of ``modem`` that a previous run had sent and never saw
+        answered are failed (their askers are gone; the modem forgot them).  Returns how many."""
+        now = self.clock()
+        with self._write() as db:
+            count = db.execute("UPDATE ussd SET status = 'failed', finished_at = ?,"
+                               " error = 'the bridge stopped before the reply came',"
+                               " ended = COALESCE(ended, 'the bridge stopped')"
+                               " WHERE modem = ? AND status = 'running'", (now, modem)).rowcount
+            db.execute("UPDATE ussd SET ended = 'the bridge stopped' WHERE modem = ?"
+                       " AND status = 'more' AND ended IS NULL", (modem,))
+        return count
+
     def ussd_session_ended(self, session, why):
         """The session ended on the modem's side (the network released it, nobody answered in
         time, another request replaced it)."""

@@ -618,6 +618,9 @@ SCHEMAS["Modem"]["properties"].update({
               "description": "incoming voice calls the modem has had (each hung up at once)"},
     "last_call": nullable(dict(EPOCH, description="when the latest call rang")),
 })
+PATHS["/health"]["get"]["description"] += (
+    " A modem whose airtime balance is below its low_balance is listed in warnings too (SMS "
+    "still flow; the SIM needs topping up).")
 SCHEMAS["Status"]["properties"]["health"]["properties"]["low_balance"] = {
     "type": "array", "items": {"type": "string"},
     "description": "the modems whose balance is below their low_balance"}
@@ -688,6 +691,7 @@ PATHS.update({
                 "404": json_error("no such modem, or no such session"),
                 "409": json_error("the session has ended"),
                 "413": json_error("the body is too large"),
+                "415": NOT_JSON,
                 "429": dict(json_error("the modem has as many USSD requests in hand as it "
                                        "takes"), headers=RETRY_LATER),
                 "503": dict(json_error("the modem is not up, or the store cannot be written"),

@@ -66,7 +66,8 @@ def health():
     from the network; no inbound message has waited over an hour for RapidSMS; and the outbound
     queue is not stalled (a message queued over an hour while nothing was sent for 15 minutes).
     In a pool of modems, one that is fine is enough: the others are listed in "warnings"
-    with the 200 (their unpinned messages go out through the modems that can send).
+    with the 200 (their unpinned messages go out through the modems that can send). A modem
+    whose airtime balance is below its low_balance is listed in "warnings" too.
     """
     reasons, warnings = overview.health_report(served().store, served().config)
     if reasons:

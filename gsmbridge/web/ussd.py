@@ -20,12 +20,12 @@ import json
 import re
 import time
 
-from flask import Blueprint, request
+from flask import Blueprint
 
 from gsmbridge.codec import ussd as codec
 from gsmbridge.store import MODEM_STALE, USSD_QUEUE_WAIT
-from gsmbridge.web.checks import (TEMPORARY, Refused, check_unicode, json_response, log,
-                                  require_basic_auth, served)
+from gsmbridge.web.checks import (TEMPORARY, Refused, check_unicode, json_request_body,
+                                  json_response, log, require_basic_auth, served)
 
 #: the fields of POST /api/v1/ussd
 USSD_FIELDS = ("code", "modem", "session")
@@ -92,8 +92,9 @@ def _check_up(store, name):
 def post_ussd():
     store, config = served().store, served().config
     require_basic_auth(config)
+    body = json_request_body()
     try:
-        data = json.loads(request.get_data(cache=True))
+        data = json.loads(body)
     except (ValueError, RecursionError) as exc:
         raise Refused(400, "The body is not JSON: %s" % str(exc)[:100]) from None
     if not isinstance(data, dict):
@@ -130,7 +131,12 @@ def post_ussd():
         raise Refused(429, "modem %s has %d USSD requests in hand; try again shortly"
                       % (name, MAX_ACTIVE), {"Retry-After": "10"})
     log.info("ussd=%s session=%s queued for modem %s", row["id"], row["session"], name)
-    return json_response(answer(_wait(store, row, config.modems[name].ussd_timeout)))
+    try:
+        done = _wait(store, row, config.modems[name].ussd_timeout)
+    except Exception:               # the store closing under us (the bridge stopping)
+        log.exception("ussd=%s could not be read back", row["id"])
+        raise Refused(503, TEMPORARY) from None
+    return json_response(answer(done))
 
 
 def _wait(store, row, reply_timeout):

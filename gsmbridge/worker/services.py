@@ -111,6 +111,8 @@ class SimServices:
         if self._session is not None:
             self.store.ussd_session_ended(self._session, "the modem was reopened")
             self._session = None
+        if self._modem is None:             # the first boot of this run
+            self.store.ussd_interrupted(self.modem_name)
         self._modem = modem
         identity = modem.identity()
         self.store.set_modem(self.modem_name, identity=identity)
