@@ -370,3 +370,13 @@ def test_ath_refused_falls_back_to_chup(scripted, driver):
     [call] = take_calls(modem)
     assert (call.number, call.hung_up) == (ALICE, True)
     assert responder.modem.lines[-2:] == ["ATH", "AT+CHUP"]
+
+
+def test_a_modem_whose_port_failed_holds_its_path_no_more(two_modems, driver):
+    a, b, pattern = two_modems
+    held = driver(a.link).boot()
+    assert os.path.realpath(a.link) in locate.held()
+    held._port.close()          # what a port that failed does (Port._gone), without GsmModem.close
+    assert os.path.realpath(a.link) not in locate.held()
+    modem = driver("imei:%s@%s" % (IMEI_A, pattern)).boot()
+    assert modem.port.endswith("/ttyA")

@@ -115,7 +115,7 @@ class GsmModem:
             self._port.url = locate.find(self._locate, self._port.baudrate, self._log)
         self._port.open()
         self._held = self._port.url
-        locate.hold(self._held)
+        locate.hold(self._held, self._port)
 
     def connect(self):
         """Open the port (again) without setting the modem up.  ModemGone if it cannot."""
@@ -126,7 +126,7 @@ class GsmModem:
         self._port.close()
         held, self._held = self._held, None
         if held is not None:
-            locate.release(held)
+            locate.release(held, self._port)
 
     def wake(self):
         """Cut short a poll() that is waiting on the port. Safe from any thread."""

@@ -19,6 +19,7 @@ import logging
 import os
 import re
 import threading
+import weakref
 
 from .errors import ModemError, ModemGone, ModemTimeout
 from .identity import imei as read_imei
@@ -32,7 +33,7 @@ PROBE_TIMEOUT = 1.5
 
 PREFIX = "imei:"
 
-_held = {}                      # real path -> how many of this process's modems hold it
+_held = {}                      # real path -> the ports of this process that opened it (weak)
 _held_lock = threading.Lock()
 _search = threading.Lock()
 
@@ -47,29 +48,32 @@ def parse(port):
     return match.group(1), [match.group(2)] if match.group(2) else list(CANDIDATES)
 
 
-def hold(path):
-    """A modem of this process has opened ``path``: no search probes it until `release`."""
+def hold(path, port):
+    """``port`` (a Port) has opened ``path``: no search probes it while the port stays open.
+
+    Held ports are known by weak reference and asked whether they are still open, so a port
+    that failed, or a modem dropped without closing, frees its path by itself."""
     if isinstance(path, str) and path.startswith("/"):
         real = os.path.realpath(path)
         with _held_lock:
-            _held[real] = _held.get(real, 0) + 1
+            _held.setdefault(real, weakref.WeakSet()).add(port)
 
 
-def release(path):
+def release(path, port):
     if isinstance(path, str) and path.startswith("/"):
         real = os.path.realpath(path)
         with _held_lock:
-            count = _held.get(real, 0) - 1
-            if count > 0:
-                _held[real] = count
-            else:
-                _held.pop(real, None)
+            ports = _held.get(real)
+            if ports is not None:
+                ports.discard(port)
+                if not ports:
+                    del _held[real]
 
 
 def held():
-    """The real paths the modems of this process hold now."""
+    """The real paths the modems of this process hold open now."""
     with _held_lock:
-        return set(_held)
+        return {real for real, ports in _held.items() if any(p.is_open for p in list(ports))}
 
 
 def candidates(globs):
