@@ -94,6 +94,11 @@ def test_cusd_2_4_5_and_ending_a_menu(bridges):
     assert {code: (a["status"], a["reply"]) for code, a in outcomes.items()} == {
         "*103#": ("failed", None), "*999#": ("failed", None), "*104#": ("timeout", None)}
     assert "does not support" in outcomes["*999#"]["error"]
+    pin = ussd(bridge, code="*150*01*4321#").json()        # mobile money: a PIN in the code
+    assert pin["status"] == "failed" and pin["code"] == "*150*01*4321#"
+    with open(bridge.log_path, errors="replace") as log:
+        shown = [line for line in log if " DEBUG " not in line and "*150" in line]
+    assert shown and not any("4321" in line for line in shown), shown
     menu = ussd(bridge, code="*100#").json()
     ended = requests.delete(bridge.api + "/api/v1/ussd/" + menu["session"], auth=bridge.auth,
                             timeout=10)

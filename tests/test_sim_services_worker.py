@@ -15,7 +15,7 @@ from gsmbridge.modem.driver import GsmModem
 from gsmbridge.simulator.runner import start_simulator
 from gsmbridge.store import Store
 from gsmbridge.worker import Backoff, ModemWorker
-from gsmbridge.worker.services import SimServices
+from gsmbridge.worker.services import SimServices, balance_of, parse_amount, shown
 
 BALANCE = "Your balance is 1234.50 TZS"
 _names = itertools.count()
@@ -210,3 +210,25 @@ def test_requests_a_previous_run_left_running_are_failed_at_start(store):
     left = store.ussd_request(row["id"])
     assert (left["status"], left["error"]) == ("failed", "the bridge stopped before the reply came")
     assert store.ussd_session(menu["session"])["open"] is False
+
+
+@pytest.mark.parametrize("text, amount", [
+    ("Your balance is 1234.50 TZS", 1234.5), ("Salio: TSh 1,234.50", 1234.5),
+    ("Guthaben 1.234,50 EUR", 1234.5), ("Balance 1,234", 1234.0), ("Bal 12,50", 12.5),
+    ("Solde 12 345 FCFA", 12345.0), ("Credit -3.5 USD", -3.5), ("1.234.567 UGX", 1234567.0),
+    ("Bal 5,000. Bonus 200", 5000.0), ("no amount here", None), ("", None),
+])
+def test_the_first_amount_of_a_reply(text, amount):
+    assert parse_amount(text) == amount
+
+
+def test_a_balance_pattern_takes_its_group_or_its_match():
+    assert balance_of("Main 100, Bonus 25.5", r"Bonus ([0-9.]+)") == 25.5
+    assert balance_of("Main 100, Bonus 25.5", r"[0-9.]+(?= TZS)") is None
+    assert balance_of("Bal 7 TZS", r"[0-9.]+(?= TZS)") == 7.0
+
+
+def test_log_lines_show_a_code_without_what_follows_the_service_code():
+    assert shown("*150*01*1234#") == "*150*xx*xxxx#"
+    assert shown("*102#") == "*102#"
+    assert shown("4321", continues=True) == "(an answer of 4 characters)"

@@ -36,6 +36,16 @@ BALANCE_RETRY = 600.0
 AMOUNT = re.compile(r"-?\d{1,3}(?:[ ,.]\d{3})+(?:[.,]\d+)?|-?\d+(?:[.,]\d+)?")
 
 
+def shown(code, continues=False):
+    """A USSD code as log lines show it: the service code, and no more (what follows it may be
+    a mobile-money PIN or an amount: *150*01*1234#); a menu's answer only by its length."""
+    if continues:
+        return "(an answer of %d characters)" % len(code)
+    match = re.match(r"[*#]+[0-9]{1,4}", code)
+    rest = code[match.end():] if match else code
+    return (match.group(0) if match else "") + re.sub(r"[0-9]", "x", rest)
+
+
 def parse_amount(text):
     """An amount as written in a USSD text -> float, None when there is none.
 
@@ -176,7 +186,7 @@ class SimServices:
             self._end_session(modem, "a new request replaced it")
         if not self.store.ussd_running(row["id"]):
             return                      # the asker gave up meanwhile
-        self.log.info("modem=%s USSD %s", self.modem_name, row["code"])
+        self.log.info("modem=%s USSD %s", self.modem_name, shown(row["code"], row["continues"]))
         self._inflight = {"kind": "request", "row": row}
         answer = modem.ussd_start(row["code"])
         if answer is not None:
@@ -198,7 +208,8 @@ class SimServices:
         self.store.ussd_finished(row["id"], answer.status, reply=answer.text,
                                  error=answer.error, ended=None if more else answer.status)
         metrics.USSD.labels(status=answer.status, **self._labels).inc()
-        self.log.info("modem=%s USSD %s: %s%s", self.modem_name, row["code"], answer.status,
+        self.log.info("modem=%s USSD %s: %s%s", self.modem_name,
+                      shown(row["code"], row.get("continues")), answer.status,
                       ": %s" % answer.error if answer.error else "")
         if more:
             self._session = row["session"]
