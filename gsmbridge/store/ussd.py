@@ -47,6 +47,7 @@ CREATE INDEX IF NOT EXISTS ussd_session ON ussd (session, id);
 CREATE INDEX IF NOT EXISTS ussd_finished ON ussd (finished_at) WHERE finished_at IS NOT NULL;
 """
 
+_NEXT_SQL = "SELECT * FROM ussd WHERE modem = ? AND status = 'queued' ORDER BY id LIMIT 1"
 _ACTIVE_SQL = ("SELECT COUNT(*) FROM ussd WHERE modem = ? AND kind = 'request'"
                " AND status IN ('queued', 'running')")
 
@@ -128,21 +129,29 @@ class UssdMixin:
     def next_ussd(self, modem, now=None):
         """The oldest queued row of ``modem`` (a request, or a session's cancel), with
         ``continues`` (True for an answer in a session that had a request before), or None.
-        Requests that waited past QUEUE_WAIT are marked ``timeout`` instead."""
+        Requests that waited past QUEUE_WAIT are marked ``timeout`` instead.
+
+        The worker asks between every two SMS commands: when nothing is queued, this is one
+        read on an index, no transaction."""
         now = self.clock() if now is None else now
-        with self._write() as db:
-            db.execute("UPDATE ussd SET status = 'timeout', finished_at = ?,"
-                       " error = 'not taken in time: the modem was busy'"
-                       " WHERE modem = ? AND status = 'queued' AND kind = 'request'"
-                       " AND created_at < ?", (now, modem, now - QUEUE_WAIT))
-            row = db.execute("SELECT * FROM ussd WHERE modem = ? AND status = 'queued'"
-                             " ORDER BY id LIMIT 1", (modem,)).fetchone()
+        db = self._conn()
+        row = db.execute(_NEXT_SQL, (modem,)).fetchone()
+        if row is None:
+            return None
+        if row["kind"] == "request" and row["created_at"] < now - QUEUE_WAIT:
+            with self._write() as db:
+                db.execute("UPDATE ussd SET status = 'timeout', finished_at = ?,"
+                           " error = 'not taken in time: the modem was busy'"
+                           " WHERE modem = ? AND status = 'queued' AND kind = 'request'"
+                           " AND created_at < ?", (now, modem, now - QUEUE_WAIT))
+            self.notify()
+            row = db.execute(_NEXT_SQL, (modem,)).fetchone()
             if row is None:
                 return None
-            row = dict(row)
-            row["continues"] = db.execute(
-                "SELECT 1 FROM ussd WHERE session = ? AND kind = 'request' AND id < ?",
-                (row["session"], row["id"])).fetchone() is not None
+        row = dict(row)
+        row["continues"] = db.execute(
+            "SELECT 1 FROM ussd WHERE session = ? AND kind = 'request' AND id < ?",
+            (row["session"], row["id"])).fetchone() is not None
         return row
 
     def ussd_running(self, id, now=None):
