@@ -5,8 +5,10 @@ by any older gsmbridge is brought up to date in place when it is opened, and one
 gsmbridge is refused rather than misread.
 """
 
+import sqlite3
+
 #: the schema version this code writes (PRAGMA user_version)
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 _SCHEMA_V1 = """
 CREATE TABLE inbound (
@@ -164,11 +166,76 @@ CREATE TABLE pool (                                   -- the modems' routes and 
 );
 """
 
+
+#: the tables whose rows the tallies count: table -> its status column (None: one count)
+TALLIED = {"inbound": "status", "outbound": "status", "callbacks": "status",
+           "parts": None, "bad_pdus": None, "reports": None}
+
+
+def _tally_triggers(table, column):
+    """The triggers that keep a table's tallies in step with its rows, inside the very statement
+    (so the very transaction) that inserts, deletes or moves a row: no code path can forget."""
+    new = "NEW.%s" % column if column else "''"
+    old = "OLD.%s" % column if column else "''"
+    plus = ("INSERT INTO tallies (name, status, n) VALUES ('%s', %s, 1)"
+            " ON CONFLICT (name, status) DO UPDATE SET n = n + 1;" % (table, new))
+    minus = "UPDATE tallies SET n = n - 1 WHERE name = '%s' AND status = %s;" % (table, old)
+    statements = [
+        "CREATE TRIGGER %s_tally_insert AFTER INSERT ON %s BEGIN %s END;" % (table, table, plus),
+        "CREATE TRIGGER %s_tally_delete AFTER DELETE ON %s BEGIN %s END;" % (table, table, minus),
+    ]
+    if column:
+        statements.append(
+            "CREATE TRIGGER %s_tally_update AFTER UPDATE OF %s ON %s WHEN OLD.%s IS NOT NEW.%s"
+            " BEGIN %s %s END;" % (table, column, table, column, column, minus, plus))
+    return "\n".join(statements)
+
+
+def tally_rows_sql(table, column):
+    """A query giving (name, status, n) for a table's rows, counted in full: what the tallies
+    must equal (the migration fills them with it, check() compares)."""
+    if column:
+        return "SELECT '%s', %s, COUNT(*) FROM %s GROUP BY %s" % (table, column, table, column)
+    return "SELECT '%s', '', COUNT(*) FROM %s" % (table, table)
+
+
+_SCHEMA_V4 = """
+CREATE TABLE tallies (                                -- row counts, kept by triggers: O(1) counts()
+    name   TEXT NOT NULL,                             -- the table
+    status TEXT NOT NULL DEFAULT '',                  -- its rows' status ('' for one count)
+    n      INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (name, status)
+) WITHOUT ROWID;
+%s
+%s
+CREATE TABLE receivers (                              -- what the forwarders' receivers answer
+    name       TEXT PRIMARY KEY,                      -- the URL, without credentials or query
+    state      TEXT NOT NULL,                         -- up, failing, not there, not answering
+    status     INTEGER,                               -- the HTTP status it answers, if any
+    error      TEXT,
+    since      REAL NOT NULL,                         -- when it came to this state
+    updated_at REAL NOT NULL
+);
+""" % ("\n".join("INSERT INTO tallies (name, status, n) %s;" % tally_rows_sql(t, c)
+                 for t, c in TALLIED.items()),
+       "\n".join(_tally_triggers(t, c) for t, c in TALLIED.items()))
+
 #: schema version -> script taking the database from the version before to it
-_MIGRATIONS = {1: _SCHEMA_V1, 2: _SCHEMA_V2, 3: _SCHEMA_V3}
+_MIGRATIONS = {1: _SCHEMA_V1, 2: _SCHEMA_V2, 3: _SCHEMA_V3, 4: _SCHEMA_V4}
 
 
 def _split_sql(script):
-    """Split a schema script into statements (it has no semicolons inside strings or triggers)."""
+    """Split a schema script into statements: at each semicolon that ends one, as SQLite reads
+    them, so a trigger's body stays whole. Comments ("--" to the end of a line; none inside
+    strings) are dropped."""
     lines = [line.split("--", 1)[0] for line in script.splitlines()]
-    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
+    statements, current = [], ""
+    for piece in "\n".join(lines).split(";"):
+        current += piece + ";"
+        if sqlite3.complete_statement(current):
+            if current.strip(" \n;"):
+                statements.append(current.strip().rstrip(";"))
+            current = ""
+    if current.strip(" \n;"):
+        statements.append(current.strip().rstrip(";"))
+    return statements
