@@ -108,6 +108,10 @@ class RapidSMSConfig:
 @dataclass(frozen=True)
 class StoreConfig:
     path: str = "var/gsmbridge.sqlite3"
+    # finished messages (delivered, sent) older than this many days are pruned; 0: never
+    keep_days: float = 30.0
+    # seconds between the running bridge's upkeep passes (pruning, statistics)
+    upkeep_interval: float = 3600.0
 
 
 @dataclass(frozen=True)
@@ -378,6 +382,14 @@ def _http_url(raw):
     return raw
 
 
+def _keep_days(raw):
+    value = _float(0)(raw)
+    if 0 < value < 1:
+        raise ValueError("%s is too small: 0 (keep every message) or at least 1 (status reports "
+                         "for a sent message come for days)" % raw)
+    return value
+
+
 def _store_path(raw):
     if raw == ":memory:" or raw.startswith("file:"):
         raise ValueError("%r: the store must be a file (several threads share it)" % raw)
@@ -423,7 +435,8 @@ CHECKS = {
         "timeout": _float(above=0),
         "retry_cap": _float(above=0),
     },
-    "store": {"path": _store_path},
+    "store": {"path": _store_path, "keep_days": _keep_days,
+              "upkeep_interval": _float(60)},
     "bridge": {
         "resend_unconfirmed": _bool,
         "reassembly_timeout": _float(above=0),

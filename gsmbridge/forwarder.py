@@ -20,13 +20,16 @@ Every request carries ``X-Message-Id: <inbound id>``, the same on every retry, s
 recognise a message it already took (delivery is at-least-once: a reply lost on the way back
 means the message is sent again).
 
-Outcomes: 2xx delivered. 4xx refused for good: kept as `failed` with the status and the start of
-the body, logged at WARNING, never retried (408, 425 and 429 say "try later", so they are retried).
-Anything else (5xx, a redirect on POST, a timeout, a refused connection) is retried with capped
-exponential backoff, without end. When the receiver cannot be reached at all, the whole forwarder
-holds off for the same backoff instead of trying every waiting message in turn. (These rules
-are gsmbridge/delivery.py's, shared with the delivery-report sender.) The metrics count each
-outcome and time each request.
+Outcomes: 2xx delivered. A 4xx about the message itself (400, 422, 413, 414, 415, ...) is a
+refusal for good: kept as `failed` with the status and the start of the body, logged at WARNING,
+never retried (`gsmbridge requeue` puts it back). A 4xx that says RapidSMS is not there (401,
+403, 404, 405, 410, ...: a deploy under way, a moved URL, a changed password) is no message's
+fault: the message waits and the forwarder holds off, as when RapidSMS cannot be reached at all,
+and tries again with capped exponential backoff, without end. So are 408, 425, 429, 5xx, a
+redirect on POST and a timeout. (These rules are gsmbridge/delivery.py's `classify`, shared with
+the delivery-report sender.) What RapidSMS's answers say (up, failing, not there, not
+answering) is kept in the store for /health, under the URL without credentials or query. The
+metrics count each outcome and time each request.
 
 Each sender's messages go in arrival order: the store only offers a sender's oldest pending one.
 """
@@ -37,9 +40,11 @@ import urllib.parse
 from datetime import datetime, timezone
 
 from gsmbridge import metrics
-from gsmbridge.delivery import RETRYABLE_4XX, Sender, describe_error, mask_url
+from gsmbridge.delivery import (NOT_THERE_4XX, RETRYABLE_4XX, Sender, classify, describe_error,
+                                mask_url)
 
-__all__ = ["Forwarder", "vumi_message", "mask_url", "describe_error", "RETRYABLE_4XX", "STYLES"]
+__all__ = ["Forwarder", "vumi_message", "mask_url", "describe_error", "RETRYABLE_4XX",
+           "NOT_THERE_4XX", "classify", "public_url", "STYLES"]
 
 STYLES = ("kannel", "http", "json", "vumi", "httprouter")
 
@@ -54,6 +59,18 @@ def _iso_utc(epoch):
 def _vumi_time(epoch):
     """Vumi's timestamp format: UTC, "%Y-%m-%d %H:%M:%S.%f", no zone."""
     return datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def public_url(url):
+    """A receiver's URL as anyone asking /health may see it: no credentials, and no query string
+    (httprouter's ?password=), which shows as "?***"."""
+    parts = urllib.parse.urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = "[%s]" % host
+    port = ":%d" % parts.port if parts.port else ""
+    return urllib.parse.urlunsplit((parts.scheme, host + port, parts.path,
+                                    "***" if parts.query else "", ""))
 
 
 def vumi_message(row):
@@ -108,6 +125,7 @@ class Forwarder(Sender):
         self.identity_name = identity_name
         self.text_name = text_name
         self.safe_url = mask_url(url)
+        self.receiver_name = public_url(url)
         if style in SLASHED_STYLES and not parts.path.endswith("/"):
             self.log.warning("forwarding URL %s has no trailing slash; RapidSMS's backend URLs "
                              "end in one", self.safe_url)
@@ -142,6 +160,11 @@ class Forwarder(Sender):
     def mark_failed(self, row, error):
         self.store.inbound_failed(row["id"], error=error)
         metrics.FORWARD_FAILED.inc()
+
+    def receiver_state(self, target, state, status, error):
+        self.store.set_receiver(self.receiver_name, state, status=status, error=error)
+        if state == "up" and target in self.states:   # it was not up before
+            self.log.info("receiver %s takes messages again", self.safe_url)
 
     # -- one message ---------------------------------------------------------------------------
 

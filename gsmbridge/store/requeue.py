@@ -29,6 +29,8 @@ _STATUSES = {"in": INBOUND_STATUSES, "out": OUTBOUND_STATUSES, "callbacks": CALL
 _WORDS = {"in": "inbound messages", "out": "outbound messages",
           "callbacks": "delivery-report callbacks"}
 _WAITING = ("pending", "queued", "sending")
+_DONE = {"in": "were taken by RapidSMS", "out": "left the modem",
+         "callbacks": "were made"}
 
 
 def why_not(direction, status):
@@ -45,8 +47,9 @@ def why_not(direction, status):
     if status in _WAITING:
         return "%s %s are in their queue already; only %s ones can be requeued" % (
             status, words, allowed)
-    return ("%s %s reached their receiver already; only %s ones can be requeued (to send one "
-            "again, send it anew)" % (status, words, allowed))
+    return "%s %s %s already; only %s ones can be requeued%s" % (
+        status, words, _DONE[direction], allowed,
+        " (to send one again, send it anew)" if direction == "out" else "")
 
 
 class RequeueMixin:

@@ -2,6 +2,8 @@
 shape, and checking the store's consistency (`gsmbridge maintenance`, and the daemon's hourly
 pass in gsmbridge/housekeeping.py)."""
 
+import os
+
 #: pages the daemon's pass gives back to the disk at most (4 MB of 4 kB pages): a pass stays short
 VACUUM_STEP = 1000
 
@@ -29,7 +31,8 @@ class UpkeepMixin:
         checkpoint: "PASSIVE" never waits for the bridge's readers and writers; "TRUNCATE" (the
         command, once the prune is done) also empties the log file.
         Returns {"auto_vacuum": "none"|"full"|"incremental", "free_pages", "pages_freed",
-        "page_size", "wal_pages", "wal_checkpointed", "wal_busy"}."""
+        "page_size", "wal_busy" (the checkpoint could not finish: the bridge was busy),
+        "wal_bytes_before", "wal_bytes" (the log file's size before and after)}."""
         if checkpoint not in ("PASSIVE", "FULL", "RESTART", "TRUNCATE"):
             raise ValueError("checkpoint must be PASSIVE, FULL, RESTART or TRUNCATE")
         db = self._conn()
@@ -41,10 +44,12 @@ class UpkeepMixin:
             db.execute("PRAGMA incremental_vacuum(%d)" % (before if pages is None
                                                           else min(pages, before))).fetchall()
         free = db.execute("PRAGMA freelist_count").fetchone()[0]
-        busy, log, done = db.execute("PRAGMA wal_checkpoint(%s)" % checkpoint).fetchone()
+        wal_before = _wal_size(self.path)
+        busy = db.execute("PRAGMA wal_checkpoint(%s)" % checkpoint).fetchone()[0]
         return {"auto_vacuum": mode, "free_pages": free, "pages_freed": before - free,
                 "page_size": db.execute("PRAGMA page_size").fetchone()[0],
-                "wal_pages": log, "wal_checkpointed": done, "wal_busy": bool(busy)}
+                "wal_busy": bool(busy), "wal_bytes_before": wal_before,
+                "wal_bytes": _wal_size(self.path)}
 
     def vacuum(self):
         """Rewrite the whole file (VACUUM), turning incremental auto-vacuum on for an older
@@ -77,6 +82,13 @@ class UpkeepMixin:
             name, status or "rows", tallied, counted)
             for name, status, tallied, counted in self.tally_drift())
         return problems
+
+
+def _wal_size(path):
+    try:
+        return os.path.getsize(path + "-wal")
+    except OSError:
+        return 0
 
 
 def _size(db):
