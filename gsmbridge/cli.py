@@ -275,9 +275,9 @@ def _open_store(config):
 
 
 #: what `requeue` says it did, per direction
-REQUEUED = {"in": ("inbound message", "RapidSMS gets %s again, with the same id%s"),
-            "out": ("outbound message", "the modem sends %s again, with the same id%s"),
-            "callbacks": ("delivery-report callback", "the bridge makes %s again")}
+REQUEUED = {"in": ("inbound message", "RapidSMS gets %(it)s again, with the same id%(s)s"),
+            "out": ("outbound message", "the modem sends %(it)s again, with the same id%(s)s"),
+            "callbacks": ("delivery-report callback", "the bridge makes %(it)s again")}
 
 
 def cmd_requeue(args):
@@ -345,8 +345,8 @@ def _requeue(store, args):
                           file=sys.stderr)
         plural = "" if count == 1 else "s"
         if count:
-            print("requeued %d %s %s%s: %s" % (count, status, noun, plural, effect % (
-                "it" if count == 1 else "them", "" if count == 1 else "s")))
+            print("requeued %d %s %s%s: %s" % (count, status, noun, plural, effect % {
+                "it": "it" if count == 1 else "them", "s": plural}))
         elif ids is None:
             print("nothing to requeue: no %s %ss" % (status, noun))
     return exit_status
