@@ -177,9 +177,11 @@ def _tally_triggers(table, column):
     (so the very transaction) that inserts, deletes or moves a row: no code path can forget."""
     new = "NEW.%s" % column if column else "''"
     old = "OLD.%s" % column if column else "''"
-    plus = ("INSERT INTO tallies (name, status, n) VALUES ('%s', %s, 1)"
-            " ON CONFLICT (name, status) DO UPDATE SET n = n + 1;" % (table, new))
-    minus = "UPDATE tallies SET n = n - 1 WHERE name = '%s' AND status = %s;" % (table, old)
+    # Both as upserts, so that the tallies are exactly the sum of what the triggers added and
+    # took away: a count that went wrong stays wrong, for check() to see, rather than heal.
+    change = ("INSERT INTO tallies (name, status, n) VALUES ('%s', %%s, %%d)"
+              " ON CONFLICT (name, status) DO UPDATE SET n = n + excluded.n;" % table)
+    plus, minus = change % (new, 1), change % (old, -1)
     statements = [
         "CREATE TRIGGER %s_tally_insert AFTER INSERT ON %s BEGIN %s END;" % (table, table, plus),
         "CREATE TRIGGER %s_tally_delete AFTER DELETE ON %s BEGIN %s END;" % (table, table, minus),

@@ -40,9 +40,10 @@ class UpkeepMixin:
             db.execute("PRAGMA auto_vacuum").fetchone()[0]]
         before = db.execute("PRAGMA freelist_count").fetchone()[0]
         if mode == "incremental" and before:
-            # each page freed is one row of the pragma's result: it must be read to the end
-            db.execute("PRAGMA incremental_vacuum(%d)" % (before if pages is None
-                                                          else min(pages, before))).fetchall()
+            # run to completion by sqlite3_exec (executescript): stepped from execute(), the
+            # pragma frees one page and stops
+            db.executescript("PRAGMA incremental_vacuum(%d);" % (before if pages is None
+                                                                 else min(pages, before)))
         free = db.execute("PRAGMA freelist_count").fetchone()[0]
         wal_before = _wal_size(self.path)
         busy = db.execute("PRAGMA wal_checkpoint(%s)" % checkpoint).fetchone()[0]
