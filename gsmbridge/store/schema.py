@@ -167,37 +167,58 @@ CREATE TABLE pool (                                   -- the modems' routes and 
 """
 
 
-#: the tables whose rows the tallies count: table -> its status column (None: one count)
-TALLIED = {"inbound": "status", "outbound": "status", "callbacks": "status",
-           "parts": None, "bad_pdus": None, "reports": None}
+#: the tables whose rows the tallies count: table -> the statuses their CHECK allows (("",):
+#: one count for the table)
+TALLIED = {
+    "inbound": ("pending", "delivered", "failed"),
+    "outbound": ("queued", "sending", "sent", "delivered", "failed", "unknown"),
+    "callbacks": ("pending", "delivered", "failed"),
+    "parts": ("",), "bad_pdus": ("",), "reports": ("",),
+}
 
 
-def _tally_triggers(table, column):
+def _tally_triggers(table, statuses):
     """The triggers that keep a table's tallies in step with its rows, inside the very statement
-    (so the very transaction) that inserts, deletes or moves a row: no code path can forget."""
-    new = "NEW.%s" % column if column else "''"
-    old = "OLD.%s" % column if column else "''"
-    # Both as upserts, so that the tallies are exactly the sum of what the triggers added and
-    # took away: a count that went wrong stays wrong, for check() to see, rather than heal.
-    change = ("INSERT INTO tallies (name, status, n) VALUES ('%s', %%s, %%d)"
-              " ON CONFLICT (name, status) DO UPDATE SET n = n + excluded.n;" % table)
-    plus, minus = change % (new, 1), change % (old, -1)
+    (so the very transaction) that inserts, deletes or moves a row: no code path can forget.
+
+    Every (table, status) row of the tallies exists from the start (tally_seed_sql), so each
+    change is one UPDATE by primary key, and the tallies are exactly the sum of what the triggers
+    added and took away: a count gone wrong stays wrong, for check() to see. A new status needs
+    its row seeded by the migration that allows it."""
+    column = "status" if statuses != ("",) else None
+    new = "NEW.status" if column else "''"
+    old = "OLD.status" if column else "''"
+    change = "UPDATE tallies SET n = n %%s 1 WHERE name = '%s' AND status = %%s;" % table
+    plus, minus = change % ("+", new), change % ("-", old)
     statements = [
         "CREATE TRIGGER %s_tally_insert AFTER INSERT ON %s BEGIN %s END;" % (table, table, plus),
         "CREATE TRIGGER %s_tally_delete AFTER DELETE ON %s BEGIN %s END;" % (table, table, minus),
     ]
     if column:
         statements.append(
-            "CREATE TRIGGER %s_tally_update AFTER UPDATE OF %s ON %s WHEN OLD.%s IS NOT NEW.%s"
-            " BEGIN %s %s END;" % (table, column, table, column, column, minus, plus))
+            "CREATE TRIGGER %s_tally_update AFTER UPDATE OF status ON %s"
+            " WHEN OLD.status IS NOT NEW.status BEGIN %s %s END;" % (table, table, minus, plus))
     return "\n".join(statements)
 
 
-def tally_rows_sql(table, column):
+def tally_seed_sql():
+    """Statements that make every tallies row and fill it with a full count (the migration, and
+    recount() after emptying the table)."""
+    rows = ", ".join("('%s', '%s')" % (table, status)
+                     for table, statuses in TALLIED.items() for status in statuses)
+    statements = ["INSERT INTO tallies (name, status) VALUES %s;" % rows]
+    for table, statuses in TALLIED.items():
+        where = " WHERE status = tallies.status" if statuses != ("",) else ""
+        statements.append("UPDATE tallies SET n = (SELECT COUNT(*) FROM %s%s) WHERE name = '%s';"
+                          % (table, where, table))
+    return statements
+
+
+def tally_rows_sql(table):
     """A query giving (name, status, n) for a table's rows, counted in full: what the tallies
-    must equal (the migration fills them with it, check() compares)."""
-    if column:
-        return "SELECT '%s', %s, COUNT(*) FROM %s GROUP BY %s" % (table, column, table, column)
+    must equal (check() compares)."""
+    if TALLIED[table] != ("",):
+        return "SELECT '%s', status, COUNT(*) FROM %s GROUP BY status" % (table, table)
     return "SELECT '%s', '', COUNT(*) FROM %s" % (table, table)
 
 
@@ -218,9 +239,8 @@ CREATE TABLE receivers (                              -- what the forwarders' re
     since      REAL NOT NULL,                         -- when it came to this state
     updated_at REAL NOT NULL
 );
-""" % ("\n".join("INSERT INTO tallies (name, status, n) %s;" % tally_rows_sql(t, c)
-                 for t, c in TALLIED.items()),
-       "\n".join(_tally_triggers(t, c) for t, c in TALLIED.items()))
+""" % ("\n".join(tally_seed_sql()),
+       "\n".join(_tally_triggers(t, s) for t, s in TALLIED.items()))
 
 #: schema version -> script taking the database from the version before to it
 _MIGRATIONS = {1: _SCHEMA_V1, 2: _SCHEMA_V2, 3: _SCHEMA_V3, 4: _SCHEMA_V4}

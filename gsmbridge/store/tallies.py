@@ -13,7 +13,7 @@ never be needed).
 
 from .callbacks import CALLBACK_STATUSES
 from .rows import INBOUND_STATUSES, OUTBOUND_STATUSES
-from .schema import TALLIED, tally_rows_sql
+from .schema import TALLIED, tally_rows_sql, tally_seed_sql
 
 #: the one query counts() makes for every figure it gives; its cost does not grow with the store
 TALLIES_SQL = "SELECT name, status, n FROM tallies"
@@ -57,9 +57,8 @@ class TalliesMixin:
         with self._read() as db:
             tallied = {(name, status): n for name, status, n in db.execute(TALLIES_SQL) if n}
             # every row's status read: time in proportion to the store (check(), tests)
-            counted = {(name, status): n
-                       for table, column in TALLIED.items()
-                       for name, status, n in db.execute(tally_rows_sql(table, column)) if n}
+            counted = {(name, status): n for table in TALLIED
+                       for name, status, n in db.execute(tally_rows_sql(table)) if n}
         return [(name, status, tallied.get((name, status), 0), counted.get((name, status), 0))
                 for name, status in sorted(set(tallied) | set(counted))
                 if tallied.get((name, status), 0) != counted.get((name, status), 0)]
@@ -70,6 +69,6 @@ class TalliesMixin:
         drift = self.tally_drift()
         with self._write() as db:
             db.execute("DELETE FROM tallies")
-            for table, column in TALLIED.items():
-                db.execute("INSERT INTO tallies (name, status, n) " + tally_rows_sql(table, column))
+            for statement in tally_seed_sql():
+                db.execute(statement)
         return drift
