@@ -1,6 +1,8 @@
-"""What one /health costs as the store grows: counts(), the health rules, and GET /health over
-HTTP on loopback, on a store of `rows` inbound and `rows` outbound messages (nearly all finished,
-a few hundred waiting, spread over 30 days), plus one upkeep pass that has nothing to prune.
+"""What one /health costs as the store grows (figures in HEALTH.md): counts(), the health rules
+and GET /health over HTTP on loopback, on a store of `rows` inbound and `rows` outbound messages
+(nearly all finished, a few hundred waiting, spread over 30 days); then, where the store can
+prune, a pass with nothing to remove and one that removes half, with how long each of its write
+transactions holds the lock.
 
     python bench/bench_health.py [rows] [path]
 
@@ -80,7 +82,39 @@ def main(argv):
         removed = store.prune(keep_days=31)
         print("%-48s %8.2f ms (%s)" % ("prune(keep_days=31): nothing to remove",
                                        (time.perf_counter() - start) * 1000, removed))
+        held = time_transactions(store)
+        start = time.perf_counter()
+        removed = store.prune(keep_days=15)
+        seconds = time.perf_counter() - start
+        held.sort()
+        print("prune(keep_days=15): removed %d inbound + %d outbound in %.1fs; %d write "
+              "transactions, median %.1f ms, longest %.1f ms" % (
+                  removed["inbound"], removed["outbound"], seconds, len(held),
+                  held[len(held) // 2], held[-1]))
+        timed("store.counts() after", store.counts)
     store.close()
+
+
+def time_transactions(store):
+    """Record how long each of the store's write transactions holds the write lock (ms)."""
+    held = []
+    write = store._write
+
+    class Timed:
+        def __enter__(self):
+            self.inner = write()
+            db = self.inner.__enter__()
+            self.start = time.perf_counter()
+            return db
+
+        def __exit__(self, *exc):
+            try:
+                return self.inner.__exit__(*exc)
+            finally:
+                held.append((time.perf_counter() - self.start) * 1000)
+
+    store._write = Timed
+    return held
 
 
 if __name__ == "__main__":
