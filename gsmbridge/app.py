@@ -4,6 +4,8 @@ a Config, runs them, and stops them in order on SIGTERM/SIGINT.
 A pool of modems is one worker thread per modem, all pulling from the one store: the store's
 routing (next_outbound, set_pool) decides which modem sends what. Inbound goes to RapidSMS
 through one forwarder per receiver URL: [rapidsms] url, and each distinct [modem:NAME] url.
+Delivery-report callbacks may reach those receivers' origins besides public addresses and
+[http] callback_allow (`callback_guard`).
 
 Stopping order matters: first the HTTP server stops taking new messages, then the worker finishes the
 SMS in flight and the forwarder the request in flight, then the store closes. Anything not finished
@@ -20,6 +22,8 @@ import urllib.parse
 from gsmbridge.dlr import DlrSender
 from gsmbridge.forwarder import Forwarder
 from gsmbridge.housekeeping import Housekeeper
+from gsmbridge.httpserver import HttpServer, ensure_open_files
+from gsmbridge.safeurl import CallbackGuard
 from gsmbridge.store import Store
 from gsmbridge.web import create_app
 from gsmbridge.worker import EXIT_WATCHDOG, ModemWorker
@@ -81,6 +85,14 @@ def forwarding_groups(config, stored_modems=()):
     return groups
 
 
+def callback_guard(config):
+    """Where delivery-report callbacks may go besides public addresses: the origins of every
+    receiver URL (RapidSMS's delivery-report view lives next to its backends) and [http]
+    callback_allow."""
+    return CallbackGuard(origins=[config.rapidsms.url, *(m.url for m in config.modems.values())],
+                         allow=config.http.callback_allow)
+
+
 class Bridge:
     """The running daemon: a worker per modem, a forwarder per receiver URL, one HTTP server,
     one store."""
@@ -116,7 +128,7 @@ class Bridge:
                 log.info("inbound from %s goes to %s", ", ".join(modems), forwarder.safe_url)
         self.forwarder = self.forwarders[0]
         self.dlr_sender = DlrSender(self.store, smsc=config.modem.name, timeout=rs.timeout,
-                                    backoff_cap=rs.retry_cap)
+                                    backoff_cap=rs.retry_cap, guard=callback_guard(config))
         self.dlr_thread = threading.Thread(target=self.dlr_sender.run, args=(self.stopping,),
                                            name="dlr", daemon=True)
         self.housekeeper = Housekeeper(self.store, keep_days=config.store.keep_days,
@@ -134,7 +146,8 @@ class Bridge:
                                 "sim-%s.tty" % name)
             simulator = self.simulators[name] = start_simulator(link, **parse_sim_url(port))
             log.info("modem=%s simulated modem at %s%s", name, link,
-                     " control %s" % simulator.control_url if simulator.control_url else "")
+                     " control %s" % simulator.control_url if simulator.control_url else "",
+                     extra={"modem": name})
             port = link
 
         def open_modem():
@@ -159,17 +172,13 @@ class Bridge:
         self.stopping.set()
 
     def _make_server(self):
-        from waitress import create_server
-
-        host, port = self.config.http.host, self.config.http.port
         # Enough threads that RapidSMS's sendsms call, made from inside our own inbound request to
         # it, always finds one free: a bridge that waits there deadlocks.
-        return create_server(create_app(self.store, self.config), host=host, port=port, threads=8,
-                             ident="gsmbridge", clear_untrusted_proxy_headers=True)
+        return HttpServer(create_app(self.store, self.config), self.config.http, threads=8)
 
     @property
     def address(self):
-        return "%s:%s" % (self.server.effective_host, self.server.effective_port)
+        return self.server.address
 
     def start(self):
         recovered = self.store.recover_sending(resend=self.config.bridge.resend_unconfirmed)
@@ -188,19 +197,12 @@ class Bridge:
         log.info("listening on http://%s/", self.address)
 
     def _serve(self):
-        """The HTTP server's loop, in small steps so that it can be stopped from its own thread
-        (waitress's close() is not safe from another thread while its loop runs)."""
-        from waitress import wasyncore
-
+        """The HTTP server's loop (it stops and closes from its own thread)."""
         try:
-            while not self.stopping.is_set():
-                wasyncore.loop(timeout=0.5, map=self.server._map, count=1)
+            self.server.serve(self.stopping)
         except Exception:
             log.exception("HTTP server failed")
             self.stopping.set()
-        finally:
-            self.server.task_dispatcher.shutdown()
-            wasyncore.close_all(self.server._map)
 
     def stop(self):
         """Stop taking work, finish what is in flight, close. Safe to call twice.
@@ -225,7 +227,7 @@ class Bridge:
         for worker in self.workers:
             if worker.is_alive():
                 log.warning("modem=%s did not finish in %.0fs; its message is left `sending`",
-                            worker.modem_name, STOP_GRACE)
+                            worker.modem_name, STOP_GRACE, extra={"modem": worker.modem_name})
         for simulator in self.simulators.values():
             simulator.stop()
         self.store.close()
@@ -236,6 +238,7 @@ def run(config):
     """Run the bridge in the foreground until SIGTERM or SIGINT. Returns the exit status."""
     for warning in config.warnings:
         log.warning("config: %s", warning)
+    ensure_open_files(config.http.connections)   # before anything starts: it may refuse
     bridge = Bridge(config)
     done = threading.Event()
 

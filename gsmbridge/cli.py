@@ -31,7 +31,7 @@ def _load(path):
 def setup_logging(config):
     level = getattr(logging, config.log.level.upper(), logging.INFO)
     if config.log.format == "json":
-        from gsmbridge.logfmt import JsonFormatter
+        from gsmbridge.jsonlog import JsonFormatter
 
         formatter = JsonFormatter()
     else:
@@ -47,10 +47,15 @@ def setup_logging(config):
 
 def cmd_run(args):
     from gsmbridge import app
+    from gsmbridge.config import ConfigError
 
     config = _load(args.config)
     setup_logging(config)
-    return app.run(config)
+    try:
+        return app.run(config)
+    except ConfigError as exc:   # what only the running process can tell (e.g. open-file limits)
+        print("gsmbridge: %s: %s" % (args.config, exc), file=sys.stderr)
+        return EXIT_CONFIG
 
 
 def cmd_check_config(args):
@@ -86,10 +91,14 @@ def _api(config):
 def _request(method, url, **kwargs):
     import requests
 
+    from gsmbridge.delivery import describe_error
+    from gsmbridge.safeurl import mask_url
+
     try:
         return requests.request(method, url, timeout=10, **kwargs)
     except requests.RequestException as exc:
-        print("gsmbridge: cannot reach the bridge at %s: %s" % (url, exc), file=sys.stderr)
+        print("gsmbridge: cannot reach the bridge at %s: %s" % (mask_url(url), describe_error(exc)),
+              file=sys.stderr)
         sys.exit(1)
 
 

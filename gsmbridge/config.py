@@ -20,6 +20,10 @@ import re
 import urllib.parse
 from dataclasses import dataclass, field
 
+from gsmbridge.codec import address
+from gsmbridge import safeurl
+from gsmbridge.safeurl import mask_url
+
 #: pyserial's URL handlers (serial.serial_for_url), plus our own sim:// for the simulated modem
 SERIAL_URL_SCHEMES = ("socket", "rfc2217", "loop", "spy", "alt", "hwgrep", "cp2110", "sim")
 
@@ -81,6 +85,18 @@ class HttpConfig:
     password: str | None = None
     max_body: int = 65536
     max_recipients: int = 1000
+    #: where delivery-report callbacks may go besides public addresses and the receivers' origins
+    callback_allow: tuple = ()
+    # the HTTP server's limits (gsmbridge/httpserver.py says why each)
+    max_header: int = 65536
+    header_timeout: float = 10.0
+    body_timeout: float = 30.0
+    idle_timeout: float = 15.0
+    connections: int = 1000
+    connections_per_client: int = 100
+    #: names the bridge is reached by besides its listen address (a reverse proxy's), each
+    #: "name" (any port) or "name:port", lowercased: the Host header check (web/guard.py)
+    hosts: tuple = ()
 
     @property
     def host(self):
@@ -137,6 +153,8 @@ SECTIONS = {
 
 #: keys whose values never appear in check-config's output
 SECRETS = {("modem", "pin"), ("http", "password")}
+#: keys holding URLs, shown through mask_url (a query may carry a password)
+URLS = {("modem", "url"), ("rapidsms", "url")}
 
 
 @dataclass(frozen=True)
@@ -184,6 +202,8 @@ def _masked_values(section, values):
     for key, value in values.items():
         if (section, key) in SECRETS and value:
             values[key] = SECRET
+        elif (section, key) in URLS and value:
+            values[key] = mask_url(value)
         elif isinstance(value, tuple):
             values[key] = " ".join(value)
     return values
@@ -274,8 +294,8 @@ def _pin(raw):
 
 
 def _phone_number(raw):
-    if not re.fullmatch(r"\+?[0-9]{3,20}", raw):
-        raise ValueError("%r is not a phone number (an optional + and 3 to 20 digits)" % raw)
+    if not address.is_phone_number(raw):
+        raise ValueError("%r is not a phone number (%s)" % (raw, address.PHONE_NUMBER_WORDS))
     return raw
 
 
@@ -301,6 +321,37 @@ def _split_host_port(raw):
 def _host_port(raw):
     _split_host_port(raw)
     return raw
+
+
+#: one DNS label (RFC 1123): letters, digits and inner hyphens
+_LABEL = r"(?!-)[a-z0-9-]{1,63}(?<!-)"
+
+
+def _hosts(raw):
+    """Host names, separated by spaces or commas: `sms.example.org gsm.lan:8080`. Each is a DNS
+    name, an IPv4 address or an [IPv6] address, with an optional port; what a browser would put
+    in the Host header, so no scheme, path or wildcard."""
+    hosts = []
+    for entry in (e for e in re.split(r"[\s,]+", raw.lower()) if e):
+        match = re.fullmatch(r"(\[[0-9a-f:.]+\]|[^:\[\]]+)(?::([0-9]{1,5}))?", entry)
+        name = match and match.group(1)
+        if name and name.startswith("["):
+            try:
+                address6 = ipaddress.IPv6Address(name[1:-1])
+                name, ok = "[%s]" % address6.compressed, True   # as a browser writes it
+            except ValueError:
+                ok = False
+        else:
+            ok = bool(name and len(name) <= 253
+                      and re.fullmatch(r"%s(\.%s)*" % (_LABEL, _LABEL), name))
+        if ok and match.group(2) is not None and not 1 <= int(match.group(2)) <= 65535:
+            ok = False
+        if not ok:
+            raise ValueError("%r is not a host name or host:port as a browser sends it in the "
+                             "Host header (such as sms.example.org, sms.example.org:8443 or "
+                             "[2001:db8::1]:13013; no scheme, path or wildcard)" % entry)
+        hosts.append(name if match.group(2) is None else "%s:%d" % (name, int(match.group(2))))
+    return tuple(dict.fromkeys(hosts))
 
 
 def is_loopback(host):
@@ -372,13 +423,16 @@ def _at_command(raw):
 
 
 def _http_url(raw):
-    parts = urllib.parse.urlsplit(raw)
+    try:
+        parts = urllib.parse.urlsplit(raw)
+    except ValueError:
+        raise ValueError("%r is not a URL" % mask_url(raw)) from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError("%r is not an http:// or https:// URL" % raw)
+        raise ValueError("%r is not an http:// or https:// URL" % mask_url(raw))
     try:
         parts.port
     except ValueError:
-        raise ValueError("%r has a bad port" % raw) from None
+        raise ValueError("%r has a bad port" % mask_url(raw)) from None
     return raw
 
 
@@ -388,6 +442,13 @@ def _keep_days(raw):
         raise ValueError("%s is too small: 0 (keep every message) or at least 1 (status reports "
                          "for a sent message come for days)" % raw)
     return value
+
+
+def _callback_allow(raw):
+    """Networks and host:port pairs, separated by spaces or commas: `10.0.0.0/8 127.0.0.1:8001`."""
+    entries = tuple(dict.fromkeys(e for e in re.split(r"[\s,]+", raw) if e))
+    safeurl.parse_allow(entries)
+    return entries
 
 
 def _store_path(raw):
@@ -426,6 +487,15 @@ CHECKS = {
         "password": _text,
         "max_body": _int(1024),
         "max_recipients": _int(1),
+        "callback_allow": _callback_allow,
+        "max_header": _int(1024, 1048576),
+        # the server checks them once a second: less than a second would not be kept
+        "header_timeout": _float(1, 3600),
+        "body_timeout": _float(1, 3600),
+        "idle_timeout": _float(1, 3600),
+        "connections": _int(1, 100000),
+        "connections_per_client": _int(0),
+        "hosts": _hosts,
     },
     "rapidsms": {
         "url": _http_url,
@@ -490,6 +560,12 @@ def _build(sections, base_dir, path=None):
         other = "username" if missing == "password" else "password"
         raise ConfigError("http", missing, "%s is set but %s is not; set both or neither"
                           % (other, missing))
+    connections = http.get("connections", HttpConfig.connections)
+    per_client = http.setdefault("connections_per_client",
+                                 min(HttpConfig.connections_per_client, connections))
+    if per_client > connections:
+        raise ConfigError("http", "connections_per_client", "%d is more than connections (%d); "
+                          "use 0 for no cap per client address" % (per_client, connections))
     listen = http.get("listen", HttpConfig.listen)
     host, _ = _split_host_port(listen)
     if not is_loopback(host) and not http.get("username"):
@@ -541,7 +617,7 @@ def _check_slash(section, url, style, warnings):
     if style != "httprouter" and not urllib.parse.urlsplit(url).path.endswith("/"):
         warnings.append("[%s] url: %r does not end with '/'; RapidSMS's backend views "
                         "need the trailing slash (Django answers a redirect or 404 without it)"
-                        % (section, url))
+                        % (section, mask_url(url)))
 
 
 def _build_modems(sections, style, warnings):

@@ -8,25 +8,35 @@ rules, so an operator learns them once:
   refusal for good: kept as failed, logged, never retried (an operator can requeue it).  A 4xx
   that says the receiver is not there (401, 403, 404, 405, 410, ...: a wrong URL, a deploy under
   way, credentials no longer taken) is no message's fault: retried.  So are 408, 425 and 429
-  ("try later"), and anything else (5xx, a timeout, a refused connection), with capped
-  exponential backoff, without end: a message is worth more than a request.
+  ("try later"), and anything else (5xx, a redirect, a timeout, a refused connection), with
+  capped exponential backoff (gsmbridge.backoff, +-10% jitter under a hard cap), without end: a
+  message is worth more than a request.
+- A redirect is never followed: a receiver answering 302 to a login page that answers 200 has not
+  taken anything.  It is retried and logged with where it pointed (masked).
+- Only the start of an answer is read (`answer_limit` bytes): a receiver answering 100 MB costs
+  no memory.
 - A receiver that cannot be reached at all (a refused connection, a timeout) or that is not
   there is put on hold for the same backoff, so an outage costs one probe per backoff, not one
   request per waiting row.  Each change in what a receiver's answers say is passed to
   `receiver_state` (the forwarder keeps it in the store, for /health).
-- What reaches logs and the store never carries credentials nor a query string (it holds phone
-  numbers and message text): `mask_url`, `describe_error`.
+- What reaches logs, the store and the screen never carries credentials nor a query string's
+  values (they hold passwords, phone numbers and message text): `mask_url` is the one function
+  that masks a URL, everywhere one is logged or printed; `describe_error` for exceptions.
 
 `Sender` is the loop and the rules.  A subclass says where its rows come from (`due`,
-`next_due`), what request each one makes (`request`) to which receiver (`target`), and how an
-outcome is kept (`mark_delivered`, `mark_retry`, `mark_failed`).
+`next_due`), what request each one makes (`request`) to which receiver (`target`), how an
+outcome is kept (`mark_delivered`, `mark_retry`, `mark_failed`), and which fields its log lines
+carry (`fields`: the message id, the modem).
 """
 
-import random
 import re
 import time
 
 import requests
+from urllib3.exceptions import ReadTimeoutError
+
+from gsmbridge.backoff import Backoff
+from gsmbridge.safeurl import mask_url
 
 #: 4xx statuses that mean "not now" rather than "never"
 RETRYABLE_4XX = frozenset({408, 425, 429})
@@ -48,13 +58,9 @@ def classify(status):
         return "refused"
     return "retry"
 
-_USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
-
-
-def mask_url(text):
-    """Hide credentials embedded in URLs (scheme://user:pass@host -> scheme://***@host)."""
-    return _USERINFO.sub("***@", str(text))
-
+#: how much a retry's wait is spread either way (under the cap), so rows that failed together
+#: are not all offered again in the same pass
+JITTER = 0.1
 
 def describe_error(exc):
     """A short, credential-free description of a requests exception (no URL, no query string:
@@ -85,6 +91,8 @@ class Sender:
     max_idle = 1.0
     #: how many characters of a refusing answer are kept in the error
     body_excerpt = 200
+    #: the most of an answer's body that is read, in bytes; the rest is never read
+    answer_limit = 4096
 
     #: words for the logs: the thread ("forwarder"), a pass ("forwarding"), what it moves
     #: ("deliveries"), and a row that arrived ("delivered")
@@ -96,8 +104,8 @@ class Sender:
     def __init__(self, store, *, timeout, backoff_base, backoff_cap, session, logger):
         self.store = store
         self.timeout = timeout
-        self.backoff_base = backoff_base
-        self.backoff_cap = backoff_cap
+        #: the wait before a row is offered again, and before a receiver on hold is tried again
+        self.retry = Backoff(backoff_base, backoff_cap, jitter=JITTER)
         self.session = session or requests.Session()
         self.log = logger
         self.holds = {}   # target -> [hold until (epoch), consecutive unreachable tries]
@@ -122,8 +130,14 @@ class Sender:
         """How log lines about the row start (``id=...``)."""
         raise NotImplementedError
 
+    def fields(self, row):
+        """The fields log lines about the row carry (jsonlog: ``msg_id``, ``modem``)."""
+        return {}
+
     def request(self, row):
-        """Make the row's HTTP request; the `requests.Response`, or a requests exception."""
+        """Make the row's HTTP request, never following a redirect, its body streamed
+        (stream=True: `read_answer` reads only its start); the `requests.Response`, or a
+        requests exception."""
         raise NotImplementedError
 
     def mark_delivered(self, row, body):
@@ -145,7 +159,32 @@ class Sender:
 
     def error_for(self, response, excerpt):
         """The error kept for an answer that is neither 2xx nor a refusal."""
+        if 300 <= response.status_code < 400:
+            return "HTTP %d redirect to %s (not followed)" % (
+                response.status_code, mask_url(response.headers.get("Location", "?")))
         return "HTTP %d: %s" % (response.status_code, excerpt)
+
+    def read_answer(self, response):
+        """The start of an answer's body as text: at most answer_limit bytes are read, and the
+        connection is closed rather than drained when there is more. (Make the request with
+        stream=True, or requests reads the whole body first.)"""
+        data = bytearray()
+        try:
+            for chunk in response.iter_content(1024):
+                data += chunk
+                if len(data) >= self.answer_limit:
+                    break
+        except requests.ConnectionError as exc:
+            if exc.args and isinstance(exc.args[0], ReadTimeoutError):
+                raise requests.ReadTimeout(*exc.args) from exc  # a timeout, however wrapped
+            raise
+        finally:
+            response.close()
+        data = bytes(data[:self.answer_limit])
+        try:
+            return data.decode(response.encoding or "utf-8", "replace")
+        except LookupError:     # a charset Python does not know
+            return data.decode("utf-8", "replace")
 
     def receiver_state(self, target, state, status, error):
         """What the receiver's answers say changed: "up" (it takes rows, or refuses one for a
@@ -212,7 +251,7 @@ class Sender:
         started = time.monotonic()
         try:
             resp = self.request(row)
-            body = resp.text
+            body = self.read_answer(resp)
         except requests.Timeout:
             return self._unreachable(row, attempt, "no answer within %gs" % self.timeout)
         except requests.ConnectionError as exc:
@@ -228,7 +267,7 @@ class Sender:
             self.mark_delivered(row, body)
             self._observe(target, "up", None, None)
             self.log.info("%s %s: HTTP %d, attempt %d, %.2fs", self.describe(row), self.done,
-                          status, attempt, elapsed)
+                          status, attempt, elapsed, extra=self.fields(row))
             return "delivered"
         excerpt = body[:self.body_excerpt]
         if outcome == "not there":
@@ -239,7 +278,7 @@ class Sender:
             self.mark_failed(row, "HTTP %d: %s" % (status, excerpt))
             self._observe(target, "up", None, None)
             self.log.warning("%s refused by %s, kept as failed: HTTP %d %r", self.describe(row),
-                             target, status, excerpt)
+                             target, status, excerpt, extra=self.fields(row))
             return "failed"
         error = self.error_for(resp, excerpt)
         self._observe(target, "failing", status, error)
@@ -247,14 +286,13 @@ class Sender:
 
     def backoff(self, attempt):
         """Seconds before try number attempt+1: base * 2^(attempt-1) with +-10% jitter, capped."""
-        delay = self.backoff_base * 2.0 ** min(attempt - 1, 64)
-        return min(self.backoff_cap, delay * random.uniform(0.9, 1.1))
+        return self.retry.delay(attempt)
 
     def _retry(self, row, attempt, error):
         delay = self.backoff(attempt)
         self.mark_retry(row, error, time.time() + delay)
         self.log.warning("%s not %s (attempt %d): %s; next try in %.1fs", self.describe(row),
-                         self.done, attempt, error, delay)
+                         self.done, attempt, error, delay, extra=self.fields(row))
         return "retry"
 
     def _unreachable(self, row, attempt, error):

@@ -14,18 +14,29 @@ The store queues each callback in the same transaction as its cause, so none is 
 delivers them, by the rules of gsmbridge/delivery.py (shared with the forwarder). 2xx is done.
 A 4xx about the request itself (400, 422, ...) is refused for good: kept as `failed`, logged,
 never retried (`gsmbridge requeue --direction callbacks` puts it back); so is a URL requests
-cannot use. Anything else (5xx, "try later", a timeout, a refused connection, and a 4xx saying
-the receiver is not there: 401, 403, 404, 405, 410, ...) is retried with capped exponential
-backoff, without end; while a host cannot be reached at all or is not there, its callbacks wait
-for the backoff instead of each being tried in turn. A message's callbacks go in the order of their
-events (8 before 1), because the store offers only a message's oldest pending one.
+cannot use. Anything else (5xx, "try later", a redirect, a timeout, a refused connection, and a
+4xx saying the receiver is not there: 401, 403, 404, 405, 410, ...) is retried with capped
+exponential backoff, without end; while a host cannot be reached at all or is not there, its
+callbacks wait for the backoff instead of each being tried in turn. A message's callbacks go in
+the order of their events (8 before 1), because the store offers only a message's oldest pending
+one.
+
+The URL is the caller's, so the request is fenced (gsmbridge/safeurl.py): it goes only to public
+addresses, the receivers' origins and [http] callback_allow, checked once the escapes are filled
+in and again at connect time; anywhere else it is kept as failed with the reason
+"refused: resolves to a private address", never retried. No redirect is followed, at most a few
+KB of the answer are read, and the whole exchange has one deadline (`timeout`).
 """
 
 import logging
 import urllib.parse
 from datetime import datetime, timezone
 
-from gsmbridge.delivery import Sender, mask_url
+import requests
+
+from gsmbridge import safeurl
+from gsmbridge.delivery import Sender
+from gsmbridge.safeurl import mask_url
 
 #: Kannel's names for the types, for logs
 TYPES = {1: "delivered to phone", 2: "non-delivered to phone", 4: "queued on SMSC",
@@ -97,10 +108,14 @@ class DlrSender(Sender):
     items = "callbacks"
     done = "made"
 
-    def __init__(self, store, *, smsc=None, timeout=10.0, backoff_base=2.0, backoff_cap=300.0,
-                 session=None, logger=None):
+    def __init__(self, store, *, smsc=None, guard=None, timeout=10.0, backoff_base=2.0,
+                 backoff_cap=300.0, session=None, logger=None):
+        """guard: where callbacks may go (a safeurl.CallbackGuard; by default public addresses
+        only). timeout: seconds for a whole callback, connect to the last byte read."""
+        self.guard = guard or safeurl.CallbackGuard()
         super().__init__(store, timeout=timeout, backoff_base=backoff_base,
-                         backoff_cap=backoff_cap, session=session,
+                         backoff_cap=backoff_cap,
+                         session=safeurl.guarded_session(self.guard, session),
                          logger=logger or logging.getLogger("gsmbridge.dlr"))
         self.smsc = smsc
 
@@ -119,6 +134,9 @@ class DlrSender(Sender):
         return "callback=%s id=%s type=%d (%s)" % (row["id"], row["outbound_id"], row["type"],
                                                    TYPES.get(row["type"], "?"))
 
+    def fields(self, row):
+        return {"msg_id": row["outbound_id"]}
+
     def mark_delivered(self, row, body):
         self.store.callback_delivered(row["id"], response=body)
 
@@ -130,15 +148,35 @@ class DlrSender(Sender):
 
     # -- one callback --------------------------------------------------------------------------
 
+    def deliver(self, row):
+        with safeurl.deadline(self.timeout):
+            try:
+                return super().deliver(row)
+            except safeurl.Refused as exc:
+                return self.refused(row, exc)
+
     def request(self, row):
-        return self.session.get(callback_url(row, self.smsc), timeout=self.timeout,
-                                allow_redirects=True)
+        url = callback_url(row, self.smsc)
+        try:
+            self.guard.check(url)
+        except ValueError as exc:
+            raise requests.exceptions.InvalidURL(str(exc)) from None
+        return self.session.get(url, timeout=self.timeout, allow_redirects=False, stream=True)
+
+    def refused(self, row, exc):
+        """A callback to an address it may not go to: kept as failed, never retried (the
+        address will not become public by waiting)."""
+        self.mark_failed(row, safeurl.REFUSED)
+        self.log.warning("%s to %s %s (%s); kept as failed", self.describe(row),
+                         _host(callback_url(row, self.smsc)), safeurl.REFUSED, exc.address)
+        return "failed"
 
     def unusable(self, row, attempt, error):
         """A dlr-url requests cannot use (no scheme after all, bad characters) will not get
         better by waiting: a 4xx of our own, kept as failed."""
         self.mark_failed(row, error)
-        self.log.warning("%s cannot be made, kept as failed: %s", self.describe(row), error)
+        self.log.warning("%s cannot be made, kept as failed: %s", self.describe(row), error,
+                         extra=self.fields(row))
         return "failed"
 
 

@@ -26,10 +26,11 @@ never retried (`gsmbridge requeue` puts it back). A 4xx that says RapidSMS is no
 403, 404, 405, 410, ...: a deploy under way, a moved URL, a changed password) is no message's
 fault: the message waits and the forwarder holds off, as when RapidSMS cannot be reached at all,
 and tries again with capped exponential backoff, without end. So are 408, 425, 429, 5xx, a
-redirect on POST and a timeout. (These rules are gsmbridge/delivery.py's `classify`, shared with
-the delivery-report sender.) What RapidSMS's answers say (up, failing, not there, not
-answering) is kept in the store for /health, under the URL without credentials or query. The
-metrics count each outcome and time each request.
+redirect and a timeout. No style follows a redirect: a GET redirected to a login page that
+answers 200 would count as delivered while RapidSMS never saw the message. (These rules are
+gsmbridge/delivery.py's `classify`, shared with the delivery-report sender.) What RapidSMS's
+answers say (up, failing, not there, not answering) is kept in the store for /health, under its
+masked URL. The metrics count each outcome and time each request.
 
 Each sender's messages go in arrival order: the store only offers a sender's oldest pending one.
 """
@@ -40,11 +41,11 @@ import urllib.parse
 from datetime import datetime, timezone
 
 from gsmbridge import metrics
-from gsmbridge.delivery import (NOT_THERE_4XX, RETRYABLE_4XX, Sender, classify, describe_error,
-                                mask_url)
+from gsmbridge.delivery import NOT_THERE_4XX, RETRYABLE_4XX, Sender, classify, describe_error
+from gsmbridge.safeurl import mask_url
 
 __all__ = ["Forwarder", "vumi_message", "mask_url", "describe_error", "RETRYABLE_4XX",
-           "NOT_THERE_4XX", "classify", "public_url", "STYLES"]
+           "NOT_THERE_4XX", "classify", "STYLES"]
 
 STYLES = ("kannel", "http", "json", "vumi", "httprouter")
 
@@ -59,18 +60,6 @@ def _iso_utc(epoch):
 def _vumi_time(epoch):
     """Vumi's timestamp format: UTC, "%Y-%m-%d %H:%M:%S.%f", no zone."""
     return datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")
-
-
-def public_url(url):
-    """A receiver's URL as anyone asking /health may see it: no credentials, and no query string
-    (httprouter's ?password=), which shows as "?***"."""
-    parts = urllib.parse.urlsplit(url)
-    host = parts.hostname or ""
-    if ":" in host:
-        host = "[%s]" % host
-    port = ":%d" % parts.port if parts.port else ""
-    return urllib.parse.urlunsplit((parts.scheme, host + port, parts.path,
-                                    "***" if parts.query else "", ""))
 
 
 def vumi_message(row):
@@ -125,7 +114,7 @@ class Forwarder(Sender):
         self.identity_name = identity_name
         self.text_name = text_name
         self.safe_url = mask_url(url)
-        self.receiver_name = public_url(url)
+        self.receiver_name = self.safe_url     # what /health shows: masked
         if style in SLASHED_STYLES and not parts.path.endswith("/"):
             self.log.warning("forwarding URL %s has no trailing slash; RapidSMS's backend URLs "
                              "end in one", self.safe_url)
@@ -148,6 +137,9 @@ class Forwarder(Sender):
 
     def describe(self, row):
         return "id=%s" % row["id"]
+
+    def fields(self, row):
+        return {"msg_id": row["id"], "modem": row.get("modem")}
 
     def mark_delivered(self, row, body):
         self.store.inbound_delivered(row["id"], response=body)
@@ -199,11 +191,11 @@ class Forwarder(Sender):
 
     def request(self, row):
         method, kwargs = self.request_for(row)
-        # A redirect is followed for GET only: requests turns a redirected POST into a GET
-        # without its body, which would reach the receiver as an empty message.
+        # A redirect is never followed: its target is not the receiver (a login page answering
+        # 200, or a GET that a redirected POST becomes, without its body).
         with metrics.FORWARD_SECONDS.time():
             return self.session.request(method, self.url, timeout=self.timeout,
-                                        allow_redirects=(method == "GET"), **kwargs)
+                                        allow_redirects=False, stream=True, **kwargs)
 
     def error_for(self, response, excerpt):
         if 300 <= response.status_code < 400:

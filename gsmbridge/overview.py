@@ -32,8 +32,10 @@ import time
 
 from prometheus_client.core import GaugeMetricFamily
 
-#: seconds without a modem report before /health calls the modem stuck
-MODEM_STALE = 300.0
+# MODEM_STALE, seconds without a modem report before /health calls the modem stuck, is the store's:
+# the pool stops routing to a modem after the same silence, so the two cannot disagree.
+from gsmbridge.store import MODEM_STALE
+
 #: seconds a message may wait in a queue before /health looks at why
 QUEUE_STALE = 3600.0
 #: seconds without any send, with an old message queued, before outbound counts as stalled

@@ -134,3 +134,32 @@ def test_send_and_status_commands_find_the_bridge_from_its_config(bridge):
     p = gsmbridge("status")
     assert p.returncode == 0, p.stdout + p.stderr
     assert "modem" in p.stdout and "up" in p.stdout
+
+
+def test_a_password_in_the_receiver_url_never_reaches_the_log(tmp_path, sink):
+    """httprouter's ROUTER_PASSWORD in [rapidsms] url: used on every forward, in no log line, at
+    start (DEBUG, the most talkative level) or on any failed forward."""
+    bridge = BridgeProcess(tmp_path, style="httprouter",
+                           rapidsms_url=sink.url + "/router/receive?password=s3cret-pw")
+    sink.set_response(500, "down")
+    bridge.start()
+    try:
+        bridge.inject("+255700000009", "habari")
+        wait_for(lambda: len(sink.requests) >= 2, message="two failed forwards")
+        sink.set_response(302, headers={"Location": sink.url
+                                        + "/router/receive?password=s3cret-pw&x=1"})
+        wait_for(lambda: any(r.status == 302 for r in sink.requests), message="a redirect")
+        sink.set_response(200)
+        wait_for(lambda: any(r.status == 200 for r in sink.requests), message="delivered")
+        assert {r.args["password"] for r in sink.requests} == {"s3cret-pw"}
+        p = subprocess.run([sys.executable, "-m", "gsmbridge", "status", "-c", bridge.ini],
+                           capture_output=True, text=True, timeout=30)
+        assert "s3cret" not in p.stdout + p.stderr
+    finally:
+        bridge.stop()
+    with open(bridge.log_path, errors="replace") as f:
+        log = f.read()
+    assert "forwarding to %s/router/receive?password=***" % sink.url in log      # the start
+    assert "not delivered (attempt 1): HTTP 500" in log
+    assert "redirect to %s/router/receive?password=***&x=***" % sink.url in log
+    assert "s3cret" not in log

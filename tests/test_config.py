@@ -5,6 +5,8 @@ import configparser
 import dataclasses
 import os
 import re
+import subprocess
+import sys
 
 import pytest
 
@@ -75,6 +77,8 @@ def test_defaults_for_a_minimal_file(tmp_path):
     assert cfg.modem.baudrate == 115200 and cfg.modem.receive == "auto"
     assert cfg.modem.max_parts == 10 and cfg.modem.status_reports is False
     assert cfg.http.listen == "127.0.0.1:13013" and cfg.http.max_body == 65536
+    assert (cfg.http.connections, cfg.http.connections_per_client) == (1000, 100)
+    assert (cfg.http.header_timeout, cfg.http.body_timeout, cfg.http.idle_timeout) == (10, 30, 15)
     assert cfg.bridge.resend_unconfirmed is True
     assert cfg.log.level == "INFO" and cfg.log.format == "text"
     assert cfg.store.path == str(tmp_path / "var" / "gsmbridge.sqlite3")
@@ -138,6 +142,14 @@ def test_accepted_ports(tmp_path, port):
     ("[http]\nusername = rapidsms\n", "http", "password", "set both or neither"),
     ("[http]\npassword = secret\n", "http", "username", "set both or neither"),
     ("[http]\nmax_body = lots\n", "http", "max_body", "not a whole number"),
+    ("[http]\nmax_header = 100\n", "http", "max_header", "too small (at least 1024)"),
+    ("[http]\nheader_timeout = 0.5\n", "http", "header_timeout", "too small (at least 1)"),
+    ("[http]\nbody_timeout = soon\n", "http", "body_timeout", "not a number"),
+    ("[http]\nidle_timeout = 7200\n", "http", "idle_timeout", "too large (at most 3600)"),
+    ("[http]\nconnections = 0\n", "http", "connections", "too small (at least 1)"),
+    ("[http]\nconnections_per_client = -1\n", "http", "connections_per_client", "too small"),
+    ("[http]\nconnections = 50\nconnections_per_client = 60\n", "http",
+     "connections_per_client", "60 is more than connections (50); use 0 for no cap"),
     ("[modem]\nbaudrate = 0\n", "modem", "baudrate", "too small"),
     ("[modem]\nmax_parts = 256\n", "modem", "max_parts", "too large"),
     ("[modem]\nreceive = push\n", "modem", "receive", "auto, cmt, cmti, poll"),
@@ -151,6 +163,11 @@ def test_accepted_ports(tmp_path, port):
     ("[rapidsms]\ntimeout = -1\n", "rapidsms", "timeout", "more than 0"),
     ("[store]\npath = :memory:\n", "store", "path", "must be a file"),
     ("[log]\nlevel = LOUD\n", "log", "level", "not one of DEBUG"),
+    ("[http]\ncallback_allow = 10.0.0.1/8\n", "http", "callback_allow", "host bits set"),
+    ("[http]\ncallback_allow = 127.0.0.1:8001 intranet\n", "http", "callback_allow",
+     "'intranet' is neither a network"),
+    ("[http]\ncallback_allow = 127.0.0.1:99999\n", "http", "callback_allow", "port 99999"),
+    ("[http]\ncallback_allow =\n", "http", "callback_allow", "is empty"),
 ])
 def test_bad_values(tmp_path, extra, section, key, words):
     # later sections of the same name would be duplicates: merge the extra into the file instead
@@ -218,6 +235,11 @@ def test_url_without_trailing_slash_warns(tmp_path):
     assert "[rapidsms] url" in cfg.warnings[0] and "trailing slash" in cfg.warnings[0]
 
 
+def test_the_per_client_cap_follows_a_smaller_connection_limit(tmp_path):
+    cfg = config.load(write(tmp_path, MINIMAL + "[http]\nconnections = 40\n"))
+    assert (cfg.http.connections, cfg.http.connections_per_client) == (40, 40)
+
+
 def test_masked_hides_secrets_only(tmp_path):
     cfg = load_with(tmp_path, "[http]\nlisten = 0.0.0.0:13013\nusername = rapidsms\n"
                               "password = s3cret\n")
@@ -230,6 +252,53 @@ def test_masked_hides_secrets_only(tmp_path):
     assert "s3cret" not in repr(masked) and "4321" not in repr(masked)
     assert set(masked) == set(config.SECTIONS)
     assert config.for_tests().masked()["http"]["password"] is None
+
+
+def test_callback_allow_takes_networks_and_host_ports(tmp_path):
+    cfg = load_with(tmp_path, "[http]\ncallback_allow = 10.0.0.0/8, 127.0.0.1:8001\n"
+                              "    [::1]:8002 dlr.internal:8080 10.0.0.0/8\n")
+    assert cfg.http.callback_allow == ("10.0.0.0/8", "127.0.0.1:8001", "[::1]:8002",
+                                       "dlr.internal:8080")
+    assert cfg.masked()["http"]["callback_allow"] == "10.0.0.0/8 127.0.0.1:8001 [::1]:8002 " \
+                                                     "dlr.internal:8080"
+    assert config.load(write(tmp_path, MINIMAL)).http.callback_allow == ()
+
+
+SECRET_URLS = """\
+[modem]
+port = sim://
+
+[modem:b]
+port = sim://?control=127.0.0.1:13015
+url = http://bridge:s3cret-b@127.0.0.1:8000/router/receive?password=s3cret-c
+
+[rapidsms]
+url = http://127.0.0.1:8000/router/receive/?password=s3cret-a&x=1
+style = kannel
+"""
+
+
+def test_check_config_never_prints_a_url_password(tmp_path):
+    """httprouter users put ROUTER_PASSWORD in the url's query (the README says so): it is
+    printed as ***, in the values and in the warnings alike."""
+    path = write(tmp_path, SECRET_URLS)
+    out = subprocess.run([sys.executable, "-m", "gsmbridge", "check-config", "-c", path],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    text = out.stdout + out.stderr
+    assert "s3cret" not in text
+    assert "url = http://127.0.0.1:8000/router/receive/?password=***&x=***" in text
+    assert "url = http://***@127.0.0.1:8000/router/receive?password=***" in text
+    assert "warning: [modem:b] url:" in text            # the warning is there, masked too
+
+
+def test_a_bad_url_is_named_without_its_password(tmp_path):
+    path = write(tmp_path, SECRET_URLS.replace("8000/router/receive/?", "99999/router/?"))
+    out = subprocess.run([sys.executable, "-m", "gsmbridge", "check-config", "-c", path],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2
+    assert "[rapidsms] url:" in out.stderr and "bad port" in out.stderr
+    assert "s3cret" not in out.stdout + out.stderr
 
 
 def test_pin_errors_do_not_echo_the_pin(tmp_path):

@@ -3,6 +3,8 @@ the event that causes it), status-report matching (multipart, TP-MR wrap), the D
 a real HTTP server, a whole bridge process on the simulated modem, and RapidSMS 2.2.0's own
 delivery-report view."""
 
+import json
+import logging
 import os
 import sqlite3
 import threading
@@ -16,8 +18,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import gsmbridge.store as store_module
+from gsmbridge import config
+from gsmbridge.app import callback_guard
+from httpsink import HttpSink
 from plans import assert_uses_index
 from gsmbridge.dlr import DlrSender, callback_url, fill_escapes, kannel_time
+from gsmbridge.safeurl import CallbackGuard
 from gsmbridge.store import Store
 
 from bridgeproc import BridgeProcess, wait_for
@@ -283,6 +289,12 @@ def test_callback_queries_use_their_index(store, name, index):
 # -- the sender against a real HTTP server -----------------------------------------------------
 
 
+def allowing(sink):
+    """Callbacks may go to the sink: as to RapidSMS, whose origin a bridge always allows (the
+    sink is on loopback, where callbacks are refused by default: test_safeurl.py)."""
+    return CallbackGuard(origins=[sink.url])
+
+
 def sent_message(store, sink, *, mask=31, path="/dlr/", to="+255700000001"):
     url = sink.url + path + "?type=%d&text=%A&smsc=%i&id=%I&at=%t&to=%p&from=%P"
     msg_id = queue(store, url=url, mask=mask, to=to, sender="Clinic")
@@ -292,7 +304,7 @@ def sent_message(store, sink, *, mask=31, path="/dlr/", to="+255700000001"):
 
 def test_a_callback_reaches_the_receiver_with_kannels_fields(store, sink, clock):
     msg_id = sent_message(store, sink)
-    sender = DlrSender(store, smsc="fallback")
+    sender = DlrSender(store, smsc="fallback", guard=allowing(sink))
     assert sender.step(now=FAR) == 1
     (req,) = sink.requests
     assert (req.method, req.path) == ("GET", "/dlr/")
@@ -307,14 +319,14 @@ def test_the_modem_name_is_filled_in_when_the_message_has_none(store, sink):
                                 dlr_url=sink.url + "/?smsc=%i", dlr_mask=8)[0]
     store.outbound_sending(msg_id)          # no modem recorded
     store.outbound_sent(msg_id, references=[1])
-    DlrSender(store, smsc="modem").step(now=FAR)
+    DlrSender(store, smsc="modem", guard=allowing(sink)).step(now=FAR)
     assert sink.requests[0].args == {"smsc": "modem"}
 
 
 def test_a_refusal_is_kept_as_failed_and_never_retried(store, sink):
     msg_id = sent_message(store, sink)
-    sink.set_response(400, "no such message")   # 404 says "not there": retried (below)
-    sender = DlrSender(store)
+    sink.set_response(400, "no such message")   # 404 says "not there": retried (test_receivers)
+    sender = DlrSender(store, guard=allowing(sink))
     sender.step(now=FAR)
     (cb,) = store.callbacks(msg_id)
     assert (cb["status"], cb["last_error"]) == ("failed", "HTTP 400: no such message")
@@ -330,7 +342,7 @@ def test_a_refusal_is_kept_as_failed_and_never_retried(store, sink):
 def test_server_errors_and_try_later_are_retried(store, sink, status):
     msg_id = sent_message(store, sink)
     sink.set_response(status)
-    sender = DlrSender(store, backoff_base=10.0)
+    sender = DlrSender(store, backoff_base=10.0, guard=allowing(sink))
     before = time.time()
     sender.step(now=FAR)
     (cb,) = store.callbacks(msg_id)
@@ -346,7 +358,7 @@ def test_server_errors_and_try_later_are_retried(store, sink, status):
 def test_a_timeout_is_retried(store, sink):
     msg_id = sent_message(store, sink)
     sink.set_response(200, delay=3)
-    DlrSender(store, timeout=0.2).step(now=FAR)
+    DlrSender(store, timeout=0.2, guard=allowing(sink)).step(now=FAR)
     (cb,) = store.callbacks(msg_id)
     assert cb["status"] == "pending" and "no answer" in cb["last_error"]
 
@@ -354,7 +366,7 @@ def test_a_timeout_is_retried(store, sink):
 def test_an_unreachable_receiver_costs_one_try_per_backoff(store, sink):
     ids = [sent_message(store, sink, to="+25570000000%d" % i) for i in range(3)]
     sink.refuse()
-    sender = DlrSender(store, backoff_base=30.0)
+    sender = DlrSender(store, backoff_base=30.0, guard=allowing(sink))
     assert sender.step(now=time.time()) == 1
     assert sorted(c["attempts"] for i in ids for c in store.callbacks(i)) == [0, 0, 1]
     assert sender.step(now=time.time()) == 0          # the host is on hold
@@ -364,7 +376,7 @@ def test_retries_without_end_until_the_receiver_comes_back(store, sink):
     msg_id = sent_message(store, sink)
     store.add_report(modem="m1", reference=21, recipient="+255700000001", status=0, pdu="R")
     sink.refuse()
-    sender = DlrSender(store, backoff_base=0.02, backoff_cap=0.1)
+    sender = DlrSender(store, backoff_base=0.02, backoff_cap=0.1, guard=allowing(sink))
     stop = threading.Event()
     thread = threading.Thread(target=sender.run, args=(stop,), daemon=True)
     thread.start()
@@ -385,6 +397,100 @@ def test_retries_without_end_until_the_receiver_comes_back(store, sink):
     delivered = [r.args["type"] for r in sink.requests if r.status == 200]
     assert delivered == ["8", "1"]
     assert all(r.args["type"] == "8" for r in sink.requests if r.status == 503)
+
+
+# -- where a callback may go (gsmbridge/safeurl.py; its unit tests: test_safeurl.py) -----------
+
+
+@pytest.fixture
+def other():
+    """A server on loopback that is not the receiver: an internal service a caller aims at."""
+    s = HttpSink()
+    s.set_response(200, "internal: secret-token")
+    yield s
+    s.stop()
+
+
+def test_a_callback_to_another_loopback_port_is_refused_and_nothing_fetched(store, sink, other,
+                                                                           caplog):
+    msg_id = queue(store, url=other.url + "/admin?to=%p&type=%d")
+    store.outbound_sent(msg_id, references=[1])
+    sender = DlrSender(store, guard=allowing(sink))
+    with caplog.at_level(logging.INFO, logger="gsmbridge.dlr"):
+        assert sender.step(now=FAR) == 1
+    (cb,) = store.callbacks(msg_id)
+    assert (cb["status"], cb["last_error"]) == ("failed", "refused: resolves to a private address")
+    assert sender.step(now=FAR) == 0                # never retried
+    time.sleep(0.2)
+    assert other.requests == [] and sink.requests == []
+    (line,) = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert "refused: resolves to a private address" in line and other.url in line
+    assert "255700000001" not in line                # the URL's query is not logged
+
+
+def test_localhost_is_refused_by_default(store, other):
+    msg_id = queue(store, url="http://localhost:%d/dlr?type=%%d" % other.port)
+    store.outbound_sent(msg_id, references=[1])
+    DlrSender(store).step(now=FAR)
+    assert store.callbacks(msg_id)[0]["status"] == "failed"
+    assert other.requests == []
+
+
+def bridge_config(tmp_path, rapidsms_url, **http):
+    return config.for_tests(str(tmp_path), rapidsms={"url": rapidsms_url}, http=http)
+
+
+def test_the_receivers_origin_is_allowed_out_of_the_box(tmp_path, store, sink, other):
+    guard = callback_guard(bridge_config(tmp_path, sink.url + "/backend/kannel-backend/"))
+    msg_id = sent_message(store, sink, path="/delivery-report/")
+    refused = queue(store, url=other.url + "/delivery-report/?type=%d", to="+255700000002")
+    store.outbound_sent(refused, references=[2])
+    sender = DlrSender(store, guard=guard)
+    sender.step(now=FAR)
+    assert store.callbacks(msg_id)[0]["status"] == "delivered"
+    assert [r.path for r in sink.requests] == ["/delivery-report/"]
+    assert store.callbacks(refused)[0]["status"] == "failed" and other.requests == []
+
+
+def test_a_modems_own_receiver_is_allowed_too(tmp_path, store, sink, other):
+    cfg = config.from_dict({"modem": {"port": "sim://"},
+                            "modem:b": {"port": "sim://", "url": other.url + "/backend/b/"},
+                            "rapidsms": {"url": sink.url + "/backend/"}}, base_dir=str(tmp_path))
+    msg_id = queue(store, url=other.url + "/dlr?type=%d")
+    store.outbound_sent(msg_id, references=[1])
+    DlrSender(store, guard=callback_guard(cfg)).step(now=FAR)
+    assert store.callbacks(msg_id)[0]["status"] == "delivered" and len(other.requests) == 1
+
+
+@pytest.mark.parametrize("allow, allowed", [
+    ("127.0.0.1:{port}", True),                 # that host:port
+    ("127.0.0.0/8", True),                      # a network: any port
+    ("10.0.0.0/8 127.0.0.1", True),
+    ("127.0.0.1:{other_port}", False),          # another port of the same host
+    ("10.0.0.0/8", False),
+])
+def test_callback_allow_lets_callbacks_reach_listed_addresses(tmp_path, store, sink, other,
+                                                              allow, allowed):
+    allow = allow.format(port=other.port, other_port=other.port + 1)
+    guard = callback_guard(bridge_config(tmp_path, sink.url + "/backend/",
+                                         callback_allow=allow))
+    msg_id = queue(store, url=other.url + "/dlr?type=%d")
+    store.outbound_sent(msg_id, references=[1])
+    DlrSender(store, guard=guard).step(now=FAR)
+    assert store.callbacks(msg_id)[0]["status"] == ("delivered" if allowed else "failed")
+    assert len(other.requests) == (1 if allowed else 0)
+
+
+def test_a_redirect_is_not_followed_but_retried(store, sink, other):
+    """The allowed receiver answering 302 to an internal service does not get the bridge to
+    fetch it: the callback is retried, as a 5xx would be."""
+    sink.set_response(302, headers={"Location": other.url + "/admin?key=abc"})
+    msg_id = sent_message(store, sink)
+    DlrSender(store, guard=allowing(sink), backoff_base=10.0).step(now=FAR)
+    (cb,) = store.callbacks(msg_id)
+    assert (cb["status"], cb["attempts"]) == ("pending", 1)
+    assert cb["last_error"].startswith("HTTP 302 redirect to") and "abc" not in cb["last_error"]
+    assert len(sink.requests) == 1 and other.requests == []
 
 
 # -- the whole bridge ------------------------------------------------------------------------
@@ -430,6 +536,31 @@ def test_bridge_calls_back_smsc_then_phone_delivery(bridge, sink):
     assert len(dlrs(sink)) == 4
 
 
+def message_view(bridge, msg_id):
+    return requests.get(bridge.api + "/api/v1/messages/" + msg_id, auth=bridge.auth,
+                        timeout=10).json()
+
+
+def test_bridge_refuses_internal_callbacks_and_shows_no_answer_bodies(bridge, sink, other):
+    """The process as shipped: a dlr-url on loopback but not RapidSMS's origin is refused and
+    never fetched; the answers of an allowed receiver stay out of the message view."""
+    r = bridge.send("+255700000031", "one", dlr_url=other.url + "/admin?type=%d")
+    refused = r.json()["id"]
+    sink.set_response(500, "Traceback: secret-token in settings.py")
+    r = bridge.send("+255700000032", "two", dlr_url=sink.url + "/dlr/?type=%d")
+    answered = r.json()["id"]
+    view = wait_for(lambda: (lambda m: m["callbacks"] and m["callbacks"][0]["status"] == "failed"
+                             and m)(message_view(bridge, refused)),
+                    message="the callback refused")
+    assert view["callbacks"][0]["last_error"] == "refused: resolves to a private address"
+    wait_for(lambda: any(r.path == "/dlr/" for r in sink.requests), message="a callback made")
+    view = wait_for(lambda: (lambda m: m["callbacks"][0]["attempts"] and m)(
+        message_view(bridge, answered)), message="the 500 recorded")
+    assert view["callbacks"][0]["last_error"] == "HTTP 500"
+    assert "secret-token" not in json.dumps(view)
+    assert other.requests == []
+
+
 # -- RapidSMS's own delivery-report view -----------------------------------------------------
 
 DLR_URLS = '''\
@@ -466,6 +597,12 @@ def test_rapidsms_records_the_bridges_delivery_reports(tmp_path, sink):
     rapidsms.env["DJANGO_SETTINGS_MODULE"] = "dlr_settings"
     rapidsms.start()
     try:
+        # RapidSMS's own backend URL, as in production: its delivery-report view shares the
+        # origin, which the bridge lets callbacks reach although it is on loopback.
+        with open(bridge.ini) as f:
+            ini = f.read().replace(sink.url + "/backend/kannel-backend/", rapidsms.backend_url)
+        with open(bridge.ini, "w") as f:
+            f.write(ini)
         bridge.start()
         try:
             sendsms(bridge, "+255700000021", "Asante", rapidsms_dlr_url(rapidsms.url, "4f2a"))

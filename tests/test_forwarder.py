@@ -152,6 +152,39 @@ def test_a_redirected_post_is_not_followed(store, sink):
     assert len(sink.requests) == 1
 
 
+@pytest.mark.parametrize("style, path", [
+    ("kannel", "/backend/kannel-backend/"),
+    ("httprouter", "/router/receive"),
+    ("http", "/backend/http/"),
+    ("json", "/inbound/"),
+])
+def test_a_redirect_to_a_login_page_is_not_delivered(store, sink, caplog, style, path):
+    """RapidSMS behind a login answers 302 to a page that answers 200: nothing was taken, so the
+    message stays pending, is retried after the backoff, and the log says where it pointed."""
+    def rapidsms(request):
+        if request.path.startswith("/accounts/login/"):
+            return 200, "<form>Log in</form>"
+        return 302, "", {"Location": sink.url + "/accounts/login/?next=/x/&token=s3cret"}
+
+    sink.set_handler(rapidsms)
+    msg_id = add(store)
+    fwd = make(store, sink, style=style, path=path, backoff_base=10.0, backoff_cap=60.0)
+    before = time.time()
+    with caplog.at_level(logging.INFO, logger="gsmbridge.forwarder"):
+        assert fwd.step(now=FAR) == 1
+    row = store.get_inbound(msg_id)
+    assert (row["status"], row["attempts"]) == ("pending", 1)
+    assert row["next_attempt"] >= before + 9
+    assert [r.path for r in sink.requests] == [path]        # the login page was never asked
+    assert "redirect" in row["last_error"] and "/accounts/login/" in row["last_error"]
+    warning = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("redirect" in line and "/accounts/login/?next=***" in line for line in warning)
+    assert "s3cret" not in caplog.text and "s3cret" not in row["last_error"]
+    sink.set_handler(lambda request: 200)
+    fwd.step(now=FAR)
+    assert store.get_inbound(msg_id)["status"] == "delivered"
+
+
 def test_the_metrics_count_each_outcome_and_time_each_forward(store, sink):
     names = ("gsmbridge_messages_forwarded_total", "gsmbridge_messages_forward_failed_total",
              "gsmbridge_messages_forward_retried_total", "gsmbridge_forward_seconds_count")
@@ -271,9 +304,42 @@ def test_credentials_in_the_url_never_reach_logs_or_the_store(store, sink, caplo
     assert row["attempts"] == 3 and "s3cret" not in (row["last_error"] or "")
 
 
+def test_a_password_in_the_query_never_reaches_logs_or_the_store(store, sink, caplog):
+    """httprouter's ROUTER_PASSWORD goes in [rapidsms] url's query: it is sent, never shown."""
+    url = sink.url + "/router/receive?password=s3cret"
+    msg_id = add(store)
+    sink.refuse()
+    with caplog.at_level(logging.DEBUG, logger="gsmbridge"):
+        fwd = Forwarder(store, url=url, style="httprouter", timeout=2.0, backoff_base=0.01,
+                        backoff_cap=0.05)
+        fwd.step(now=FAR)                       # unreachable
+        sink.set_response(500, "boom")
+        sink.accept()
+        fwd.step(now=FAR)                       # a server error
+        sink.set_response(302, headers={"Location": url + "&next=/"})
+        fwd.step(now=FAR)                       # a redirect back to the URL itself
+        sink.set_response(400, "no such backend")
+        fwd.step(now=FAR)                       # refused for good
+    assert [r.args["password"] for r in sink.requests] == ["s3cret"] * 3
+    row = store.get_inbound(msg_id)
+    assert row["status"] == "failed" and "s3cret" not in row["last_error"]
+    assert "s3cret" not in caplog.text and "s3cret" not in fwd.safe_url
+    assert "password=***" in caplog.text
+    assert "unreachable" in caplog.text and "redirect" in caplog.text
+    assert "kept as failed" in caplog.text
+
+
 def test_mask_url_hides_userinfo():
-    assert mask_url("http://u:p@host:8000/x/?a=1") == "http://***@host:8000/x/?a=1"
+    assert mask_url("http://u:p@host:8000/x/?a=1") == "http://***@host:8000/x/?a=***"
     assert mask_url("http://host/x/") == "http://host/x/"
+
+
+def test_mask_url_hides_every_query_value_wherever_the_url_is():
+    assert mask_url("http://127.0.0.1:8000/router/receive?password=s%20ecret&x=1&flag#top") == \
+        "http://127.0.0.1:8000/router/receive?password=***&x=***&***#top"
+    assert mask_url("a 'https://u:p@h/p?token=t' and <http://h2/?k=v>") == \
+        "a 'https://***@h/p?token=***' and <http://h2/?k=***>"
+    assert mask_url("no URL here ?password=x") == "no URL here ?password=x"
 
 
 def test_describe_error_leaves_out_the_query_string(store, sink):

@@ -21,9 +21,8 @@ from schemathesis.specs.openapi.checks import (  # noqa: E402
 
 from webserver import served
 from gsmbridge import config as configmod  # noqa: E402
-from gsmbridge import openapi  # noqa: E402
 from gsmbridge.store import Store  # noqa: E402
-from gsmbridge.web import create_app  # noqa: E402
+from gsmbridge.web import create_app, openapi  # noqa: E402
 
 AUTH = ("rapidsms", "s3cret")
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,

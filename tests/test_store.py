@@ -1,6 +1,7 @@
 """The store on real SQLite files: dedup, atomic hand-offs, ordered delivery, outbound states,
 durability across reopening and across a writer killed with SIGKILL."""
 
+import ast
 import json
 import os
 import signal
@@ -18,7 +19,7 @@ from hypothesis import strategies as st
 import gsmbridge.store as store_module
 from clock import Clock
 from plans import assert_uses_index
-from gsmbridge.store import SCHEMA_VERSION, Store, StoreClosed
+from gsmbridge.store import SCHEMA_VERSION, Store, StoreClosed, StoreError
 
 FAR = 1e12  # a "now" at which everything is due
 
@@ -78,6 +79,41 @@ def test_a_closed_store_says_so(path):
     s.close()
     with pytest.raises(StoreClosed):
         s.counts()
+
+
+def test_what_sqlite_refuses_comes_out_as_a_store_error(store, path):
+    """Callers catch StoreError and never sqlite3's own: nothing of a refused write is kept."""
+    store._conn().execute("CREATE TRIGGER no_bad BEFORE INSERT ON bad_pdus"
+                          " BEGIN SELECT RAISE(ABORT, 'disk trouble'); END")
+    with pytest.raises(StoreError, match="disk trouble") as caught:
+        store.add_bad_pdu(modem="m1", pdu="0004", error="cut short")
+    assert isinstance(caught.value.__cause__, sqlite3.Error)
+    assert store.bad_pdus() == []
+    with pytest.raises(StoreError):
+        Store(os.path.join(path, "no", "such", "directory", "store.sqlite3"))
+    store.close()
+    with pytest.raises(StoreError):             # StoreClosed is one
+        store.bad_pdus()
+
+
+def test_nothing_above_the_store_imports_sqlite3():
+    """Which database sits under the queues is the store's business (gsmbridge/store/)."""
+    root = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "gsmbridge")
+    offenders = []
+    for folder, _, files in os.walk(root):
+        if os.path.relpath(folder, root).split(os.sep)[0] == "store":
+            continue
+        for name in files:
+            if not name.endswith(".py"):
+                continue
+            with open(os.path.join(folder, name), encoding="utf-8") as f:
+                tree = ast.parse(f.read())
+            for node in ast.walk(tree):
+                names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                         else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+                if any(n.split(".")[0] == "sqlite3" for n in names):
+                    offenders.append(os.path.relpath(os.path.join(folder, name), root))
+    assert offenders == []
 
 
 # -- inbound: dedup, parts, bad PDUs -----------------------------------------------------------

@@ -4,11 +4,14 @@ RapidSMS's own KannelBackend (2.2.0) makes the sendsms requests where it matters
 is what RapidSMS really sends; what got committed is read back from the store.
 """
 
+import ast
 import contextlib
 import http.client
 import json
 import logging
 import os
+import subprocess
+import sys
 import time
 import urllib.parse
 
@@ -18,6 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from webserver import served
+import gsmbridge
 from gsmbridge import config as configmod
 from gsmbridge.store import Store
 from gsmbridge.web import create_app
@@ -191,6 +195,9 @@ def test_to_given_twice_sends_to_both(open_bridge):
     ({"to": A, "text": "hi", "coding": "x"}, 400, "coding field misformed"),
     ({"to": A, "text": "hi", "dlr-mask": "all"}, 400, "dlr-mask field misformed"),
     ({"to": A, "text": "hi", "dlr-url": "javascript:alert(1)"}, 400, "dlr-url field misformed"),
+    ({"to": A, "text": "hi", "dlr-url": "http://[::1/dlr"}, 400, "dlr-url field misformed"),
+    ({"to": A, "text": "hi", "dlr-url": "http://rs:99999/dlr"}, 400, "dlr-url field misformed"),
+    ({"to": A, "text": "hi", "dlr-url": "http:///dlr?type=%d"}, 400, "dlr-url field misformed"),
     ({"to": A, "text": "hi", "charset": "klingon"}, 400, "Unknown charset 'klingon'"),
     ({"to": A, "text": "hi", "charset": "rot13"}, 400, "Unknown charset 'rot13'"),
     ({"to": A, "text": "hi", "smsc": "usb0-modem"}, 403, "Not routable. Do not try again."),
@@ -438,6 +445,8 @@ def test_json_unknown_id(bridge):
     (b'{"to": "+255700000001", "text": "\\ud800"}', "unpaired surrogate"),
     (b'{"to": "+255700000001", "txt": "x"}', "Unknown field 'txt'"),
     (b'{"to": "+255700000001", "text": "x", "dlr_url": "ftp://x"}', "dlr_url field misformed"),
+    (b'{"to": "+255700000001", "text": "x", "dlr_url": "http://h/\\r\\nX: 1"}',
+     "dlr_url field misformed"),
     (b'{"to": "+255700000001", "text": "x", "smsc": ["modem"]}', "smsc must be"),
     (b"[" * 50000 + b"]" * 50000, "not JSON"),
 ])
@@ -601,3 +610,51 @@ def test_fuzz_json_api(fuzz_bridge, body, path, method):
                                       headers={"Content-Type": "application/json"})
     if path != "/health":
         assert_not_5xx(status, text)
+
+
+# -- the package's walls -------------------------------------------------------------------------
+
+def test_the_web_side_imports_nothing_of_the_modems_side():
+    """web -> store -> modem: a view that reached the modem (or a worker) would hold RapidSMS's
+    request for as long as a send takes, and a 202 would no longer mean "committed"."""
+    root = os.path.dirname(os.path.dirname(gsmbridge.__file__))
+    code = "import sys, gsmbridge.web; print(' '.join(sys.modules))"
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True, env=dict(os.environ, PYTHONPATH=root)).stdout.split()
+    assert "gsmbridge.web.operators" in loaded
+    walls = ("gsmbridge.modem", "gsmbridge.simulator", "gsmbridge.worker", "gsmbridge.forwarder",
+             "gsmbridge.delivery", "gsmbridge.app", "gsmbridge.cli")
+    assert [m for m in loaded if m.startswith(walls)] == []
+
+
+def test_the_web_modules_import_each_other_one_way():
+    """No cycle among gsmbridge/web's modules: checks.py at the bottom, importing none of them,
+    the views above it, __init__.py (create_app) on top, reaching them all."""
+    folder = os.path.join(os.path.dirname(gsmbridge.__file__), "web")
+    modules = {f[:-3] for f in os.listdir(folder) if f.endswith(".py")}
+    imports = {}
+    for name in modules:
+        with open(os.path.join(folder, name + ".py"), encoding="utf-8") as f:
+            tree = ast.parse(f.read())
+        imports[name] = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom):
+                base = "gsmbridge.web" if node.level else ""      # from . import x
+                module = ".".join(filter(None, (base, node.module)))
+                if module == "gsmbridge.web":
+                    imports[name].update(alias.name for alias in node.names)
+                elif module.startswith("gsmbridge.web."):
+                    imports[name].add(module.split(".")[2])
+        imports[name] &= modules
+    assert imports["checks"] == set()
+    order = []
+
+    def visit(name, path):
+        assert name not in path, "import cycle: %s" % " -> ".join(path + (name,))
+        if name not in order:
+            for other in sorted(imports[name]):
+                visit(other, path + (name,))
+            order.append(name)
+
+    visit("__init__", ())
+    assert sorted(order) == sorted(modules)

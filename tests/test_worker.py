@@ -4,6 +4,8 @@ sent, partial sends, bad PDUs and SMSC time stamps, a full SIM.
 """
 
 import errno
+import json
+import logging
 import os
 import pty
 import select
@@ -18,6 +20,7 @@ from bridgeproc import wait_for
 from gsmbridge import metrics
 from gsmbridge.codec import pdu
 from gsmbridge import simulator
+from gsmbridge.jsonlog import JsonFormatter
 from gsmbridge.modem.driver import GsmModem
 from gsmbridge.simulator.runner import start_simulator
 from gsmbridge.store import Store
@@ -70,7 +73,7 @@ def worker(store):
         options.setdefault("retry_base", 0.2)
         w = ModemWorker("w%d" % next(_names), store, lambda: GsmModem(port, **modem_options),
                         **options)
-        w.reconnect = Backoff(0.1, 0.5)
+        w.reconnect = Backoff(0.1, 0.5, jitter=0.2, hard_cap=False)
         w.reset_wait = 0.2
         w.status_interval = 0.5
         w.no_network_interval = 0.2
@@ -196,6 +199,51 @@ def test_malformed_pdu_is_kept_and_the_next_message_still_arrives(sim, store, wo
     assert bad["pdu"] == "0004" and bad["error"]
     assert metric("gsmbridge_bad_pdus_total", w) == 1
     assert metric("gsmbridge_modem_reconnects_total", w) == 0
+
+
+def test_a_store_that_refuses_the_commit_leaves_the_sms_with_the_modem(sim, store, worker,
+                                                                          caplog):
+    """Nothing committed, nothing forgotten: the worker recovers, and the SMS the network still
+    holds arrives once the store takes writes again, once (a +CMT left unacknowledged ends up in
+    the modem's storage, which the next sweep reads)."""
+    s = sim()
+    w = worker(s.link, sweep_interval=0.5)
+    wait_for(lambda: up(store, w), message="modem up")
+    db = store._conn()
+    db.execute("CREATE TRIGGER no_inbound BEFORE INSERT ON inbound"
+               " BEGIN SELECT RAISE(ABORT, 'disk trouble'); END")
+    with caplog.at_level(logging.ERROR, logger="gsmbridge.worker"):
+        s.modem.deliver(ALICE, "kept by the network")
+        wait_for(lambda: "StoreError: disk trouble" in (state(store, w).get("last_error") or ""),
+                 message="the worker reports the store's refusal")
+    assert inbound_texts(store) == []
+    assert any(r.levelno == logging.ERROR and "disk trouble" in r.getMessage()
+               for r in caplog.records)
+    assert store.bad_pdus() == []               # a store failure is not the PDU's fault
+    db.execute("DROP TRIGGER no_inbound")
+    wait_for(lambda: inbound_texts(store) == ["kept by the network"], timeout=30,
+             message="the SMS arrives once the store works again")
+
+
+def test_log_lines_about_a_message_carry_its_id_and_modem_as_fields(sim, store, worker, caplog):
+    s = sim()
+    with caplog.at_level(logging.INFO, logger="gsmbridge.worker"):
+        w = worker(s.link)
+        wait_for(lambda: up(store, w), message="modem up")
+        s.modem.deliver(ALICE, "hello bridge")
+        out_id = queue(store, BOB, "hello phone")
+        wait_for(lambda: inbound_texts(store) == ["hello bridge"], message="stored")
+        wait_for(lambda: outbound(store, out_id)["status"] == "sent", message="sent")
+    [in_id] = [m["id"] for m in store.recent(10) if m["direction"] == "in"]
+    lines = [json.loads(JsonFormatter().format(r)) for r in caplog.records
+             if r.name == "gsmbridge.worker"]
+    assert all(line["modem"] == w.modem_name for line in lines), lines
+    received = [line for line in lines if line.get("id") == in_id]
+    sent = [line for line in lines if line.get("id") == out_id]
+    assert received and "received from" in received[0]["message"]
+    assert sent and "sent to" in sent[0]["message"]
+    # the text still says them, for the plain-text format
+    assert ("modem=%s id=%s" % (w.modem_name, in_id)) in received[0]["message"]
 
 
 def _with_scts(hex_pdu, scts_hex):

@@ -21,7 +21,7 @@ import unicodedata
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
-from . import gsm7
+from . import address, gsm7
 
 __all__ = [
     "PduError",
@@ -614,7 +614,8 @@ def split(
 
 # ----------------------------------------------------------------------------- encoding
 
-_NUMBER = re.compile(r"\+?[0-9*#]{1,20}")
+#: what an address field can carry (looser than address.PHONE_NUMBER: '*' and '#' are digits here)
+_NUMBER = re.compile(r"\+?[0-9*#]{1,%d}" % address.MAX_DIGITS)
 
 
 def _bcd_string(digits: str) -> bytes:

@@ -30,6 +30,8 @@ Layout. ``Store`` is composed of one class per part, each in a module named for 
     requeue.py      finished rows back in their queue (gsmbridge requeue)
     retention.py    pruning what is finished, in small batches
     upkeep.py       maintenance(), compact(), check()
+    errors.py       StoreError and StoreClosed: what every public method raises where SQLite
+                    refused, so no caller catches (or imports) sqlite3
     rows.py, numbers.py   row dicts, ids, number comparison
 
 Every name the single-module store had is importable from here as before.
@@ -42,7 +44,8 @@ import time
 from .callbacks import (CALLBACK_STATUSES, COUNT_CALLBACKS_SQL, DLR_DELIVERED, DLR_QUEUED,
                         DLR_SMSC_ACK, DLR_SMSC_REJECT, DLR_UNDELIVERED, DUE_CALLBACKS_SQL,
                         NEXT_CALLBACK_DUE_SQL, CallbacksMixin)
-from .connections import Connections, StoreClosed
+from .connections import Connections
+from .errors import StoreClosed, StoreError, raises_store_errors
 from .inbound import (DEMOTE_HEADS_SQL, DUE_INBOUND_OF_MODEM_SQL, DUE_INBOUND_SQL,
                       NEXT_INBOUND_DUE_OF_MODEM_SQL, NEXT_INBOUND_DUE_SQL,
                       OLDEST_PENDING_OF_SENDER_SQL, InboundMixin)
@@ -63,7 +66,7 @@ from .upkeep import UpkeepMixin
 from .views import COUNT_INBOUND_SQL, COUNT_OUTBOUND_SQL, ViewsMixin
 
 __all__ = [
-    "Store", "StoreClosed", "SCHEMA_VERSION", "new_id", "route_digits",
+    "Store", "StoreError", "StoreClosed", "SCHEMA_VERSION", "new_id", "route_digits",
     "INBOUND_STATUSES", "OUTBOUND_STATUSES", "CALLBACK_STATUSES",
     "DLR_DELIVERED", "DLR_UNDELIVERED", "DLR_QUEUED", "DLR_SMSC_ACK", "DLR_SMSC_REJECT",
     "REPORT_WINDOW", "MODEM_STALE", "HOUR", "DAY", "USAGE_TTL",
@@ -77,6 +80,7 @@ __all__ = [
 ]
 
 
+@raises_store_errors
 class Store(InboundMixin, OutboundMixin, ReportsMixin, CallbacksMixin, PoolMixin, ViewsMixin,
             TalliesMixin, ReceiversMixin, RequeueMixin, RetentionMixin, UpkeepMixin, Connections):
     """SQLite queues shared by the bridge's threads. See the package docstring for the rules."""

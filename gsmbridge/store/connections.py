@@ -9,13 +9,10 @@ import logging
 import sqlite3
 from contextlib import contextmanager
 
+from .errors import StoreClosed
 from .schema import _MIGRATIONS, SCHEMA_VERSION, _split_sql
 
 log = logging.getLogger("gsmbridge.store")
-
-
-class StoreClosed(RuntimeError):
-    """The store was closed; nothing more can be read or written through it."""
 
 
 class Connections:

@@ -12,7 +12,9 @@ from .numbers import route_digits
 
 log = logging.getLogger("gsmbridge.store")
 
-#: a modem whose worker has not reported its state for this long is not counted on for routing
+#: seconds without a report of its state (set_modem) after which a modem counts as silent: the
+#: pool stops routing to it and /health calls it stuck (overview.py). Its worker reports every 30 s
+#: while idle, but one long multipart send may hold it for minutes. The one home of this number.
 MODEM_STALE = 300.0
 #: the caps' windows, seconds
 HOUR, DAY = 3600.0, 86400.0

@@ -23,81 +23,68 @@ Whatever RapidSMS a deployment runs, it should reach the bridge with configurati
   Credentials come as username/password parameters (in the URL's query, as its backend cannot do
   basic auth) or as basic auth.
 - rapidsms-httprouter needs nothing here: its ROUTER_URL template can name Kannel's
-  ``/cgi-bin/sendsms`` directly (see web.py).
+  ``/cgi-bin/sendsms`` directly (see kannel.py).
 
-Validation, authentication and the store call are web.py's, so every endpoint refuses the same
+Validation, authentication and the store call are checks.py's, so every endpoint refuses the same
 things the same way; a 4xx says why. Answers carry ``X-Message-Id`` with the new message's id.
 """
 
 import json
-import logging
 import urllib.parse
 from datetime import datetime, timezone
 
 from flask import Blueprint, Response, request
 
-from gsmbridge import web
-from gsmbridge.web import Refused
-
-log = logging.getLogger("gsmbridge.web")
+from gsmbridge.web.checks import (BASIC_CHALLENGE, MAX_IN_REPLY_TO, MAX_SENDER, Refused,
+                                  add_outbound, basic_auth_ok, check_numbers, check_unicode,
+                                  count_parts, credentials_match, decode_text, form_bytes,
+                                  json_request_body, json_response, log, log_accepted,
+                                  parse_form, require_basic_auth, served)
+from gsmbridge.web.guard import changes_state
 
 #: the fields the threadless router's HttpBackend itself sends
 DEFAULT_IDENTITY, DEFAULT_TEXT = "identity", "text"
 
-
-def dialect_blueprint(store, config):
-    """The Blueprint with the dialects' send endpoints, serving store according to config."""
-    bp = Blueprint("dialects", __name__)
-
-    @bp.route("/vumi/send", methods=["POST"])
-    def vumi_send():
-        return vumi(store, config)
-
-    @bp.route("/http/send", methods=["POST"])
-    def http_send():
-        return threadless(store, config)
-
-    @bp.errorhandler(Refused)
-    def refused(exc):
-        return web.error_response(exc.status, exc.message, exc.headers)  # JSON under /vumi/
-
-    return bp
+bp = Blueprint("dialects", __name__)
 
 
 # ---------------------------------------------------------------------------------------------
 # Vumi
 
 
-def vumi(store, config):
-    web.require_basic_auth(config)
-    data = json_object(request.get_data(cache=True))
+@bp.route("/vumi/send", methods=["POST"])
+@changes_state
+def vumi():
+    store, config = served().store, served().config
+    require_basic_auth(config)
+    data = json_object(json_request_body())
 
     content = data.get("content")
     if content is None:
         raise Refused(400, "content is empty (a Vumi message without text cannot be an SMS)")
     if not isinstance(content, str):
         raise Refused(400, "content must be a string")
-    web.check_unicode(content, "content")
+    check_unicode(content, "content")
 
     to_addr = data.get("to_addr")
     numbers = [to_addr] if isinstance(to_addr, str) else to_addr
     if not isinstance(numbers, list) or not numbers or not all(isinstance(n, str) for n in numbers):
         raise Refused(400, "to_addr must be a phone number or a non-empty list of them")
     numbers = [n.strip() for n in numbers]
-    web.check_numbers(numbers, config.http.max_recipients)
+    check_numbers(numbers, config.http.max_recipients)
 
-    sender = optional_string(data, "from_addr", web.MAX_SENDER)
-    in_reply_to = optional_string(data, "in_reply_to", 64)
+    sender = optional_string(data, "from_addr", MAX_SENDER)
+    in_reply_to = optional_string(data, "in_reply_to", MAX_IN_REPLY_TO)
     metadata = data.get("metadata")
     rapidsms_id = metadata.get("rapidsms_msg_id") if isinstance(metadata, dict) else None
 
     transport = data.get("transport_name")
     modem = transport if isinstance(transport, str) and transport in config.modem_names else None
 
-    encoding, parts = web.count_parts(content, config.modem.max_parts)
-    ids = web.add_outbound(store, numbers, content, encoding=encoding, parts=parts, sender=sender,
-                           modem=modem)
-    web.log_accepted("vumi", ids, numbers, parts, encoding, modem=modem)
+    encoding, parts = count_parts(content, config.modem.max_parts)
+    ids = add_outbound(store, numbers, content, encoding=encoding, parts=parts, sender=sender,
+                       modem=modem)
+    log_accepted("vumi", ids, numbers, parts, encoding, modem=modem)
     # in_reply_to is the inbound id the bridge gave RapidSMS as message_id: this line ties a
     # reply to the SMS it answers.
     for msg_id in ids:
@@ -123,7 +110,7 @@ def vumi(store, config):
         "parts": parts,
         "encoding": encoding,
     }
-    response = web.json_response(answer, 200)
+    response = json_response(answer, 200)
     response.headers["X-Message-Id"] = str(ids[0])
     return response
 
@@ -147,7 +134,7 @@ def optional_string(data, key, max_length):
         return None
     if not isinstance(value, str) or len(value) > max_length:
         raise Refused(400, "%s must be a string of at most %d characters" % (key, max_length))
-    web.check_unicode(value, key)
+    check_unicode(value, key)
     return value
 
 
@@ -155,19 +142,22 @@ def optional_string(data, key, max_length):
 # rapidsms-threadless-router's http backend
 
 
-def threadless(store, config):
+@bp.route("/http/send", methods=["POST"])
+@changes_state
+def threadless():
+    store, config = served().store, served().config
     fields = {}
-    for name, value in web.parse_form(request.query_string):
+    for name, value in parse_form(request.query_string):
         fields.setdefault(name, value)
     if request.mimetype not in ("", "application/x-www-form-urlencoded"):
         raise Refused(415, "Unsupported content-type (a form is expected), rejected")
-    for name, value in web.parse_form(request.get_data(cache=True)):
+    for name, value in parse_form(request.get_data(cache=True)):
         fields.setdefault(name, value)
 
     def field(name):
         if name not in fields:
             return None
-        return web.decode_text(web.form_bytes(fields[name]), "utf-8", name)
+        return decode_text(form_bytes(fields[name]), "utf-8", name)
 
     username = field("username") if "username" in fields else field("user")
     password = field("password") if "password" in fields else field("pass")
@@ -178,16 +168,16 @@ def threadless(store, config):
     if identity_name is None:
         raise Refused(400, "Missing receiver number (%s), rejected" % config.rapidsms.identity_name)
     # A literal '+' is the number's international prefix, not an encoded space.
-    number = web.decode_text(urllib.parse.unquote_to_bytes(fields[identity_name]), "utf-8",
-                             identity_name).strip()
-    web.check_numbers([number], 1)
+    number = decode_text(urllib.parse.unquote_to_bytes(fields[identity_name]), "utf-8",
+                         identity_name).strip()
+    check_numbers([number], 1)
     text = field(text_name) if text_name is not None else None
     if not text:
         raise Refused(400, "Empty text, rejected")
-    encoding, parts = web.count_parts(text, config.modem.max_parts)
+    encoding, parts = count_parts(text, config.modem.max_parts)
 
-    ids = web.add_outbound(store, [number], text, encoding=encoding, parts=parts)
-    web.log_accepted("http", ids, [number], parts, encoding)
+    ids = add_outbound(store, [number], text, encoding=encoding, parts=parts)
+    log_accepted("http", ids, [number], parts, encoding)
     response = Response("Accepted for delivery: %s\n" % ids[0], 200, mimetype="text/plain")
     response.headers["X-Message-Id"] = str(ids[0])
     return response
@@ -206,10 +196,9 @@ def check_credentials(config, username, password):
     if not config.http.auth_required:
         return
     if username is None and password is None:
-        ok = web.basic_auth_ok(config)
+        ok = basic_auth_ok(config)
     else:
-        ok = web.credentials_match(config, username, password)
+        ok = credentials_match(config, username, password)
     if not ok:
         log.warning("http send refused: bad credentials from %s", request.remote_addr)
-        raise Refused(401, "Authorization failed",
-                      {"WWW-Authenticate": 'Basic realm="gsmbridge", charset="UTF-8"'})
+        raise Refused(401, "Authorization failed", BASIC_CHALLENGE)

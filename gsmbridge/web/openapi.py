@@ -2,19 +2,40 @@
 
 Written by hand, next to the code it describes, and checked against the real server by
 tests/test_openapi.py (schemathesis generates requests from it, valid and invalid, and every answer
-must be documented, match its schema, and never be a 5xx). Limits that come from the config file
-(recipients per request, parts per message, body size) are filled in from it when one is given.
+must be documented, match its schema, and never be a 5xx). Its numbers are not written here: the
+fixed limits come from checks.py, the phone-number pattern from gsmbridge.codec.address, the
+statuses from the store, and the limits the config file sets (recipients per request) from the
+config when one is given, else from its defaults.
 """
 
 import copy
 
-NUMBER_PATTERN = r"^\+?[0-9]{3,20}$"
+from gsmbridge.codec.address import PHONE_NUMBER
+from gsmbridge.config import HttpConfig
+from gsmbridge.store import INBOUND_STATUSES, OUTBOUND_STATUSES
+from gsmbridge.web.checks import (CODING, DLR_MASK, LIST_DEFAULT, LIST_LIMIT, MAX_IN_REPLY_TO,
+                                  MAX_SENDER, MAX_URL, REFRESH, VALIDITY)
+
+NUMBER_PATTERN = "^%s$" % PHONE_NUMBER
 #: what Kannel's `to` takes: numbers separated by spaces or '+'
-NUMBERS_PATTERN = r"^\+?[0-9]{3,20}([ +]+\+?[0-9]{3,20})*$"
+NUMBERS_PATTERN = "^%s([ +]+%s)*$" % (PHONE_NUMBER, PHONE_NUMBER)
 
 
 def nullable(schema):
     return dict(schema, nullable=True)
+
+
+def integer(limits, **schema):
+    """An integer schema between limits, a (low, high) pair of checks.py."""
+    return dict({"type": "integer", "minimum": limits[0], "maximum": limits[1]}, **schema)
+
+
+def numbers(max_items):
+    """One phone number, or a list of them."""
+    return {"oneOf": [
+        {"type": "string", "pattern": NUMBER_PATTERN},
+        {"type": "array", "minItems": 1, "maxItems": max_items,
+         "items": {"type": "string", "pattern": NUMBER_PATTERN}}]}
 
 
 EPOCH = {"type": "number", "description": "seconds since the epoch, UTC"}
@@ -38,6 +59,20 @@ UNAUTHORIZED = {
                 "text/plain": {"schema": {"type": "string"}}},
 }
 UNAVAILABLE = json_error("the store cannot be read or written just now; try again later")
+#: guard.py's refusals, which every endpoint may answer in its own kind (JSON or text)
+CROSS_SITE = ("a browser sent it from a page on another site (Sec-Fetch-Site other than "
+              "same-origin or none, or an Origin that is not the bridge's own)")
+NOT_JSON = json_error("the body is not labelled application/json (or application/*+json)")
+
+
+def either_error(description):
+    return {"description": description,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}},
+                        "text/plain": {"schema": {"type": "string"}}}}
+
+
+MISDIRECTED = either_error("the Host header is not a name of this bridge (checked when no "
+                           "credentials are configured, or when [http] hosts is set)")
 
 SENDSMS_FIELDS = {
     "username": {"type": "string", "description": "[http] username (alias: user)"},
@@ -47,16 +82,16 @@ SENDSMS_FIELDS = {
     "text": {"type": "string", "minLength": 1,
              "description": "the message, in `charset` (UTF-8 by default; UTF-16BE with coding=2)"},
     "charset": {"type": "string", "description": "the charset of text, e.g. UTF-8, UCS-2"},
-    "coding": {"type": "integer", "minimum": 0, "maximum": 2,
-               "description": "Kannel's coding; the bridge picks GSM 7-bit whenever it can"},
-    "from": {"type": "string", "maxLength": 64, "description": "sender, recorded only"},
+    "coding": integer(CODING, description="Kannel's coding; the bridge picks GSM 7-bit "
+                                          "whenever it can"),
+    "from": {"type": "string", "maxLength": MAX_SENDER, "description": "sender, recorded only"},
     "smsc": {"type": "string", "description": "a modem name to send through (empty: any)"},
-    "dlr-mask": {"type": "integer", "minimum": 0, "maximum": 255,
-                 "description": "Kannel's delivery-report mask (alias: dlrmask)"},
-    "dlr-url": {"type": "string", "format": "uri", "maxLength": 2048,
-                "description": "delivery-report URL template (alias: dlrurl)"},
-    "validity": {"type": "integer", "minimum": -1, "maximum": 999999,
-                 "description": "accepted for compatibility"},
+    "dlr-mask": integer(DLR_MASK, description="Kannel's delivery-report mask (alias: dlrmask)"),
+    "dlr-url": {"type": "string", "format": "uri", "maxLength": MAX_URL,
+                "description": "delivery-report URL template (alias: dlrurl); http(s) only. "
+                               "Called only at public addresses, the receivers' origins and "
+                               "[http] callback_allow"},
+    "validity": integer(VALIDITY, description="accepted for compatibility"),
 }
 
 SCHEMAS = {
@@ -65,12 +100,9 @@ SCHEMAS = {
     "SendRequest": {
         "type": "object", "required": ["to", "text"], "additionalProperties": False,
         "properties": {
-            "to": {"oneOf": [
-                {"type": "string", "pattern": NUMBER_PATTERN},
-                {"type": "array", "minItems": 1, "maxItems": 1000,
-                 "items": {"type": "string", "pattern": NUMBER_PATTERN}}]},
+            "to": numbers(HttpConfig.max_recipients),
             "text": {"type": "string", "minLength": 1},
-            "dlr_url": {"type": "string", "format": "uri", "maxLength": 2048, "nullable": True,
+            "dlr_url": {"type": "string", "format": "uri", "maxLength": MAX_URL, "nullable": True,
                         "description": "delivery-report callbacks to this URL (null: none)"},
             "smsc": {"type": "string", "nullable": True,
                      "description": "the name of the modem to send through (its [modem:NAME] "
@@ -101,8 +133,7 @@ SCHEMAS = {
             "text": {"type": "string"},
             "encoding": nullable({"type": "string"}),
             "parts": {"type": "integer"},
-            "status": {"type": "string",
-                       "enum": ["queued", "sending", "sent", "delivered", "failed", "unknown"]},
+            "status": {"type": "string", "enum": list(OUTBOUND_STATUSES)},
             "attempts": {"type": "integer"},
             "last_error": nullable({"type": "string"}),
             "modem": nullable({"type": "string"}),
@@ -137,7 +168,7 @@ SCHEMAS = {
             "received_at": EPOCH,
             "parts": {"type": "integer"},
             "incomplete": {"type": "boolean"},
-            "status": {"type": "string", "enum": ["pending", "delivered", "failed"]},
+            "status": {"type": "string", "enum": list(INBOUND_STATUSES)},
             "attempts": {"type": "integer"},
             "last_error": nullable({"type": "string"}),
             "response": nullable({"type": "string"}),
@@ -199,10 +230,9 @@ SCHEMAS = {
                      "oldest_pending_inbound", "oldest_queued_outbound"],
         "properties": {
             "inbound": {"type": "object", "additionalProperties": {"type": "integer"},
-                        "required": ["pending", "delivered", "failed"]},
+                        "required": list(INBOUND_STATUSES)},
             "outbound": {"type": "object", "additionalProperties": {"type": "integer"},
-                         "required": ["queued", "sending", "sent", "delivered", "failed",
-                                      "unknown"]},
+                         "required": list(OUTBOUND_STATUSES)},
             "callbacks": {"type": "object", "additionalProperties": {"type": "integer"}},
             "parts": {"type": "integer"},
             "bad_pdus": {"type": "integer"},
@@ -270,13 +300,10 @@ SCHEMAS = {
                        "sendsms_params added). Other fields are taken and ignored.",
         "properties": {
             "content": {"type": "string", "minLength": 1},
-            "to_addr": {"oneOf": [
-                {"type": "string", "pattern": NUMBER_PATTERN},
-                {"type": "array", "minItems": 1, "maxItems": 1000,
-                 "items": {"type": "string", "pattern": NUMBER_PATTERN}}]},
-            "from_addr": {"type": "string", "maxLength": 64, "nullable": True,
+            "to_addr": numbers(HttpConfig.max_recipients),
+            "from_addr": {"type": "string", "maxLength": MAX_SENDER, "nullable": True,
                           "description": "sender, recorded only"},
-            "in_reply_to": {"type": "string", "maxLength": 64, "nullable": True,
+            "in_reply_to": {"type": "string", "maxLength": MAX_IN_REPLY_TO, "nullable": True,
                             "description": "the message_id of the inbound message answered "
                                            "(logged with the reply's id)"},
             "transport_name": {"description": "one of the bridge's modem names pins the "
@@ -383,8 +410,9 @@ PATHS = {
                 "400": json_error("refused, with the reason"),
                 "401": UNAUTHORIZED,
                 "403": json_error("smsc names no modem of this bridge: "
-                                  "\"Not routable. Do not try again.\""),
+                                  "\"Not routable. Do not try again.\"; or " + CROSS_SITE),
                 "413": json_error("the body is too large"),
+                "415": NOT_JSON,
                 "503": UNAVAILABLE,
             },
         },
@@ -398,17 +426,17 @@ PATHS = {
                  "schema": {"type": "string", "enum": ["in", "out"]}},
                 {"name": "status", "in": "query", "required": False,
                  "allowEmptyValue": True,
-                 "description": "inbound: pending, delivered, failed; outbound: queued, "
-                                "sending, sent, delivered, failed, unknown",
-                 "schema": {"type": "string", "enum": [
-                     "pending", "delivered", "failed", "queued", "sending", "sent", "unknown"]}},
+                 "description": "inbound: %s; outbound: %s" % (", ".join(INBOUND_STATUSES),
+                                                                  ", ".join(OUTBOUND_STATUSES)),
+                 "schema": {"type": "string", "enum": list(dict.fromkeys(
+                     INBOUND_STATUSES + OUTBOUND_STATUSES))}},
                 {"name": "number", "in": "query", "required": False,
                  "allowEmptyValue": True,
                  "description": "matched on its last 9 digits, or anywhere when shorter",
-                 "schema": {"type": "string", "maxLength": 64}},
+                 "schema": {"type": "string", "maxLength": MAX_SENDER}},
                 {"name": "limit", "in": "query", "required": False,
                  "allowEmptyValue": True,
-                 "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 50}},
+                 "schema": integer(LIST_LIMIT, default=LIST_DEFAULT)},
             ],
             "responses": {
                 "200": {"description": "newest first",
@@ -443,7 +471,7 @@ PATHS = {
             "parameters": [{"name": "refresh", "in": "query", "required": False,
                             "allowEmptyValue": True,
                             "description": "seconds between refreshes",
-                            "schema": {"type": "integer", "minimum": 2, "maximum": 3600}}],
+                            "schema": integer(REFRESH)}],
             "responses": {
                 "200": {"description": "the page",
                         "content": {"text/html": {"schema": {"type": "string"}}}},
@@ -518,7 +546,9 @@ PATHS = {
                             "schema": {"$ref": "#/components/schemas/VumiAccepted"}}}},
                 "400": json_error("refused, with the reason"),
                 "401": UNAUTHORIZED,
+                "403": json_error(CROSS_SITE),
                 "413": json_error("the body is too large"),
+                "415": NOT_JSON,
                 "503": UNAVAILABLE,
             },
         },
@@ -550,8 +580,8 @@ PATHS = {
                                                      "description": "the message's id"}},
                         "content": {"text/plain": {"schema": {
                             "type": "string", "pattern": "^Accepted for delivery: "}}}},
-                "400": TEXT_ERROR, "401": UNAUTHORIZED, "413": TEXT_ERROR, "415": TEXT_ERROR,
-                "503": TEXT_ERROR,
+                "400": TEXT_ERROR, "401": UNAUTHORIZED, "403": TEXT_ERROR, "413": TEXT_ERROR,
+                "415": TEXT_ERROR, "503": TEXT_ERROR,
             },
         },
     },
@@ -567,6 +597,11 @@ PATHS = {
 }
 
 
+for _path in PATHS.values():
+    for _operation in _path.values():
+        _operation["responses"]["421"] = MISDIRECTED
+
+
 def document(config=None):
     """The OpenAPI document as a dict; with a Config, its limits filled in."""
     doc = {
@@ -577,7 +612,10 @@ def document(config=None):
             "description": "An SMS gateway between a GSM modem and RapidSMS. When [http] "
                            "username and password are set, every endpoint but /health and "
                            "/openapi.json needs them (HTTP basic auth; sendsms also takes them "
-                           "as parameters).",
+                           "as parameters). Requests that send (every POST, and sendsms's GET) "
+                           "are refused 403 when a browser sends them from a page on another "
+                           "site; servers send no Origin or Sec-Fetch-Site and are not "
+                           "affected. JSON bodies must be labelled application/json (415).",
         },
         "paths": copy.deepcopy(PATHS),
         "components": {

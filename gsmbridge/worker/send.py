@@ -1,0 +1,140 @@
+"""Sending one queued message: claim it, send it, record what happened.
+
+The message is committed `sending` before AT+CMGS, so a crash in between is found at the next
+start (store.recover_sending) rather than silently sent twice or never. What the modem or network
+answers decides the rest:
+
+* every part accepted: `sent`, with the parts' message references (for status reports);
+* the codec refuses the text (too many parts, a number it cannot encode) before anything was
+  written: `failed` at once, as the same text would fail the same way again;
+* +CMS/+CME "no network": the message is fine and waits, however often, and sending holds until
+  the worker finds the modem registered again;
+* another error the table calls transient: retried with backoff, up to `max_attempts`;
+  a permanent one, or the last attempt: `failed`;
+* the port or the modem failing mid-send (no answer, port gone): back in the queue, and the
+  failure goes on to the worker thread, which recovers the modem. The part in flight may have left
+  the modem (at-least-once).
+
+Parts that went out before a failure are remembered (in memory) and not sent again when the
+message is retried by this process, under the same concatenation reference.
+"""
+
+import time
+
+from gsmbridge import metrics
+from gsmbridge.modem import errors
+
+# Send errors that mean "no network right now": the message is fine and waits, however often.
+NO_NETWORK = frozenset({("CMS", 331), ("CME", 30), ("CME", 32)})
+
+
+class OutboundSender:
+    """Sends one modem's share of the store's outbound queue, one message per `send_one`.
+
+    `retry` is the Backoff of a message the modem refused (transient errors, by its attempt);
+    its base is also the wait of a message refused for want of network.
+    """
+
+    def __init__(self, name, store, *, retry, max_attempts, max_parts, status_reports, log):
+        self.modem_name = name
+        self.store = store
+        self.retry = retry
+        self.max_attempts = max_attempts
+        self.max_parts = max_parts
+        self.status_reports = status_reports
+        self.log = log
+        self._labels = {"modem": name}
+        self._partial = {}              # outbound id -> (concat reference, refs of parts sent)
+
+    def send_one(self, modem, throttle):
+        """Send the oldest queued message this modem may take, if any, through `modem`; the SMS
+        it cost go on `throttle`.
+
+        Returns None when nothing was queued, else what became of the message: "taken" (another
+        modem's worker claimed it first), "sent", "failed", "retry" or "no network" (then the
+        worker holds sending until the modem is registered). A failure of the port or the modem
+        is raised, after the message went back in the queue.
+        """
+        name = self.modem_name
+        row = self.store.next_outbound(name, time.time())
+        if row is None:
+            return None
+        msg_id = row["id"]
+        fields = {"msg_id": msg_id}
+        if not self.store.outbound_sending(msg_id, modem=name):
+            return "taken"
+        resume = self._partial.get(msg_id)
+        wants_report = self.status_reports or bool(row.get("dlr_mask") and row.get("dlr_url"))
+        started = time.monotonic()
+        try:
+            refs = modem.send_sms(
+                row["recipient"], row["text"], status_report=wants_report,
+                max_parts=self.max_parts, encoding=row.get("encoding"),
+                concat_reference=resume[0] if resume else None,
+                skip_parts=len(resume[1]) if resume else 0)
+        except ValueError as exc:
+            # The codec refused the text (pdu.TooLong beyond max_parts, a number it cannot
+            # encode) before anything was written: the same text fails the same way again.
+            self._partial.pop(msg_id, None)
+            self.store.outbound_failed(msg_id, error="%s: %s" % (type(exc).__name__, exc))
+            metrics.SEND_FAILED.labels(**self._labels).inc()
+            self.log.error("modem=%s id=%s cannot be sent: %s", name, msg_id, exc, extra=fields)
+            return "failed"
+        except errors.ModemError as exc:
+            self._remember_parts(msg_id, resume, exc)
+            throttle.take(len(getattr(exc, "sent_references", ())) + 1)
+            return self._refused(row, exc)
+        except Exception as exc:
+            # The port or the modem failed mid-send: the message goes back in the queue (at
+            # once the first time: the modem, not the message, failed), and run() recovers.
+            self._remember_parts(msg_id, resume, exc)
+            attempts = row.get("attempts") or 0
+            delay = self.retry.delay(attempts) if attempts else 0
+            self.store.outbound_retry(msg_id, error="%s: %s" % (type(exc).__name__, exc),
+                                      next_attempt=time.time() + delay)
+            metrics.SEND_RETRIED.labels(**self._labels).inc()
+            raise
+        throttle.take(max(1, len(refs)))
+        done = (list(resume[1]) if resume else []) + list(refs)
+        self._partial.pop(msg_id, None)
+        self.store.outbound_sent(msg_id, references=done)
+        metrics.SENT.labels(**self._labels).inc()
+        metrics.SEND_SECONDS.labels(**self._labels).observe(time.monotonic() - started)
+        self.log.info("modem=%s id=%s sent to %s refs=%s", name, msg_id, row["recipient"], done,
+                      extra=fields)
+        return "sent"
+
+    def _remember_parts(self, msg_id, resume, exc):
+        sent = getattr(exc, "sent_references", None)
+        reference = getattr(exc, "concat_reference", None)
+        if sent and reference is not None:
+            before = list(resume[1]) if resume else []
+            self._partial[msg_id] = (reference, before + list(sent))
+
+    def _refused(self, row, exc):
+        """The modem or the network answered a part with an error."""
+        name, msg_id = self.modem_name, row["id"]
+        fields = {"msg_id": msg_id}
+        attempts = (row.get("attempts") or 0) + 1
+        if (exc.kind, exc.code) in NO_NETWORK:
+            # Not the message's fault, and no use trying others: the worker holds sending until
+            # its next status check finds the modem registered.
+            delay = self.retry.base
+            self.store.outbound_retry(msg_id, error=str(exc), next_attempt=time.time() + delay)
+            metrics.SEND_RETRIED.labels(**self._labels).inc()
+            self.log.warning("modem=%s id=%s not sent: %s; waiting for the network", name,
+                             msg_id, exc, extra=fields)
+            return "no network"
+        if exc.transient and attempts < self.max_attempts:
+            delay = self.retry.delay(attempts)
+            self.store.outbound_retry(msg_id, error=str(exc), next_attempt=time.time() + delay)
+            metrics.SEND_RETRIED.labels(**self._labels).inc()
+            self.log.warning("modem=%s id=%s send failed (%s), retry %d in %.0fs", name, msg_id,
+                             exc, attempts, delay, extra=fields)
+            return "retry"
+        self._partial.pop(msg_id, None)
+        self.store.outbound_failed(msg_id, error=str(exc))
+        metrics.SEND_FAILED.labels(**self._labels).inc()
+        self.log.error("modem=%s id=%s send failed for good: %s", name, msg_id, exc,
+                       extra=fields)
+        return "failed"
