@@ -11,12 +11,15 @@ import pytest
 import requests
 
 from bridgeproc import BridgeProcess, wait_for
+from webserver import served
 from gsmbridge import cli, overview
 from gsmbridge import config as configmod
 from gsmbridge.delivery import NOT_THERE_4XX, RETRYABLE_4XX, classify
 from gsmbridge.dlr import DlrSender
-from gsmbridge.forwarder import Forwarder, public_url
+from gsmbridge.forwarder import Forwarder
+from gsmbridge.safeurl import CallbackGuard
 from gsmbridge.store import Store
+from gsmbridge.web import create_app
 
 FAR = 1e12  # a "now" at which every retry is due
 
@@ -140,10 +143,15 @@ def test_the_receivers_state_is_written_only_when_it_changes(store, sink):
     assert store.receivers()[fwd.receiver_name]["since"] == since
 
 
-def test_the_receiver_is_named_without_credentials_or_query():
-    assert public_url("http://user:pw@127.0.0.1:8000/router/receive?password=s3cret") == (
-        "http://127.0.0.1:8000/router/receive?***")
-    assert public_url("https://[::1]:8443/backend/") == "https://[::1]:8443/backend/"
+def test_the_receiver_is_named_without_credentials_or_query_values(store, sink):
+    url = sink.url.replace("://", "://user:pw@") + "/router/receive?password=s3cret"
+    fwd = Forwarder(store, url=url, style="httprouter", timeout=5.0)
+    add(store)
+    sink.set_response(404)
+    fwd.step(now=FAR)
+    [name] = store.receivers()
+    assert "s3cret" not in name and "pw" not in name
+    assert name == "http://***@127.0.0.1:%d/router/receive?password=***" % sink.port
 
 
 def test_callbacks_to_a_host_not_there_are_held_and_retried(store, sink):
@@ -152,7 +160,8 @@ def test_callbacks_to_a_host_not_there_are_held_and_retried(store, sink):
     store.outbound_sending(msg_id, modem="m1")
     store.outbound_sent(msg_id, references=[1])
     sink.set_response(404, "deploying")
-    sender = DlrSender(store, backoff_base=0.01, backoff_cap=0.05)
+    sender = DlrSender(store, backoff_base=0.01, backoff_cap=0.05,
+                       guard=CallbackGuard(origins=[sink.url]))
     sender.step(now=FAR)
     (cb,) = store.callbacks(msg_id)
     assert (cb["status"], cb["last_error"]) == ("pending", "HTTP 404: deploying")
@@ -201,6 +210,25 @@ def test_health_report_reads_the_receivers_from_the_store(store, tmp_path):
     reasons, warnings = overview.health_report(store, config)
     assert reasons == []
     assert warnings[0].startswith("receiver http://127.0.0.1:8000/x/ does not answer for ")
+
+
+def test_the_status_page_and_status_show_a_receiver_not_there(tmp_path):
+    config = configmod.for_tests(str(tmp_path), http={"username": "u", "password": "p"},
+                                 store={"path": str(tmp_path / "store.sqlite3")})
+    store = Store(config.store.path)
+    name = "http://127.0.0.1:8000/backend/kannel-backend/"
+    try:
+        store.set_modem("modem", state="up", registered=True)
+        store.set_receiver(name, "not there", status=410, error="HTTP 410: gone")
+        with served(create_app(store, config)) as url:
+            page = requests.get(url + "/", auth=("u", "p"), timeout=10).text
+            status = requests.get(url + "/status", auth=("u", "p"), timeout=10).json()
+        assert 'id="warnings"' in page
+        assert "receiver %s answers HTTP 410 Gone (not there" % name in page
+        assert status["receivers"][name]["state"] == "not there"
+        assert status["health"]["ok"] is True and len(status["health"]["warnings"]) == 1
+    finally:
+        store.close()
 
 
 # -- the whole bridge --------------------------------------------------------------------------
