@@ -223,10 +223,12 @@ def test_the_status_page_and_status_show_a_receiver_not_there(tmp_path):
         with served(create_app(store, config)) as url:
             page = requests.get(url + "/", auth=("u", "p"), timeout=10).text
             status = requests.get(url + "/status", auth=("u", "p"), timeout=10).json()
+            metrics = requests.get(url + "/metrics", auth=("u", "p"), timeout=10).text
         assert 'id="warnings"' in page
         assert "receiver %s answers HTTP 410 Gone (not there" % name in page
         assert status["receivers"][name]["state"] == "not there"
         assert status["health"]["ok"] is True and len(status["health"]["warnings"]) == 1
+        assert 'gsmbridge_receiver_up{receiver="%s"} 0.0' % name in metrics
     finally:
         store.close()
 
