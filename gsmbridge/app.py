@@ -119,7 +119,9 @@ class Bridge:
             store = self.store if modems is None else InboundView(self.store, modems)
             forwarder = Forwarder(store, url=url, style=rs.style, timeout=rs.timeout,
                                   identity_name=rs.identity_name, text_name=rs.text_name,
-                                  backoff_cap=rs.retry_cap)
+                                  backoff_cap=rs.retry_cap,
+                                  numbers={name: m.number for name, m in config.modems.items()
+                                           if m.number})
             self.forwarders.append(forwarder)
             self.forwarder_threads.append(threading.Thread(
                 target=forwarder.run, args=(self.stopping,), daemon=True,

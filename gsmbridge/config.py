@@ -54,6 +54,7 @@ class ConfigError(ValueError):
 class ModemConfig:
     port: str
     name: str = "modem"
+    number: str | None = None
     baudrate: int = 115200
     pin: str | None = None
     smsc: str | None = None
@@ -61,7 +62,7 @@ class ModemConfig:
     sweep_interval: float = 60.0
     command_timeout: float = 10.0
     send_timeout: float = 90.0
-    max_parts: int = 10
+    max_parts: int = 27
     status_reports: bool = False
     send_rate: float = 0.0
     reset_command: str | None = None
@@ -463,6 +464,7 @@ CHECKS = {
     "modem": {
         "port": _serial_port,
         "name": _name,
+        "number": _phone_number,
         "baudrate": _int(1),
         "pin": _pin,
         "smsc": _phone_number,
@@ -499,7 +501,7 @@ CHECKS = {
     },
     "rapidsms": {
         "url": _http_url,
-        "style": _choice("kannel", "http", "json", "vumi", "httprouter"),
+        "style": _choice("kannel", "http", "json", "vumi", "httprouter", "rapidpro"),
         "identity_name": _param_name,
         "text_name": _param_name,
         "timeout": _float(above=0),
@@ -612,9 +614,23 @@ def _build_section(section, values):
     return kwargs
 
 
+#: the path of a receive URL of RapidPro's courier for a Kannel channel (TextIt's included)
+COURIER_RECEIVE = re.compile(r"/c/kn/[0-9A-Fa-f]{8}(-[0-9A-Fa-f]{4}){3}-[0-9A-Fa-f]{12}"
+                             r"/receive/?")
+
+
 def _check_slash(section, url, style, warnings):
+    """Warnings for a receiver URL that its style's receiver will not take as it is."""
+    path = urllib.parse.urlsplit(url).path
+    if style == "rapidpro":
+        # courier routes /c/kn/<channel uuid>/receive with or without a trailing slash
+        if not COURIER_RECEIVE.search(path):
+            warnings.append("[%s] url: %r is not a RapidPro receive URL; courier's Kannel "
+                            "channel receives at https://<host>/c/kn/<channel uuid>/receive"
+                            % (section, mask_url(url)))
+        return
     # httprouter's /router/receive matches with or without a slash; the backend views need one
-    if style != "httprouter" and not urllib.parse.urlsplit(url).path.endswith("/"):
+    if style != "httprouter" and not path.endswith("/"):
         warnings.append("[%s] url: %r does not end with '/'; RapidSMS's backend views "
                         "need the trailing slash (Django answers a redirect or 404 without it)"
                         % (section, mask_url(url)))
@@ -622,10 +638,11 @@ def _check_slash(section, url, style, warnings):
 
 def _build_modems(sections, style, warnings):
     """The pool, in the file's order: [modem] (named by its name key) and [modem:NAME]
-    sections. Two modems may not share a name, a serial port or a simulator's control address,
-    and all must take the same longest message (max_parts: the HTTP API checks against it)."""
+    sections. Two modems may not share a name, a number (a sendsms `from` naming it pins a
+    message to its modem), a serial port or a simulator's control address, and all must take
+    the same longest message (max_parts: the HTTP API checks against it)."""
     names = [s for s in sections if _kind(s) == "modem"] or ["modem"]
-    modems, seen_names, seen_ports = [], {}, {}
+    modems, seen_names, seen_ports, seen_numbers = [], {}, {}, {}
     for section in names:
         kwargs = _build_section(section, sections.get(section, {}))
         if section != "modem":
@@ -640,6 +657,11 @@ def _build_modems(sections, style, warnings):
             raise ConfigError(section, "name" if section == "modem" else None,
                               "the modem name %r is [%s]'s too; every modem needs its own "
                               "(it is the smsc name in sendsms)" % (modem.name, other))
+        if modem.number:
+            other = seen_numbers.setdefault(re.sub(r"^(\+|00)", "", modem.number), section)
+            if other != section:
+                raise ConfigError(section, "number", "%r is [%s]'s too: every SIM has its own "
+                                  "number" % (modem.number, other))
         for port in _port_identities(modem.port):
             other = seen_ports.setdefault(port, section)
             if other != section:

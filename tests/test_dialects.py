@@ -37,6 +37,9 @@ def serve(tmp_path):
     with contextlib.ExitStack() as stack:
         def start(**sections):
             sections.setdefault("http", {"username": USER, "password": PASSWORD})
+            # the longest message its refusals are written against (not the shipped default)
+            for name in ["modem"] + [n for n in sections if n.startswith("modem:")]:
+                sections[name] = dict({"max_parts": 10}, **sections.get(name, {}))
             cfg = configmod.for_tests(str(tmp_path / "bridge"), **sections)
             store = open_store(cfg)
             stack.callback(store.close)

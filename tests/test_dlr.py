@@ -21,7 +21,7 @@ import gsmbridge.store as store_module
 from gsmbridge import config
 from gsmbridge.app import callback_guard
 from httpsink import HttpSink
-from plans import assert_uses_index
+from plans import assert_uses_index, plan_problems
 from gsmbridge.dlr import DlrSender, callback_url, fill_escapes, kannel_time
 from gsmbridge.safeurl import CallbackGuard
 from gsmbridge.store import Store
@@ -269,21 +269,42 @@ def test_callbacks_survive_reopening_and_an_old_store_is_migrated(tmp_path, cloc
     s.close()
 
 
-@pytest.mark.parametrize("name, index", [
-    ("DUE_CALLBACKS_SQL", "callbacks_due"),
-    ("NEXT_CALLBACK_DUE_SQL", "callbacks_due"),
-    ("COUNT_CALLBACKS_SQL", "callbacks_status"),
-])
-def test_callback_queries_use_their_index(store, name, index):
+CALLBACK_QUERIES = [
+    ("DUE_CALLBACKS_SQL", "callbacks_due", {}),
+    ("DUE_CALLBACKS_SQL", "callbacks_outbound", {}),    # its NOT EXISTS: the message's older ones
+    ("NEXT_CALLBACK_DUE_SQL", "callbacks_due", {}),
+    ("COUNT_CALLBACKS_SQL", "callbacks_status", {"whole_index": True}),
+]
+
+
+def _fill_callbacks(store, *, drop=None):
+    """Callbacks of 700 messages, a quarter of them made, with ANALYZE statistics; `drop`: an
+    index to drop first. Returns the connection."""
     db = store._conn()
     db.execute("BEGIN")
     db.executemany("INSERT INTO callbacks (outbound_id, type, dlr_url, text, recipient, event_at,"
                    " status, next_attempt, created_at) VALUES (?, 8, 'u', 't', '+1', 0, ?, ?, 0)",
                    [("o%d" % (i % 700), "pending" if i % 4 else "delivered", i)
                     for i in range(3000)])
+    if drop:
+        db.execute("DROP INDEX %s" % drop)
     db.execute("COMMIT")
     db.execute("ANALYZE")
-    assert_uses_index(db, getattr(store_module, name), index)
+    return db
+
+
+@pytest.mark.parametrize("name, index, options", CALLBACK_QUERIES)
+def test_callback_queries_use_their_index(store, name, index, options):
+    db = _fill_callbacks(store)
+    assert_uses_index(db, getattr(store_module, name), index, no_sort=True, **options)
+
+
+@pytest.mark.parametrize("name, index, options", CALLBACK_QUERIES)
+def test_the_plan_check_reports_a_callback_query_whose_index_is_gone(store, name, index, options):
+    db = _fill_callbacks(store, drop=index)
+    problems = plan_problems(db, getattr(store_module, name), index, no_sort=True, **options)
+    assert any(p.startswith("left to the planner: %s is not used" % index)
+               for p in problems), problems
 
 
 # -- the sender against a real HTTP server -----------------------------------------------------

@@ -20,8 +20,13 @@ from gsmbridge.simulator.runner import start_simulator
 
 GAMMU = "/usr/bin/gammu"
 
-pytestmark = pytest.mark.skipif(not os.path.exists(GAMMU),
-                                reason="Debian's gammu is not installed (%s)" % GAMMU)
+pytestmark = [
+    pytest.mark.skipif(not os.path.exists(GAMMU),
+                       reason="Debian's gammu is not installed (%s)" % GAMMU),
+    # gammu pauses 0.4 s after each command it writes: 4 to 10 s a test, left out of the quick
+    # run (pytest -m "not stress")
+    pytest.mark.stress,
+]
 
 
 class Gammu:

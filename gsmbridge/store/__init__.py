@@ -51,7 +51,7 @@ from .inbound import (DEMOTE_HEADS_SQL, DUE_INBOUND_OF_MODEM_SQL, DUE_INBOUND_SQ
                       OLDEST_PENDING_OF_SENDER_SQL, InboundMixin)
 from .numbers import route_digits
 from .outbound import (NEXT_OUTBOUND_ANY_SQL, NEXT_OUTBOUND_PINNED_SQL, NEXT_OUTBOUND_ROUTE_SQL,
-                       OutboundMixin)
+                       PRIORITIES, OutboundMixin)
 from .pool import DAY, HOUR, MODEM_STALE, SENT_SINCE_SQL, USAGE_TTL, PoolMixin
 from .receivers import RECEIVER_STATES, ReceiversMixin
 from .reports import REPORT_WINDOW, ReportsMixin
@@ -67,7 +67,7 @@ from .views import COUNT_INBOUND_SQL, COUNT_OUTBOUND_SQL, ViewsMixin
 
 __all__ = [
     "Store", "StoreError", "StoreClosed", "SCHEMA_VERSION", "new_id", "route_digits",
-    "INBOUND_STATUSES", "OUTBOUND_STATUSES", "CALLBACK_STATUSES",
+    "INBOUND_STATUSES", "OUTBOUND_STATUSES", "CALLBACK_STATUSES", "PRIORITIES",
     "DLR_DELIVERED", "DLR_UNDELIVERED", "DLR_QUEUED", "DLR_SMSC_ACK", "DLR_SMSC_REJECT",
     "REPORT_WINDOW", "MODEM_STALE", "HOUR", "DAY", "USAGE_TTL",
     "DUE_INBOUND_SQL", "NEXT_INBOUND_DUE_SQL", "DUE_INBOUND_OF_MODEM_SQL",

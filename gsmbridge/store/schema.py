@@ -8,7 +8,7 @@ gsmbridge is refused rather than misread.
 import sqlite3
 
 #: the schema version this code writes (PRAGMA user_version)
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 _SCHEMA_V1 = """
 CREATE TABLE inbound (
@@ -166,6 +166,17 @@ CREATE TABLE pool (                                   -- the modems' routes and 
 );
 """
 
+# A message's priority (Kannel's sendsms `priority`, 0 to 3; RapidPro's courier sends 1 for a
+# reply in a conversation): the queue indexes order by it first, so "the next message this modem
+# sends" stays one index seek and a reply goes ahead of the bulk queued before it.
+_SCHEMA_V4 = """
+ALTER TABLE outbound ADD COLUMN priority INTEGER NOT NULL DEFAULT 0;
+DROP INDEX outbound_queue;
+CREATE INDEX outbound_queue ON outbound (modem, priority DESC, seq) WHERE status = 'queued';
+DROP INDEX outbound_route;
+CREATE INDEX outbound_route ON outbound (route, priority DESC, seq)
+    WHERE status = 'queued' AND modem IS NULL;
+"""
 
 #: the tables whose rows the tallies count: table -> the statuses their CHECK allows (("",):
 #: one count for the table)
@@ -222,7 +233,7 @@ def tally_rows_sql(table):
     return "SELECT '%s', '', COUNT(*) FROM %s" % (table, table)
 
 
-_SCHEMA_V4 = """
+_SCHEMA_V5 = """
 CREATE TABLE tallies (                                -- row counts, kept by triggers: O(1) counts()
     name   TEXT NOT NULL,                             -- the table
     status TEXT NOT NULL DEFAULT '',                  -- its rows' status ('' for one count)
@@ -243,7 +254,8 @@ CREATE TABLE receivers (                              -- what the forwarders' re
        "\n".join(_tally_triggers(t, s) for t, s in TALLIED.items()))
 
 #: schema version -> script taking the database from the version before to it
-_MIGRATIONS = {1: _SCHEMA_V1, 2: _SCHEMA_V2, 3: _SCHEMA_V3, 4: _SCHEMA_V4}
+_MIGRATIONS = {1: _SCHEMA_V1, 2: _SCHEMA_V2, 3: _SCHEMA_V3, 4: _SCHEMA_V4,
+               5: _SCHEMA_V5}
 
 
 def _split_sql(script):

@@ -12,15 +12,15 @@ import urllib.parse
 from flask import Blueprint, request
 
 from gsmbridge.store import INBOUND_STATUSES, OUTBOUND_STATUSES
-from gsmbridge.web.checks import (LIST_DEFAULT, LIST_LIMIT, MAX_SENDER, TEMPORARY, Refused,
-                                  add_outbound, check_numbers, check_unicode, check_url,
+from gsmbridge.web.checks import (LIST_DEFAULT, LIST_LIMIT, MAX_SENDER, PRIORITY, TEMPORARY,
+                                  Refused, add_outbound, check_numbers, check_unicode, check_url,
                                   count_parts, json_request_body, json_response, log,
                                   log_accepted, pinned_modem, require_basic_auth, served,
                                   small_int)
 from gsmbridge.web.guard import changes_state
 
 #: the fields of POST /api/v1/messages; any other is refused, so a typo does not go unnoticed
-API_FIELDS = ("to", "text", "dlr_url", "smsc")
+API_FIELDS = ("to", "text", "dlr_url", "smsc", "priority")
 
 bp = Blueprint("api", __name__)
 
@@ -66,8 +66,16 @@ def post_message():
             raise Refused(400, "dlr_url must be a string")
         check_url(dlr_url, "dlr_url")
 
+    priority = data.get("priority", 0)
+    if priority is None:
+        priority = 0
+    if isinstance(priority, bool) or not isinstance(priority, int) \
+            or not PRIORITY[0] <= priority <= PRIORITY[1]:
+        raise Refused(400, "priority must be a whole number %d to %d (higher goes out first)"
+                      % PRIORITY)
+
     ids = add_outbound(store, numbers, text, encoding=encoding, parts=parts, modem=smsc,
-                       dlr_url=dlr_url, dlr_mask=31 if dlr_url else 0)
+                       dlr_url=dlr_url, dlr_mask=31 if dlr_url else 0, priority=priority)
     log_accepted("api", ids, numbers, parts, encoding, modem=smsc)
     answer = {"id": ids[0], "ids": ids, "status": "queued", "parts": parts, "encoding": encoding}
     response = json_response(answer, 202)

@@ -20,6 +20,7 @@ from flask import Response, current_app, request
 
 from gsmbridge import overview, safeurl
 from gsmbridge.codec import address, pdu
+from gsmbridge.store import PRIORITIES
 
 #: one logger for the whole HTTP side: operators filter the bridge's log on it
 log = logging.getLogger("gsmbridge.web")
@@ -38,6 +39,9 @@ MAX_IN_REPLY_TO = 64
 CODING = (0, 2)
 DLR_MASK = (0, 255)
 VALIDITY = (-1, 999999)
+#: a message's priority: Kannel's range (0 to 3, higher goes out first; RapidPro's courier
+#: sends 1 for a reply in a conversation), which is the store's
+PRIORITY = PRIORITIES
 #: GET /api/v1/messages: how many messages by default, and the range of ?limit=
 LIST_DEFAULT = 50
 LIST_LIMIT = (1, 1000)
@@ -204,6 +208,23 @@ def pinned_modem(config, smsc):
     if smsc and smsc not in config.modem_names:
         raise Refused(403, NOT_ROUTABLE)
     return smsc or None
+
+
+def modem_of_sender(config, sender):
+    """The modem a sender address (Kannel's `from`) names, or None: one whose name it is, or
+    whose SIM's number ([modem] number) it is, in any rendering (+255..., 0..., 255...).
+
+    RapidPro's courier sends its channel's address as `from`. With one RapidPro channel per
+    modem, the reply must leave through the SIM the contact wrote to, or it comes from a number
+    the conversation never saw: so a `from` that names a modem pins the message to it, as
+    `smsc` would. Any other `from` is only recorded (a modem cannot choose its sender)."""
+    sender = (sender or "").strip()
+    if not sender:
+        return None
+    for name, modem in config.modems.items():
+        if sender == name or modem.number and address.same_number(sender, modem.number):
+            return name
+    return None
 
 
 # ---------------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from gsmbridge.codec.address import PHONE_NUMBER
 from gsmbridge.config import HttpConfig
 from gsmbridge.store import INBOUND_STATUSES, OUTBOUND_STATUSES
 from gsmbridge.web.checks import (CODING, DLR_MASK, LIST_DEFAULT, LIST_LIMIT, MAX_IN_REPLY_TO,
-                                  MAX_SENDER, MAX_URL, REFRESH, VALIDITY)
+                                  MAX_SENDER, MAX_URL, PRIORITY, REFRESH, VALIDITY)
 
 NUMBER_PATTERN = "^%s$" % PHONE_NUMBER
 #: what Kannel's `to` takes: numbers separated by spaces or '+'
@@ -84,7 +84,10 @@ SENDSMS_FIELDS = {
     "charset": {"type": "string", "description": "the charset of text, e.g. UTF-8, UCS-2"},
     "coding": integer(CODING, description="Kannel's coding; the bridge picks GSM 7-bit "
                                           "whenever it can"),
-    "from": {"type": "string", "maxLength": MAX_SENDER, "description": "sender, recorded only"},
+    "from": {"type": "string", "maxLength": MAX_SENDER,
+             "description": "sender, recorded; when it is a modem's name or its SIM's number "
+                            "([modem] number) and no smsc is given, the message is pinned to "
+                            "that modem"},
     "smsc": {"type": "string", "description": "a modem name to send through (empty: any)"},
     "dlr-mask": integer(DLR_MASK, description="Kannel's delivery-report mask (alias: dlrmask)"),
     "dlr-url": {"type": "string", "format": "uri", "maxLength": MAX_URL,
@@ -92,6 +95,8 @@ SENDSMS_FIELDS = {
                                "Called only at public addresses, the receivers' origins and "
                                "[http] callback_allow"},
     "validity": integer(VALIDITY, description="accepted for compatibility"),
+    "priority": integer(PRIORITY, description="higher goes out first (RapidPro sends 1 for "
+                                              "replies); the same priority in arrival order"),
 }
 
 SCHEMAS = {
@@ -108,6 +113,9 @@ SCHEMAS = {
                      "description": "the name of the modem to send through (its [modem:NAME] "
                                     "section), as Kannel's smsc; null or empty: any modem. "
                                     "A name the bridge has no modem by is refused (403)."},
+            "priority": integer(PRIORITY, nullable=True,
+                                description="higher goes out first; the same priority in "
+                                            "arrival order (default 0)"),
         },
     },
     "Accepted": {
@@ -141,6 +149,7 @@ SCHEMAS = {
             "sent_by": nullable({"type": "string"}),
             "dlr_url": nullable({"type": "string"}),
             "dlr_mask": {"type": "integer"},
+            "priority": {"type": "integer"},
             "references": {"type": "array", "items": {"type": "integer"},
                            "description": "TP-MR of each part, once sent"},
             "created_at": EPOCH,
@@ -378,7 +387,7 @@ PATHS = {
                            "the other fields in the query or, for a text/plain body only, in "
                            "Kannel's X-Kannel-To, X-Kannel-From, X-Kannel-Coding, "
                            "X-Kannel-Username, X-Kannel-Password, X-Kannel-DLR-Mask, "
-                           "X-Kannel-DLR-Url headers.",
+                           "X-Kannel-DLR-Url, X-Kannel-Priority headers.",
             "security": BASIC,
             "requestBody": {"required": True, "content": {
                 "application/x-www-form-urlencoded": {"schema": {
