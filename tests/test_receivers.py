@@ -3,6 +3,7 @@ them, and /health, /status and `gsmbridge status` say so; a 4xx about the messag
 422, 413, ...) still fails it for good. Real store, real HTTP sink on 127.0.0.1, and a real bridge
 process for the end-to-end case."""
 
+import re
 import subprocess
 import sys
 import time
@@ -259,7 +260,8 @@ def test_a_bridge_holds_inbound_while_rapidsms_answers_404_then_delivers(tmp_pat
         status = bridge.status()
         assert status["receivers"][name]["state"] == "not there"
         assert status["receivers"][name]["status"] == 404
-        assert status["health"]["warnings"] == [warning]
+        [again] = status["health"]["warnings"]
+        assert re.sub(r"for \d+ s", "", again) == re.sub(r"for \d+ s", "", warning)
         p = subprocess.run([sys.executable, "-m", "gsmbridge", "status", "-c", bridge.ini],
                            capture_output=True, text=True, timeout=30)
         assert "! receiver %s answers HTTP 404" % name in p.stdout
