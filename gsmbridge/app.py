@@ -1,5 +1,5 @@
-"""Wiring: builds the store, the modem workers, the forwarders and the web server from a Config,
-runs them, and stops them in order on SIGTERM/SIGINT.
+"""Wiring: builds the store, the modem workers, the forwarders, the upkeep and the web server from
+a Config, runs them, and stops them in order on SIGTERM/SIGINT.
 
 A pool of modems is one worker thread per modem, all pulling from the one store: the store's
 routing (next_outbound, set_pool) decides which modem sends what. Inbound goes to RapidSMS
@@ -21,6 +21,7 @@ import urllib.parse
 
 from gsmbridge.dlr import DlrSender
 from gsmbridge.forwarder import Forwarder
+from gsmbridge.housekeeping import Housekeeper
 from gsmbridge.httpserver import HttpServer, ensure_open_files
 from gsmbridge.safeurl import CallbackGuard
 from gsmbridge.store import Store
@@ -132,6 +133,10 @@ class Bridge:
                                     backoff_cap=rs.retry_cap, guard=callback_guard(config))
         self.dlr_thread = threading.Thread(target=self.dlr_sender.run, args=(self.stopping,),
                                            name="dlr", daemon=True)
+        self.housekeeper = Housekeeper(self.store, keep_days=config.store.keep_days,
+                                       interval=config.store.upkeep_interval)
+        self.upkeep_thread = threading.Thread(target=self.housekeeper.run,
+                                              args=(self.stopping,), name="upkeep", daemon=True)
         self.server = self._make_server()
 
     def _make_worker(self, name, cfg):
@@ -182,11 +187,13 @@ class Bridge:
         if recovered:
             log.warning("%d message(s) were being sent when the bridge last stopped: %s", recovered,
                         "queued again" if self.config.bridge.resend_unconfirmed else "marked unknown")
+        self.store.forget_receivers()   # the forwarders know nothing of them yet
         for worker in self.workers:
             worker.start()
         for thread in self.forwarder_threads:
             thread.start()
         self.dlr_thread.start()
+        self.upkeep_thread.start()
         self.server_thread = threading.Thread(target=self._serve, name="http", daemon=True)
         self.server_thread.start()
         log.info("listening on http://%s/", self.address)
@@ -215,7 +222,8 @@ class Bridge:
         for worker in self.workers:
             worker.stop()
         self.store.notify()
-        threads = [self.server_thread, *self.workers, *self.forwarder_threads, self.dlr_thread]
+        threads = [self.server_thread, *self.workers, *self.forwarder_threads, self.dlr_thread,
+                   self.upkeep_thread]
         for thread in threads:
             thread.join(max(0.0, deadline - time.monotonic()))
         for worker in self.workers:
