@@ -1,5 +1,5 @@
-"""Wiring: builds the store, the modem workers, the forwarders and the web server from a Config,
-runs them, and stops them in order on SIGTERM/SIGINT.
+"""Wiring: builds the store, the modem workers, the forwarders, the upkeep and the web server from
+a Config, runs them, and stops them in order on SIGTERM/SIGINT.
 
 A pool of modems is one worker thread per modem, all pulling from the one store: the store's
 routing (next_outbound, set_pool) decides which modem sends what. Inbound goes to RapidSMS
@@ -26,6 +26,7 @@ from gsmbridge.calls import CallPoster
 from gsmbridge.config import sim_options
 from gsmbridge.dlr import DlrSender
 from gsmbridge.forwarder import Forwarder
+from gsmbridge.housekeeping import Housekeeper
 from gsmbridge.httpserver import HttpServer, ensure_open_files
 from gsmbridge.jsonlog import Fields
 from gsmbridge.safeurl import CallbackGuard
@@ -134,6 +135,10 @@ class Bridge:
                                     backoff_cap=rs.retry_cap, guard=callback_guard(config))
         self.dlr_thread = threading.Thread(target=self.dlr_sender.run, args=(self.stopping,),
                                            name="dlr", daemon=True)
+        self.housekeeper = Housekeeper(self.store, keep_days=config.store.keep_days,
+                                       interval=config.store.upkeep_interval)
+        self.upkeep_thread = threading.Thread(target=self.housekeeper.run,
+                                              args=(self.stopping,), name="upkeep", daemon=True)
         call_urls = {name: m.call_url for name, m in config.modems.items() if m.call_url}
         self.call_poster = self.call_thread = None
         if call_urls:
@@ -197,11 +202,13 @@ class Bridge:
         if recovered:
             log.warning("%d message(s) were being sent when the bridge last stopped: %s", recovered,
                         "queued again" if self.config.bridge.resend_unconfirmed else "marked unknown")
+        self.store.forget_receivers()   # the forwarders know nothing of them yet
         for worker in self.workers:
             worker.start()
         for thread in self.forwarder_threads:
             thread.start()
         self.dlr_thread.start()
+        self.upkeep_thread.start()
         if self.call_thread is not None:
             self.call_thread.start()
         self.server_thread = threading.Thread(target=self._serve, name="http", daemon=True)
@@ -233,6 +240,7 @@ class Bridge:
             worker.stop()
         self.store.notify()
         threads = [self.server_thread, *self.workers, *self.forwarder_threads, self.dlr_thread,
+                   self.upkeep_thread,
                    *([self.call_thread] if self.call_thread is not None else [])]
         for thread in threads:
             thread.join(max(0.0, deadline - time.monotonic()))

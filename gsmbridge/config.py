@@ -140,6 +140,10 @@ class RapidSMSConfig:
 @dataclass(frozen=True)
 class StoreConfig:
     path: str = "var/gsmbridge.sqlite3"
+    # finished messages (delivered, sent) older than this many days are pruned; 0: never
+    keep_days: float = 30.0
+    # seconds between the running bridge's upkeep passes (pruning, statistics)
+    upkeep_interval: float = 3600.0
 
 
 @dataclass(frozen=True)
@@ -577,6 +581,14 @@ def _http_url(raw):
     return raw
 
 
+def _keep_days(raw):
+    value = _float(0)(raw)
+    if 0 < value < 1:
+        raise ValueError("%s is too small: 0 (keep every message) or at least 1 (status reports "
+                         "for a sent message come for days)" % raw)
+    return value
+
+
 def _callback_allow(raw):
     """Networks and host:port pairs, separated by spaces or commas: `10.0.0.0/8 127.0.0.1:8001`."""
     entries = tuple(dict.fromkeys(e for e in re.split(r"[\s,]+", raw) if e))
@@ -647,7 +659,8 @@ CHECKS = {
         "timeout": _float(above=0),
         "retry_cap": _float(above=0),
     },
-    "store": {"path": _store_path},
+    "store": {"path": _store_path, "keep_days": _keep_days,
+              "upkeep_interval": _float(60)},
     "bridge": {
         "resend_unconfirmed": _bool,
         "reassembly_timeout": _float(above=0),

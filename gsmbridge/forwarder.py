@@ -33,14 +33,17 @@ Every request carries ``X-Message-Id: <inbound id>``, the same on every retry, s
 recognise a message it already took (delivery is at-least-once: a reply lost on the way back
 means the message is sent again).
 
-Outcomes: 2xx delivered. 4xx refused for good: kept as `failed` with the status and the start of
-the body, logged at WARNING, never retried (408, 425 and 429 say "try later", so they are retried).
-Anything else (5xx, a redirect, a timeout, a refused connection) is retried with capped
-exponential backoff, without end. No style follows a redirect: a GET redirected to a login page
-that answers 200 would count as delivered while RapidSMS never saw the message. When the
-receiver cannot be reached at all, the whole forwarder holds off for the same backoff instead of
-trying every waiting message in turn. (These rules are gsmbridge/delivery.py's, shared with the
-delivery-report sender.) The metrics count each outcome and time each request.
+Outcomes: 2xx delivered. A 4xx about the message itself (400, 422, 413, 414, 415, ...) is a
+refusal for good: kept as `failed` with the status and the start of the body, logged at WARNING,
+never retried (`gsmbridge requeue` puts it back). A 4xx that says RapidSMS is not there (401,
+403, 404, 405, 410, ...: a deploy under way, a moved URL, a changed password) is no message's
+fault: the message waits and the forwarder holds off, as when RapidSMS cannot be reached at all,
+and tries again with capped exponential backoff, without end. So are 408, 425, 429, 5xx, a
+redirect and a timeout. No style follows a redirect: a GET redirected to a login page that
+answers 200 would count as delivered while RapidSMS never saw the message. (These rules are
+gsmbridge/delivery.py's `classify`, shared with the delivery-report sender.) What RapidSMS's
+answers say (up, failing, not there, not answering) is kept in the store for /health, under its
+masked URL. The metrics count each outcome and time each request.
 
 Each sender's messages go in arrival order: the store only offers a sender's oldest pending one.
 """
@@ -51,10 +54,11 @@ import urllib.parse
 from datetime import datetime, timezone
 
 from gsmbridge import metrics
-from gsmbridge.delivery import RETRYABLE_4XX, Sender, describe_error
+from gsmbridge.delivery import NOT_THERE_4XX, RETRYABLE_4XX, Sender, classify, describe_error
 from gsmbridge.safeurl import mask_url
 
-__all__ = ["Forwarder", "vumi_message", "mask_url", "describe_error", "RETRYABLE_4XX", "STYLES"]
+__all__ = ["Forwarder", "vumi_message", "mask_url", "describe_error", "RETRYABLE_4XX",
+           "NOT_THERE_4XX", "classify", "STYLES"]
 
 STYLES = ("kannel", "http", "json", "vumi", "httprouter", "rapidpro")
 
@@ -144,6 +148,7 @@ class Forwarder(Sender):
         self.text_name = text_name
         self.numbers = dict(numbers or {})
         self.safe_url = mask_url(url)
+        self.receiver_name = self.safe_url     # what /health shows: masked
         if style in SLASHED_STYLES and not parts.path.endswith("/"):
             self.log.warning("forwarding URL %s has no trailing slash; RapidSMS's backend URLs "
                              "end in one", self.safe_url)
@@ -181,6 +186,11 @@ class Forwarder(Sender):
     def mark_failed(self, row, error):
         self.store.inbound_failed(row["id"], error=error)
         metrics.FORWARD_FAILED.inc()
+
+    def receiver_state(self, target, state, status, error):
+        self.store.set_receiver(self.receiver_name, state, status=status, error=error)
+        if state == "up" and target in self.states:   # it was not up before
+            self.log.info("receiver %s takes messages again", self.safe_url)
 
     # -- one message ---------------------------------------------------------------------------
 

@@ -346,11 +346,11 @@ def test_the_modem_name_is_filled_in_when_the_message_has_none(store, sink):
 
 def test_a_refusal_is_kept_as_failed_and_never_retried(store, sink):
     msg_id = sent_message(store, sink)
-    sink.set_response(404, "no such page")
+    sink.set_response(400, "no such message")   # 404 says "not there": retried (test_receivers)
     sender = DlrSender(store, guard=allowing(sink))
     sender.step(now=FAR)
     (cb,) = store.callbacks(msg_id)
-    assert (cb["status"], cb["last_error"]) == ("failed", "HTTP 404: no such page")
+    assert (cb["status"], cb["last_error"]) == ("failed", "HTTP 400: no such message")
     sink.set_response(200)
     assert sender.step(now=FAR) == 0 and len(sink.requests) == 1
     # the message's next event is still reported

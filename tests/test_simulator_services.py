@@ -19,7 +19,7 @@ from hypothesis import given, settings, strategies as st
 from clock import Clock
 from gsmbridge.codec import pdu, ussd
 from gsmbridge.simulator.machine import SimulatedModem
-from test_simulator import FINAL, Host, booted, lines, make  # noqa: F401 (make: a fixture)
+from test_simulator import FINAL, Host, at, booted, lines, make, sansio  # noqa: F401 (make: a fixture)
 
 CUSD = re.compile(rb'\r\n\+CUSD: \d+(?:,"[^"]*",\d+)?\r\n')
 NO_CARRIER = re.compile(rb"\r\nNO CARRIER\r\n")
@@ -478,19 +478,6 @@ def test_calls_control_api_refuses_bad_requests(make):
 
 
 # -- timing, on a hand-moved clock ----------------------------------------------------------------
-
-def sansio(**options):
-    clock = Clock(1000.0)
-    modem = SimulatedModem(clock=clock, **options)
-    modem.feed(b"ATE0\rAT+CMEE=1\r")
-    assert modem.data_to_send() == b"ATE0\r\r\nOK\r\n\r\nOK\r\n"
-    return modem, clock
-
-
-def at(modem, cmd):
-    modem.feed(cmd.encode() + b"\r")
-    return modem.data_to_send().decode("latin-1")
-
 
 def test_reply_comes_after_its_delay():
     modem, clock = sansio(ussd_delay=15.0)

@@ -27,7 +27,11 @@ Layout. ``Store`` is composed of one class per part, each in a module named for 
     ussd.py         USSD requests, from the HTTP API to a modem's worker and back
     calls.py        incoming calls, and the queue of their notifications (call_url)
     views.py        the operators' read queries
-    upkeep.py       maintenance() and check()
+    tallies.py      counts(): queue depths in constant time, kept by triggers
+    receivers.py    what the forwarders' receivers answer, for /health
+    requeue.py      finished rows back in their queue (gsmbridge requeue)
+    retention.py    pruning what is finished, in small batches
+    upkeep.py       maintenance(), compact(), check()
     errors.py       StoreError and StoreClosed: what every public method raises where SQLite
                     refused, so no caller catches (or imports) sqlite3
     rows.py, numbers.py   row dicts, ids, number comparison
@@ -53,10 +57,15 @@ from .numbers import route_digits
 from .outbound import (NEXT_OUTBOUND_ANY_SQL, NEXT_OUTBOUND_PINNED_SQL, NEXT_OUTBOUND_ROUTE_SQL,
                        PRIORITIES, OutboundMixin)
 from .pool import DAY, HOUR, MODEM_STALE, SENT_SINCE_SQL, USAGE_TTL, PoolMixin
+from .receivers import RECEIVER_STATES, ReceiversMixin
 from .reports import REPORT_WINDOW, ReportsMixin
+from .requeue import DIRECTIONS, REQUEUEABLE, RequeueMixin, why_not
+from .retention import PRUNE_BATCH, RetentionMixin
 from .rows import INBOUND_STATUSES, OUTBOUND_STATUSES, new_id
 from .schema import SCHEMA_VERSION
 from .schema import _SCHEMA_V1, _split_sql  # noqa: F401  (tests build a version-1 store with them)
+from .tallies import (OLDEST_PENDING_INBOUND_SQL, OLDEST_QUEUED_OUTBOUND_SQL, TALLIES_SQL,
+                      TalliesMixin)
 from .upkeep import UpkeepMixin
 from .ussd import QUEUE_WAIT as USSD_QUEUE_WAIT, USSD_STATUSES, UssdMixin
 from .views import COUNT_INBOUND_SQL, COUNT_OUTBOUND_SQL, ViewsMixin
@@ -71,13 +80,16 @@ __all__ = [
     "NEXT_OUTBOUND_PINNED_SQL", "NEXT_OUTBOUND_ANY_SQL", "NEXT_OUTBOUND_ROUTE_SQL",
     "SENT_SINCE_SQL", "COUNT_INBOUND_SQL", "COUNT_OUTBOUND_SQL", "DUE_CALLBACKS_SQL",
     "NEXT_CALLBACK_DUE_SQL", "COUNT_CALLBACKS_SQL",
+    "RECEIVER_STATES", "DIRECTIONS", "REQUEUEABLE", "why_not", "PRUNE_BATCH",
+    "TALLIES_SQL", "OLDEST_PENDING_INBOUND_SQL", "OLDEST_QUEUED_OUTBOUND_SQL",
     "USSD_STATUSES", "USSD_QUEUE_WAIT", "CALL_STATUSES",
 ]
 
 
 @raises_store_errors
 class Store(InboundMixin, OutboundMixin, ReportsMixin, CallbacksMixin, PoolMixin, ViewsMixin,
-            UpkeepMixin, UssdMixin, CallsMixin, Connections):
+            TalliesMixin, ReceiversMixin, RequeueMixin, RetentionMixin, UpkeepMixin, UssdMixin,
+            CallsMixin, Connections):
     """SQLite queues shared by the bridge's threads. See the package docstring for the rules."""
 
     def __init__(self, path, *, timeout=30.0, clock=time.time):

@@ -42,7 +42,8 @@ def numbers(max_items):
 EPOCH = {"type": "number", "description": "seconds since the epoch, UTC"}
 WARNINGS = {"type": "array", "items": {"type": "string"},
             "description": "the modems of a pool that cannot send, while another can (their "
-                           "unpinned messages go out through it)"}
+                           "unpinned messages go out through it), and a receiver (RapidSMS) "
+                           "that has not taken messages for less than 10 minutes"}
 TEXT_ERROR = {"description": "refused, with the reason as plain text",
               "content": {"text/plain": {"schema": {"type": "string"}}}}
 
@@ -260,6 +261,19 @@ SCHEMAS = {
             "modems": {"type": "object",
                        "additionalProperties": {"$ref": "#/components/schemas/Modem"}},
             "counts": {"$ref": "#/components/schemas/Counts"},
+            "receivers": {
+                "type": "object",
+                "description": "what each receiver (RapidSMS URL, without credentials or "
+                               "query) answered last, by URL",
+                "additionalProperties": {
+                    "type": "object", "required": ["state", "since"],
+                    "properties": {
+                        "state": {"type": "string",
+                                  "enum": ["up", "failing", "not there", "not answering"]},
+                        "status": nullable({"type": "integer",
+                                            "description": "the HTTP status it answers"}),
+                        "error": nullable({"type": "string"}),
+                        "since": EPOCH, "updated_at": EPOCH}}},
             "activity": {
                 "type": "object",
                 "required": ["last_received", "last_forwarded", "last_sent"],
@@ -499,7 +513,9 @@ PATHS = {
                            "one of them; while one can send, the others are listed in "
                            "warnings with the 200); an inbound message waiting over an hour "
                            "for RapidSMS; outbound stalled (a message queued over an hour and "
-                           "nothing sent for 15 minutes).",
+                           "nothing sent for 15 minutes); RapidSMS not taking messages for 10 "
+                           "minutes (answering 401, 403, 404, 405, 410..., failing, or silent; "
+                           "before that, a warning with the 200).",
             "security": [],
             "responses": {
                 "200": {"description": "healthy", "content": {"application/json": {
