@@ -8,7 +8,6 @@ setup(
     long_description_content_type="text/markdown",
     packages=find_packages(include=["gsmbridge", "gsmbridge.*"]),
     package_data={"gsmbridge.web": ["templates/*.html"]},  # the status page
-    python_requires=">=3.9",
     python_requires=">=3.10",
     install_requires=[
         "pyserial>=3.5",
