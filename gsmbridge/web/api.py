@@ -5,7 +5,6 @@ For callers that are not RapidSMS's backends: JSON in, JSON out, HTTP basic auth
 texts are shown in full here (the caller holds the credentials); the status page masks them.
 """
 
-import json
 import re
 import urllib.parse
 
@@ -14,7 +13,7 @@ from flask import Blueprint, request
 from gsmbridge.store import INBOUND_STATUSES, OUTBOUND_STATUSES
 from gsmbridge.web.checks import (LIST_DEFAULT, LIST_LIMIT, MAX_SENDER, PRIORITY, TEMPORARY,
                                   Refused, add_outbound, check_numbers, check_unicode, check_url,
-                                  count_parts, json_request_body, json_response, log,
+                                  count_parts, json_object, json_request_body, json_response, log,
                                   log_accepted, pinned_modem, require_basic_auth, served,
                                   small_int)
 from gsmbridge.web.guard import changes_state
@@ -30,17 +29,7 @@ bp = Blueprint("api", __name__)
 def post_message():
     store, config = served().store, served().config
     require_basic_auth(config)
-    body = json_request_body()
-    try:
-        data = json.loads(body)
-    except (ValueError, RecursionError) as exc:
-        raise Refused(400, "The body is not JSON: %s" % str(exc)[:100]) from None
-    if not isinstance(data, dict):
-        raise Refused(400, "The body must be a JSON object with to and text")
-    for key in data:
-        if key not in API_FIELDS:
-            raise Refused(400, "Unknown field %r (known: %s)"
-                          % (str(key)[:40], ", ".join(API_FIELDS)))
+    data = json_object(json_request_body(), "with to and text", API_FIELDS)
     smsc = data.get("smsc")
     if smsc is not None and not isinstance(smsc, str):
         raise Refused(400, "smsc must be a modem's name (or null or \"\" for any modem)")

@@ -132,6 +132,23 @@ def json_request_body():
     return body
 
 
+def json_object(body, shape, fields=None):
+    """A JSON body (bytes or str) -> the object in it. Refused(400) when it is not JSON, when it
+    is not an object ("The body must be a JSON object " + shape), and, with `fields`, when it
+    has a field not among them: a typo is refused, not left unnoticed."""
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError) as exc:
+        raise Refused(400, "The body is not JSON: %s" % str(exc)[:100]) from None
+    if not isinstance(data, dict):
+        raise Refused(400, "The body must be a JSON object %s" % shape)
+    unknown = [key for key in data if key not in fields] if fields is not None else []
+    if unknown:
+        raise Refused(400, "Unknown field %r (known: %s)" % (str(unknown[0])[:40],
+                                                              ", ".join(fields)))
+    return data
+
+
 # ---------------------------------------------------------------------------------------------
 # Values
 

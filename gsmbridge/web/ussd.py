@@ -16,7 +16,6 @@ and a modem that is not up is refused at once (503) rather than waited for.
 "failed" or "timeout"; ``error`` says why for the last two.
 """
 
-import json
 import re
 import time
 
@@ -24,8 +23,9 @@ from flask import Blueprint
 
 from gsmbridge.codec import ussd as codec
 from gsmbridge.store import MODEM_STALE, USSD_QUEUE_WAIT
-from gsmbridge.web.checks import (TEMPORARY, Refused, check_unicode, json_request_body,
-                                  json_response, log, require_basic_auth, served)
+from gsmbridge.web.checks import (TEMPORARY, Refused, check_unicode, json_object,
+                                  json_request_body, json_response, log, require_basic_auth,
+                                  served)
 
 #: the fields of POST /api/v1/ussd
 USSD_FIELDS = ("code", "modem", "session")
@@ -92,17 +92,7 @@ def _check_up(store, name):
 def post_ussd():
     store, config = served().store, served().config
     require_basic_auth(config)
-    body = json_request_body()
-    try:
-        data = json.loads(body)
-    except (ValueError, RecursionError) as exc:
-        raise Refused(400, "The body is not JSON: %s" % str(exc)[:100]) from None
-    if not isinstance(data, dict):
-        raise Refused(400, 'The body must be a JSON object with "code"')
-    for key in data:
-        if key not in USSD_FIELDS:
-            raise Refused(400, "Unknown field %r (known: %s)"
-                          % (str(key)[:40], ", ".join(USSD_FIELDS)))
+    data = json_object(json_request_body(), 'with "code"', USSD_FIELDS)
     code = _code(data)
     session = data.get("session")
     try:
