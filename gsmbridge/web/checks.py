@@ -266,6 +266,15 @@ def basic_auth_ok(config):
     return credentials_match(config, auth.username, auth.password)
 
 
+def credentials_ok(config, username, password):
+    """Whether a request carries the [http] credentials the way Kannel's sendsms takes them
+    (and /http/send, like it): as username/password parameters when either is given, else as
+    HTTP basic auth."""
+    if username is None and password is None:
+        return basic_auth_ok(config)
+    return credentials_match(config, username, password)
+
+
 def require_basic_auth(config):
     if config.http.auth_required and not basic_auth_ok(config):
         raise Refused(401, "Authorization failed", BASIC_CHALLENGE)

@@ -35,10 +35,10 @@ from datetime import datetime, timezone
 from flask import Blueprint, Response, request
 
 from gsmbridge.web.checks import (BASIC_CHALLENGE, MAX_IN_REPLY_TO, MAX_SENDER, Refused,
-                                  add_outbound, basic_auth_ok, check_numbers, check_unicode,
-                                  count_parts, credentials_match, decode_text, form_bytes,
-                                  json_object, json_request_body, json_response, log,
-                                  log_accepted, parse_form, require_basic_auth, served)
+                                  add_outbound, check_numbers, check_unicode, count_parts,
+                                  credentials_ok, decode_text, form_bytes, json_object,
+                                  json_request_body, json_response, log, log_accepted,
+                                  parse_form, require_basic_auth, served)
 from gsmbridge.web.guard import changes_state
 
 #: the fields the threadless router's HttpBackend itself sends
@@ -157,7 +157,9 @@ def threadless():
 
     username = field("username") if "username" in fields else field("user")
     password = field("password") if "password" in fields else field("pass")
-    check_credentials(config, username, password)
+    if config.http.auth_required and not credentials_ok(config, username, password):
+        log.warning("http send refused: bad credentials from %s", request.remote_addr)
+        raise Refused(401, "Authorization failed", BASIC_CHALLENGE)
 
     identity_name = pick(fields, config.rapidsms.identity_name, DEFAULT_IDENTITY)
     text_name = pick(fields, config.rapidsms.text_name, DEFAULT_TEXT)
@@ -185,16 +187,3 @@ def pick(fields, configured, default):
         if name in fields:
             return name
     return None
-
-
-def check_credentials(config, username, password):
-    """Like sendsms: parameters when given, else basic auth. 401 when they do not match."""
-    if not config.http.auth_required:
-        return
-    if username is None and password is None:
-        ok = basic_auth_ok(config)
-    else:
-        ok = credentials_match(config, username, password)
-    if not ok:
-        log.warning("http send refused: bad credentials from %s", request.remote_addr)
-        raise Refused(401, "Authorization failed", BASIC_CHALLENGE)

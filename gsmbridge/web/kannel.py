@@ -21,10 +21,10 @@ import urllib.parse
 from flask import Blueprint, Response, request
 
 from gsmbridge.web.checks import (CODING, DLR_MASK, MAX_SENDER, PRIORITY, VALIDITY, Refused,
-                                  add_outbound, basic_auth_ok, check_numbers, check_unicode,
-                                  check_url, count_parts, credentials_match, decode_text,
-                                  form_bytes, log, log_accepted, modem_of_sender, parse_form,
-                                  pinned_modem, served, small_int)
+                                  add_outbound, check_numbers, check_unicode, check_url,
+                                  count_parts, credentials_ok, decode_text, form_bytes, log,
+                                  log_accepted, modem_of_sender, parse_form, pinned_modem,
+                                  served, small_int)
 from gsmbridge.web.guard import changes_state
 
 ACCEPTED = "0: Accepted for delivery"
@@ -145,15 +145,10 @@ def sendsms():
     store, config = served().store, served().config
     req = SendsmsRequest(config.http.max_body)
 
-    if config.http.auth_required:
-        username, password = req.get("username"), req.get("password")
-        if username is None and password is None:
-            ok = basic_auth_ok(config)
-        else:
-            ok = credentials_match(config, username, password)
-        if not ok:
-            log.warning("sendsms refused: bad credentials from %s", request.remote_addr)
-            raise Refused(403, AUTH_FAILED)
+    if config.http.auth_required and not credentials_ok(config, req.get("username"),
+                                                        req.get("password")):
+        log.warning("sendsms refused: bad credentials from %s", request.remote_addr)
+        raise Refused(403, AUTH_FAILED)
 
     smsc = pinned_modem(config, req.get("smsc"))
 
