@@ -140,6 +140,18 @@ def scheme(dcs: int | None) -> DataCoding:
 
 # -- packed GSM 7-bit -------------------------------------------------------------------------
 
+def _encoded(text: str) -> list[int]:
+    """``text`` as GSM 7-bit septets; UssdError for characters outside the alphabet or more
+    than a USSD string holds."""
+    try:
+        septets = gsm7.encode(text)
+    except ValueError as exc:
+        raise UssdError(str(exc)) from None
+    if len(septets) > MAX_SEPTETS:
+        raise UssdError("a USSD string holds %d septets, not %d" % (MAX_SEPTETS, len(septets)))
+    return septets
+
+
 def pack(text: str) -> str:
     """``text`` as packed GSM 7-bit hex, the way a Huawei modem wants the request.
 
@@ -147,12 +159,7 @@ def pack(text: str) -> str:
     receiver does not read an "@"), and a text that ends with a CR on an octet boundary gets
     another.  Raises UssdError for characters outside the alphabet or more than 182 septets.
     """
-    try:
-        septets = gsm7.encode(text)
-    except ValueError as exc:
-        raise UssdError(str(exc)) from None
-    if len(septets) > MAX_SEPTETS:
-        raise UssdError("a USSD string holds %d septets, not %d" % (MAX_SEPTETS, len(septets)))
+    septets = _encoded(text)
     if len(septets) % 8 == 7 or septets and septets[-1] == CR and len(septets) % 8 == 0:
         septets.append(CR)
     return gsm7.pack(septets).hex().upper()
@@ -248,12 +255,7 @@ def encode(code: str, charset: str = "IRA", packed: bool = False) -> str:
     _check_code(code)
     if packed:
         return pack(code)
-    try:
-        septets = gsm7.encode(code)
-    except ValueError as exc:
-        raise UssdError(str(exc)) from None
-    if len(septets) > MAX_SEPTETS:
-        raise UssdError("a USSD string holds %d septets, not %d" % (MAX_SEPTETS, len(septets)))
+    septets = _encoded(code)
     charset = (charset or "IRA").upper()
     if charset == "UCS2":
         return code.encode("utf-16-be").hex().upper()
