@@ -59,10 +59,6 @@ class Calls:
             self._log.info("%s: AT+CLIP=1: %s; calls will come without numbers",
                            self._port.url, exc)
 
-    @property
-    def ringing(self):
-        return self._current is not None
-
     def take(self):
         """Hang up the call that rings, if it is time, and hand over every call that is over
         since the last time (oldest first)."""

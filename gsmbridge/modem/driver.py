@@ -284,10 +284,6 @@ class GsmModem:
         self._ussd.cancel()
 
     @property
-    def ussd_pending(self):
-        return self._ussd.pending
-
-    @property
     def ussd_session_open(self):
         return self._ussd.session_open
 
