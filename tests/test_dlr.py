@@ -18,6 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import gsmbridge.store as store_module
+from gsmbridge.store import schema
 from gsmbridge import config
 from gsmbridge.app import callback_guard
 from httpsink import HttpSink
@@ -253,7 +254,7 @@ def test_a_message_callbacks_are_offered_oldest_first(store, clock):
 def test_callbacks_survive_reopening_and_an_old_store_is_migrated(tmp_path, clock):
     path = str(tmp_path / "old.sqlite3")
     db = sqlite3.connect(path)
-    for statement in store_module._split_sql(store_module._SCHEMA_V1):
+    for statement in schema._split_sql(schema._SCHEMA_V1):
         db.execute(statement)
     db.execute("PRAGMA user_version = 1")
     db.execute("INSERT INTO outbound (id, recipient, text, parts, dlr_url, dlr_mask, status,"

@@ -62,8 +62,7 @@ from .reports import REPORT_WINDOW, ReportsMixin
 from .requeue import DIRECTIONS, REQUEUEABLE, RequeueMixin, why_not
 from .retention import PRUNE_BATCH, RetentionMixin
 from .rows import INBOUND_STATUSES, OUTBOUND_STATUSES, new_id
-from .schema import SCHEMA_VERSION
-from .schema import _SCHEMA_V1, _split_sql  # noqa: F401  (tests build a version-1 store with them)
+from .schema import SCHEMA_VERSION, _split_sql
 from .tallies import (OLDEST_PENDING_INBOUND_SQL, OLDEST_QUEUED_OUTBOUND_SQL, TALLIES_SQL,
                       TalliesMixin)
 from .upkeep import UpkeepMixin
