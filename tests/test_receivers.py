@@ -130,18 +130,24 @@ def test_a_failing_or_silent_receiver_is_recorded_too(store, sink):
     assert "Connection" in state["error"] or "refused" in state["error"]
 
 
-def test_the_receivers_state_is_written_only_when_it_changes(store, sink):
-    for i in range(3):
-        add(store, sender="+25570000000%d" % i)
-    sink.set_response(404)
-    fwd = make(store, sink)
-    fwd.step(now=FAR)
-    since = store.receivers()[fwd.receiver_name]["since"]
-    time.sleep(0.01)
-    fwd.step(now=FAR)
-    fwd.step(now=FAR)
-    assert len(sink.requests) == 3
-    assert store.receivers()[fwd.receiver_name]["since"] == since
+def test_the_receivers_state_is_written_only_when_it_changes(tmp_path, sink, clock):
+    store = Store(str(tmp_path / "clocked.sqlite3"), clock=clock)
+    try:
+        for i in range(3):
+            add(store, sender="+25570000000%d" % i)
+        sink.set_response(404)
+        fwd = make(store, sink)
+        fwd.step(now=FAR)
+        first = store.receivers()[fwd.receiver_name]
+        since = first["since"]
+        clock.now += 60                 # a row written again would say so in its updated_at
+        fwd.step(now=FAR)
+        fwd.step(now=FAR)
+        assert len(sink.requests) == 3
+        assert store.receivers()[fwd.receiver_name]["since"] == since
+        assert store.receivers()[fwd.receiver_name]["updated_at"] == first["updated_at"]
+    finally:
+        store.close()
 
 
 def test_the_receiver_is_named_without_credentials_or_query_values(store, sink):
