@@ -7,10 +7,12 @@ event worth as much as an SMS.  The worker hangs up at once and commits the call
     {"from": "+255700000001", "modem": "modem", "at": "2024-05-06T07:08:09Z"}
 
 ``from`` is null when the caller withheld the number (or the modem did not give it), ``at`` the
-first ring, in UTC.  The rules are the inbound SMS's (gsmbridge/delivery.py): a 2xx is
-delivered; a 4xx but 408, 425 and 429 refused for good (kept as failed); anything else, a
-redirect included (never followed), retried with capped backoff without end, the receiver put on
-hold while it cannot be reached.  Every request carries ``X-Call-Id``, the same on each retry.
+first ring, in UTC.  The rules are the inbound SMS's (gsmbridge/delivery.py's `classify`): a
+2xx is delivered; a 4xx about the request itself (400, 422, ...) refused for good (kept as
+failed); a receiver that is not there (401, 403, 404, 410, ...), anything else, a redirect
+included (never followed), retried with capped backoff without end, the receiver put on hold
+while it cannot be reached or is not there.  Every request carries ``X-Call-Id``, the same on
+each retry.
 
 The URL is the operator's (``[modem] call_url``, checked by the config like every receiver URL,
 and shown only masked); a call to a modem that has none any more is kept as failed.
