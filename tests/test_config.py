@@ -71,6 +71,26 @@ def test_sample_documents_every_key():
                 "[%s] %s is not documented in the sample" % (section, fld.name)
 
 
+def test_every_key_the_sample_shows_is_one_the_loader_takes():
+    """The other way round: every `key = ` line of the sample, set, commented out or in an
+    example ([modem:NAME] sections in comments too), is a key of its section that the loader
+    accepts, so the sample shows no key that a file could not use."""
+    section, seen = None, set()
+    with open(SAMPLE, encoding="utf-8") as f:
+        for number, line in enumerate(f, 1):
+            header = re.match(r"[;#]?\s*\[([a-z]+)(?::[^\]]+)?\]\s*$", line)
+            if header:
+                section = header.group(1)
+                continue
+            key = re.match(r"[;#]?\s*([a-z_]+) = ", line)
+            if key:
+                assert key.group(1) in config.CHECKS.get(section, ()), \
+                    "line %d: [%s] %s is not a key the loader takes" % (number, section,
+                                                                          key.group(1))
+                seen.add((section, key.group(1)))
+    assert set(config.SECTIONS) <= {section for section, _ in seen}
+
+
 def test_defaults_for_a_minimal_file(tmp_path):
     cfg = config.load(write(tmp_path, MINIMAL))
     assert cfg.modem == config.ModemConfig(port="sim://")
