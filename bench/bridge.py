@@ -121,7 +121,7 @@ class Bridge:
     """
 
     def __init__(self, workdir, *, network_delay=0.0, baud=115200, queued=0, backlog_text="",
-                 modems=1):
+                 modems=1, profile=None):
         self.workdir = workdir
         self.baud = baud
         self.procs = Processes()
@@ -143,7 +143,9 @@ class Bridge:
                       else self.modem.link, http_port=self.http_port,
                       sink_url=self.sink.url, store_path=self.store_path, baud=baud)
             self.log_path = os.path.join(workdir, "bridge.log")
-            self.proc = self.procs.python(["-m", "gsmbridge", "run", "-c", self.ini],
+            # profile: a path for bench.cprofiled's stats (the bridge then runs under cProfile)
+            run = ["-m", "gsmbridge"] if profile is None else ["-m", "bench.cprofiled", profile]
+            self.proc = self.procs.python(run + ["run", "-c", self.ini],
                                           log_path=self.log_path, cwd=ROOT)
             self.api_url = "http://127.0.0.1:%d" % self.http_port
             self.api = Client(self.api_url, auth=(USERNAME, PASSWORD))

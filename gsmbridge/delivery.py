@@ -97,6 +97,9 @@ class Sender:
     #: the most of an answer's body that is read, in bytes; the rest is never read
     answer_limit = 4096
 
+    #: the store's wake-ups this sender sleeps for (its queue's topic; None: every one)
+    topics = None
+
     #: words for the logs: the thread ("forwarder"), a pass ("forwarding"), what it moves
     #: ("deliveries"), and a row that arrived ("delivered")
     name = "sender"
@@ -214,7 +217,7 @@ class Sender:
                 stop_event.wait(5.0)
                 continue
             if not worked and not stop_event.is_set():
-                self.store.wait(self._idle_time())
+                self.store.wait(self._idle_time(), topics=self.topics)
         self.log.info("%s stopped", self.name)
 
     def _idle_time(self):

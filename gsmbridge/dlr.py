@@ -103,6 +103,7 @@ class DlrSender(Sender):
     activity = "delivery-report"
     items = "callbacks"
     done = "made"
+    topics = ("callbacks",)
 
     def __init__(self, store, *, smsc=None, guard=None, timeout=10.0, backoff_base=2.0,
                  backoff_cap=300.0, session=None, logger=None):

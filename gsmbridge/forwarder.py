@@ -94,6 +94,7 @@ class Forwarder(Sender):
 
     name = "forwarder"
     activity = "forwarding"
+    topics = ("inbound",)
 
     def __init__(self, store, *, url, style="kannel", timeout=10.0, identity_name="identity",
                  text_name="text", backoff_base=2.0, backoff_cap=300.0, session=None, logger=None):

@@ -55,7 +55,7 @@ class InboundMixin:
                 return None
             msg_id = self._insert_inbound(db, now, modem, sender, text, sent_at, parts, incomplete,
                                           pdus)
-        self.notify()
+        self.notify("inbound")
         return msg_id
 
     def add_part(self, *, modem, key, sender, reference, total, sequence, bits, pdu):
@@ -86,7 +86,7 @@ class InboundMixin:
                 db.execute("DELETE FROM parts WHERE modem = ? AND key = ?", (modem, key))
             msg_id = self._insert_inbound(db, now, modem, sender, text, sent_at, parts, incomplete,
                                           pdus)
-        self.notify()
+        self.notify("inbound")
         return msg_id
 
     def add_bad_pdu(self, *, modem, pdu, error):
@@ -178,7 +178,7 @@ class InboundMixin:
             db.execute("UPDATE inbound SET " + assignments + ", head = 0, attempts = attempts + 1,"
                        " last_attempt = ? WHERE seq = ?", (*params, now, row["seq"]))
             _promote_head(db, row["sender"])
-        self.notify()
+        self.notify("inbound")
 
     def inbound_retry(self, id, *, error, next_attempt):
         """Not delivered this time (5xx, timeout, connection error): try again at next_attempt."""
@@ -213,7 +213,7 @@ class InboundMixin:
             for sender in senders:
                 _promote_head(db, sender)
         if count:
-            self.notify()
+            self.notify("inbound")
         return count
 
 

@@ -57,7 +57,7 @@ class OutboundMixin:
                 [(msg_id, number, text, encoding, int(parts), modem, sender, dlr_url,
                   int(dlr_mask or 0), now, now, self.route_of(number))
                  for msg_id, number in zip(ids, recipients)])
-        self.notify()
+        self.notify("outbound")
         return ids
 
     def get_outbound(self, id):
@@ -141,7 +141,7 @@ class OutboundMixin:
             queued = _queue_callback(db, row["seq"], DLR_SMSC_ACK, "ACK", now)
         self._forget_usage(row["sent_by"] or row["modem"])
         if queued:
-            self.notify()
+            self.notify("callbacks")
 
     def outbound_retry(self, id, *, error, next_attempt):
         """Back in the queue after a transient failure, due again at next_attempt."""
@@ -151,7 +151,7 @@ class OutboundMixin:
                              (str(error), float(next_attempt), id))
             if not cur.rowcount and not _exists(db, "outbound", id):
                 raise KeyError(id)
-        self.notify()
+        self.notify("outbound")
 
     def outbound_failed(self, id, *, error):
         """Given up: a permanent error (or too many transient ones). Queues the type 16 callback
@@ -167,7 +167,7 @@ class OutboundMixin:
             if row["status"] != "failed":
                 queued = _queue_callback(db, row["seq"], DLR_SMSC_REJECT, _short(error), now)
         if queued:
-            self.notify()
+            self.notify("callbacks")
 
     def recover_sending(self, *, resend):
         """At start: messages left `sending` by a crash may or may not have left the modem.
@@ -188,5 +188,5 @@ class OutboundMixin:
                     " 'interrupted while sending; it may or may not have gone out'"
                     " WHERE status = 'sending'", (now,)).rowcount
         if count:
-            self.notify()
+            self.notify("outbound")
         return count

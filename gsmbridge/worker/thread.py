@@ -138,7 +138,7 @@ class ModemWorker(threading.Thread):
         self.modem.boot()
         self._wake = getattr(self.modem, "wake", None)
         if self._wake is not None:
-            self.store.on_notify(self._wake)
+            self.store.on_notify(self._wake, topics=("outbound",))
         if self.boots:
             metrics.RECONNECTS.labels(**self._labels).inc()
         self.boots += 1
