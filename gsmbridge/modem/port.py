@@ -12,6 +12,8 @@ abandoned on a timeout leaves the line "stale": its late answer is read and disc
 """
 
 import logging
+import os
+import select
 import time
 
 import serial
@@ -36,6 +38,7 @@ class Port:
         self.command_timeout = command_timeout
         self._log = log
         self._serial = None
+        self._fds = None                # (device, pyserial's cancel pipe): see _direct()
         self._engine = Engine()
         self._stale = False             # a command was abandoned: late answers may still come
         self._woken = False             # wake() was called: a wakeable read returns at once
@@ -69,10 +72,26 @@ class Port:
             raise ModemGone("cannot open %s: %s" % (self.url, exc)) from exc
         self._engine = Engine()
         self._stale = False
+        self._fds = self._direct(self._serial)
         self._log.info("opened %s", self.url)
+
+    @staticmethod
+    def _direct(port):
+        """(device fd, cancel-pipe fd) of a POSIX serial port, for read() to wait on itself.
+
+        pyserial's read(n) waits for n bytes, and told "what is waiting, at least 1" it reads
+        the first byte of a chunk alone and the rest at the next call: two wake-ups for every
+        chunk a paced line delivers (about ten for each +CMT). Waiting on the descriptors and
+        taking whatever has come costs one. Other ports (URL handlers) go through pyserial."""
+        fd = getattr(port, "fd", None)
+        cancel = getattr(port, "pipe_abort_read_r", None)
+        if isinstance(fd, int) and isinstance(cancel, int) and isinstance(port, serial.Serial):
+            return fd, cancel
+        return None
 
     def close(self):
         port, self._serial = self._serial, None
+        self._fds = None
         if port is not None:
             try:
                 port.close()
@@ -128,6 +147,8 @@ class Port:
         bytes).  True if something came; False at the timeout, or at a wake() if wakeable."""
         if self._serial is None:
             raise ModemGone("%s is not open" % self.url)
+        if self._fds is not None:
+            return self._read_direct(timeout, wakeable)
         deadline = time.monotonic() + max(timeout, 0.0)
         while True:
             try:
@@ -138,6 +159,30 @@ class Port:
             if data:
                 self._engine.receive_data(data)
                 return True
+            if time.monotonic() >= deadline or (wakeable and self._woken):
+                return False
+
+    def _read_direct(self, timeout, wakeable):
+        """read() on the descriptors: one select, then everything that has come."""
+        fd, cancel = self._fds
+        deadline = time.monotonic() + max(timeout, 0.0)
+        while True:
+            try:
+                ready = select.select((fd, cancel), (), (), max(deadline - time.monotonic(),
+                                                                 0.0))[0]
+                if cancel in ready:
+                    os.read(cancel, 1000)           # wake()'s byte, as pyserial drains it
+                data = os.read(fd, 4096) if fd in ready else b""
+            except BlockingIOError:
+                data = b""
+            except (OSError, ValueError) as exc:    # ValueError: closed under us
+                self._gone(exc)
+            if data:
+                self._engine.receive_data(data)
+                return True
+            if fd in ready:
+                self._gone(serial.SerialException(
+                    "device reports readiness to read but returned no data"))
             if time.monotonic() >= deadline or (wakeable and self._woken):
                 return False
 
