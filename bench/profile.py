@@ -56,7 +56,7 @@ def profiled(pid, name, out_dir, rate, action):
     folded = os.path.join(out_dir, name + ".folded")
     spy = subprocess.Popen([shutil.which("py-spy") or "py-spy", "record", "--pid", str(pid),
                             "--rate", str(rate), "--format", "raw", "--output", folded,
-                            "--threads", "--nonblocking"],
+                            "--threads", "--nonblocking", "--gil"],
                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     time.sleep(1.0)                       # py-spy attaches
     try:

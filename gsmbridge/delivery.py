@@ -116,6 +116,7 @@ class Sender:
         self.log = logger
         self.holds = {}   # target -> [hold until (epoch), consecutive unreachable tries]
         self._stop = None
+        self._drained = False     # the last pass offered every row that was due
 
     @property
     def session(self):
@@ -216,7 +217,9 @@ class Sender:
                 self.log.exception("%s pass failed; trying again shortly", self.activity)
                 stop_event.wait(5.0)
                 continue
-            if not worked and not stop_event.is_set():
+            # A pass that offered every due row (fewer than a batch) leaves nothing to look for:
+            # a row that arrived meanwhile came with a notify(), which ends the wait at once.
+            if (not worked or self._drained) and not stop_event.is_set():
                 self.store.wait(self._idle_time(), topics=self.topics)
         self.log.info("%s stopped", self.name)
 
@@ -237,8 +240,11 @@ class Sender:
         now = time.time() if now is None else now
         tried = 0
         cut_off = set()     # receivers found unreachable in this pass
-        for row in self.due(now):
+        rows = self.due(now)
+        self._drained = len(rows) < self.batch
+        for row in rows:
             if self._stop is not None and self._stop.is_set():
+                self._drained = False
                 break
             target = self.target(row)
             hold = self.holds.get(target)

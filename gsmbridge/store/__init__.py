@@ -85,7 +85,11 @@ class Store(InboundMixin, OutboundMixin, ReportsMixin, CallbacksMixin, PoolMixin
         self._connections = []
         self._lock = threading.Lock()
         self._closed = False
-        self._cond = threading.Condition()
+        # wake-ups: one condition per queue and one for any, all on one lock (Connections.wait)
+        wake_lock = threading.Lock()
+        self._cond = threading.Condition(wake_lock)
+        self._conds = {topic: threading.Condition(wake_lock) for topic in TOPICS}
+        self._conds[None] = self._cond
         self._listeners = []
         self._generations = dict.fromkeys(TOPICS, 0)
         self._pool = {}                 # name -> {"routes", "daily_cap", "hourly_cap"}

@@ -109,14 +109,17 @@ class Connections:
         once, so a wake-up sent while the caller was busy is not lost. Spurious returns are
         possible; callers re-check the store.
         """
-        topics = TOPICS if topics is None else topics
-        with self._cond:
+        topics = TOPICS if topics is None else tuple(topics)
+        # A sleeper for one queue waits on that queue's condition, so that a notify() about
+        # another one does not even wake it; any other sleeper waits on the condition of all.
+        cond = self._conds[topics[0] if len(topics) == 1 else None]
+        with cond:
             seen = getattr(self._local, "generations", None)
             if seen is None:
                 seen = self._local.generations = {}
             generations = self._generations
-            self._cond.wait_for(
-                lambda: any(generations[t] != seen.get(t, -1) for t in topics), timeout)
+            cond.wait_for(lambda: any(generations[t] != seen.get(t, -1) for t in topics),
+                          timeout)
             for topic in topics:
                 seen[topic] = generations[topic]
 
@@ -124,10 +127,11 @@ class Connections:
         """Wake the threads sleeping in wait() for one of `topics` (every one, when none is
         given), and call the on_notify() listeners of those topics."""
         topics = topics or TOPICS
-        with self._cond:
+        with self._cond:             # the lock every condition of _conds shares
             for topic in topics:
                 self._generations[topic] += 1
-            self._cond.notify_all()
+                self._conds[topic].notify_all()
+            self._conds[None].notify_all()
             listeners = [fn for fn, wanted in self._listeners
                          if wanted is None or not wanted.isdisjoint(topics)]
         for listener in listeners:
