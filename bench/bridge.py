@@ -143,8 +143,9 @@ class Bridge:
                       else self.modem.link, http_port=self.http_port,
                       sink_url=self.sink.url, store_path=self.store_path, baud=baud)
             self.log_path = os.path.join(workdir, "bridge.log")
-            # profile: a path for bench.cprofiled's stats (the bridge then runs under cProfile)
-            run = ["-m", "gsmbridge"] if profile is None else ["-m", "bench.cprofiled", profile]
+            # profile: (profiler module, its output path): the bridge then runs under
+            # bench.sampled or bench.cprofiled
+            run = ["-m", "gsmbridge"] if profile is None else ["-m", profile[0], profile[1]]
             self.proc = self.procs.python(run + ["run", "-c", self.ini],
                                           log_path=self.log_path, cwd=ROOT)
             self.api_url = "http://127.0.0.1:%d" % self.http_port
