@@ -88,19 +88,19 @@ class OutboundMixin:
         """
         if modem in self._pool and self.capped(modem):
             return None
+        values = self._routes_for(modem)
+        with self._read() as db:
+            row = _oldest_for(db, modem, now, values)
+        return None if row is None else _outbound_dict(row)
+
+    def _routes_for(self, modem):
+        """The route values whose messages `modem` may take now (next_outbound)."""
         values = self._route_values
         if len(values) > 1:
             usable = set(self.available())
             values = [v for v in values
                       if not v or modem in v.split(",") or usable.isdisjoint(v.split(","))]
-        with self._read() as db:
-            candidates = [db.execute(NEXT_OUTBOUND_PINNED_SQL, (modem, now)).fetchone()]
-            candidates += [db.execute(NEXT_OUTBOUND_ROUTE_SQL, (value, now)).fetchone()
-                           for value in values]
-        candidates = [row for row in candidates if row is not None]
-        if not candidates:
-            return None
-        return _outbound_dict(min(candidates, key=lambda row: row["seq"]))
+        return values
 
     def outbound_sending(self, id, *, modem=None):
         """Claim a queued message for sending; commit this BEFORE AT+CMGS.
@@ -111,22 +111,30 @@ class OutboundMixin:
         """
         now = self.clock()
         with self._write() as db:
-            cur = db.execute("UPDATE outbound SET status = 'sending', attempts = attempts + 1,"
-                             " sending_at = ?, sent_by = COALESCE(?, modem)"
-                             " WHERE id = ? AND status = 'queued'"
-                             " AND (? IS NULL OR modem IS NULL OR modem = ?)",
-                             (now, modem, id, modem, modem))
-            if cur.rowcount:
+            if _claim(db, id, modem, now):
                 return True
             if not _exists(db, "outbound", id):
                 raise KeyError(id)
             return False
 
-    def outbound_sent(self, id, *, references):
+    def outbound_sent(self, id, *, references, claim_next=None):
         """The modem took every part; `references` are their TP-MRs, in part order (None for a
-        part the modem gave none). Queues the type 8 callback if the message asked for it."""
+        part the modem gave none). Queues the type 8 callback if the message asked for it.
+
+        claim_next: a modem's name. In the same transaction, the message next_outbound() would
+        give that modem is claimed for it (as outbound_sending() claims) and returned, as
+        next_outbound() returns it (None when there is none): while a queue drains, one
+        durable commit a message instead of two. A modem with a cap claims nothing here (its
+        count must include this message first): its next message takes the two steps."""
         now = self.clock()
         references = [None if r is None else int(r) for r in references]
+        if claim_next is not None:
+            settings = self._pool.get(claim_next)
+            if settings and (settings["daily_cap"] or settings["hourly_cap"]):
+                claim_next = None
+            else:
+                values = self._routes_for(claim_next)
+        claimed = None
         with self._write() as db:
             row = db.execute("SELECT seq, sent_by, modem FROM outbound WHERE id = ?", (id,)).fetchone()
             if row is None:
@@ -139,9 +147,24 @@ class OutboundMixin:
                            [(row["seq"], part, row["sent_by"] or row["modem"], ref)
                             for part, ref in enumerate(references) if ref is not None])
             queued = _queue_callback(db, row["seq"], DLR_SMSC_ACK, "ACK", now)
+            if claim_next is not None:
+                candidate = _oldest_for(db, claim_next, now, values)
+                if candidate is not None and _claim(db, candidate["id"], claim_next, now):
+                    claimed = _outbound_dict(candidate)
         self._forget_usage(row["sent_by"] or row["modem"])
         if queued:
             self.notify("callbacks")
+        return claimed
+
+    def outbound_unclaim(self, id):
+        """A message claimed for sending that its modem's worker will not send after all (it
+        is stopping): queued again as before, the attempt the claim counted taken back."""
+        with self._write() as db:
+            cur = db.execute("UPDATE outbound SET status = 'queued',"
+                             " attempts = MAX(attempts - 1, 0) WHERE id = ? AND status = 'sending'",
+                             (id,))
+        if cur.rowcount:
+            self.notify("outbound")
 
     def outbound_retry(self, id, *, error, next_attempt):
         """Back in the queue after a transient failure, due again at next_attempt."""
@@ -190,3 +213,23 @@ class OutboundMixin:
         if count:
             self.notify("outbound")
         return count
+
+
+def _oldest_for(db, modem, now, values):
+    """The oldest queued message due by `now` pinned to `modem` or on one of the route
+    `values`, or None."""
+    candidates = [db.execute(NEXT_OUTBOUND_PINNED_SQL, (modem, now)).fetchone()]
+    candidates += [db.execute(NEXT_OUTBOUND_ROUTE_SQL, (value, now)).fetchone()
+                   for value in values]
+    candidates = [row for row in candidates if row is not None]
+    return min(candidates, key=lambda row: row["seq"]) if candidates else None
+
+
+def _claim(db, id, modem, now):
+    """Mark a queued message `sending` by `modem` (counting the attempt); False if it is no
+    longer queued or is pinned to another modem."""
+    return db.execute("UPDATE outbound SET status = 'sending', attempts = attempts + 1,"
+                      " sending_at = ?, sent_by = COALESCE(?, modem)"
+                      " WHERE id = ? AND status = 'queued'"
+                      " AND (? IS NULL OR modem IS NULL OR modem = ?)",
+                      (now, modem, id, modem, modem)).rowcount > 0

@@ -17,6 +17,11 @@ answers decides the rest:
 
 Parts that went out before a failure are remembered (in memory) and not sent again when the
 message is retried by this process, under the same concatenation reference.
+
+While the queue drains, the commit that records a message `sent` also claims the next one
+(`store.outbound_sent(claim_next=...)`): one durable commit a message instead of two, and the
+next message is still committed `sending` before its AT+CMGS. A claim the worker does not use
+(it stops first) is handed back with `release()`.
 """
 
 import time
@@ -48,8 +53,15 @@ class OutboundSender:
         self._sent = metrics.SENT.labels(**self._labels)
         self._send_seconds = metrics.SEND_SECONDS.labels(**self._labels)
         self._partial = {}              # outbound id -> (concat reference, refs of parts sent)
+        self.claimed = None             # the next message, claimed with the last one's `sent`
 
-    def send_one(self, modem, throttle):
+    def release(self):
+        """Hand back a claimed message that will not be sent by this worker now."""
+        row, self.claimed = self.claimed, None
+        if row is not None:
+            self.store.outbound_unclaim(row["id"])
+
+    def send_one(self, modem, throttle, claim_next=False):
         """Send the oldest queued message this modem may take, if any, through `modem`; the SMS
         it cost go on `throttle`.
 
@@ -59,13 +71,15 @@ class OutboundSender:
         is raised, after the message went back in the queue.
         """
         name = self.modem_name
-        row = self.store.next_outbound(name, time.time())
+        row, self.claimed = self.claimed, None
         if row is None:
-            return None
+            row = self.store.next_outbound(name, time.time())
+            if row is None:
+                return None
+            if not self.store.outbound_sending(row["id"], modem=name):
+                return "taken"
         msg_id = row["id"]
         fields = {"msg_id": msg_id}
-        if not self.store.outbound_sending(msg_id, modem=name):
-            return "taken"
         resume = self._partial.get(msg_id)
         wants_report = self.status_reports or bool(row.get("dlr_mask") and row.get("dlr_url"))
         started = time.monotonic()
@@ -100,7 +114,8 @@ class OutboundSender:
         throttle.take(max(1, len(refs)))
         done = (list(resume[1]) if resume else []) + list(refs)
         self._partial.pop(msg_id, None)
-        self.store.outbound_sent(msg_id, references=done)
+        self.claimed = self.store.outbound_sent(msg_id, references=done,
+                                                claim_next=name if claim_next else None)
         self._sent.inc()
         self._send_seconds.observe(time.monotonic() - started)
         self.log.info("modem=%s id=%s sent to %s refs=%s", name, msg_id, row["recipient"], done,

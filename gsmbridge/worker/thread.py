@@ -125,6 +125,7 @@ class ModemWorker(threading.Thread):
                 if self.stopping.is_set():
                     break
                 self._trouble(exc)
+        self._release_claim()
         self._close()
         metrics.MODEM_UP.labels(**self._labels).set(0)
         if self.gave_up is None:
@@ -156,6 +157,16 @@ class ModemWorker(threading.Thread):
             self.log.info("modem=%s up", self.modem_name)
         self._recovering = False
 
+    def _release_claim(self):
+        """A message claimed for the next send goes back to the queue (the worker stops, or
+        must recover first); if the store cannot take it back now, it stays `sending` and the
+        next start deals with it as with any message interrupted while sending."""
+        try:
+            self.outbound.release()
+        except Exception:
+            self.log.exception("modem=%s could not hand back its claimed message",
+                               self.modem_name)
+
     def _close(self):
         wake, self._wake = getattr(self, "_wake", None), None
         if wake is not None:
@@ -178,6 +189,7 @@ class ModemWorker(threading.Thread):
     def _trouble(self, exc):
         """Something failed: recover, then return to run(), which serves again."""
         metrics.MODEM_UP.labels(**self._labels).set(0)
+        self._release_claim()        # another modem may send it meanwhile
         reason = "%s: %s" % (type(exc).__name__, exc)
         if isinstance(exc, errors.ModemTimeout):
             self._watchdog(reason)
@@ -294,7 +306,10 @@ class ModemWorker(threading.Thread):
         while not self.stopping.is_set():
             outcome = None
             if self.registered is not False and self.throttle.ready():
-                outcome = self.outbound.send_one(self.modem, self.throttle)
+                # Claim the next message with this one's `sent` only when nothing would stand
+                # between that claim and its AT+CMGS: no rate limit to wait out.
+                outcome = self.outbound.send_one(self.modem, self.throttle,
+                                                 claim_next=self.throttle.rate <= 0)
                 if outcome == "no network":
                     self._hold_sending()
             self.inbound.take_all(self.modem, self.modem.poll(
@@ -308,6 +323,8 @@ class ModemWorker(threading.Thread):
             if now >= next_expire:
                 self.inbound.expire()
                 next_expire = now + self.expire_interval
+            if self.outbound.claimed is not None and self.registered is False:
+                self.outbound.release()     # the status check found no network: it waits
 
     def _hold_sending(self):
         """The network refused a send for want of registration: no use trying other messages
