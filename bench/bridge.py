@@ -3,7 +3,7 @@
 The modem runs as a process of its own (bench.simproc), as a real modem is a device of its own,
 so the bridge's CPU and memory figures are the bridge's alone. The bridge is the real daemon,
 `python -m gsmbridge run -c <ini>`, configured as a deployment would be (credentials, INFO logs
-to a file, the store's durable commits).
+to a file, the store's durable commits, and the environment supervisor/gsmbridge.conf gives it).
 """
 
 import http.client
@@ -146,8 +146,10 @@ class Bridge:
             # profile: (profiler module, its output path): the bridge then runs under
             # bench.sampled or bench.cprofiled
             run = ["-m", "gsmbridge"] if profile is None else ["-m", profile[0], profile[1]]
+            # the environment supervisor/gsmbridge.conf gives it
+            env = dict(os.environ, PYTHONUNBUFFERED="1", MALLOC_ARENA_MAX="2")
             self.proc = self.procs.python(run + ["run", "-c", self.ini],
-                                          log_path=self.log_path, cwd=ROOT)
+                                          log_path=self.log_path, cwd=ROOT, env=env)
             self.api_url = "http://127.0.0.1:%d" % self.http_port
             self.api = Client(self.api_url, auth=(USERNAME, PASSWORD))
             wait_for(self._up, 60, 0.1, "the bridge to boot its modem")
