@@ -367,6 +367,17 @@ def test_sent_claims_the_next_message_in_the_same_transaction(store, clock):
     assert store.get_outbound(pinned)["status"] == "queued"
 
 
+def test_a_claim_may_take_the_message_after_it_too(store, clock):
+    """The start of a pipelined drain: the message sent now and the one after, in one commit."""
+    first, second, third = store.add_outbound(["+1", "+2", "+3"], "x", encoding="gsm7", parts=1)
+    after = store.outbound_sending(first, modem="m1", claim_next="m1")
+    assert after["id"] == second
+    assert [store.get_outbound(i)["status"] for i in (first, second, third)] == [
+        "sending", "sending", "queued"]
+    assert store.outbound_sending(third, modem="m1", claim_next="m1") is True   # none left
+    assert store.outbound_sending(third, modem="m1", claim_next="m1") is False  # taken
+
+
 def test_an_unused_claim_goes_back_to_the_queue_as_it_was(store, clock):
     first, second = store.add_outbound(["+1", "+2"], "x", encoding="gsm7", parts=1)
     store.outbound_sending(first, modem="m1")

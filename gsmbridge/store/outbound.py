@@ -102,20 +102,43 @@ class OutboundMixin:
                       if not v or modem in v.split(",") or usable.isdisjoint(v.split(","))]
         return values
 
-    def outbound_sending(self, id, *, modem=None):
+    def outbound_sending(self, id, *, modem=None, claim_next=None):
         """Claim a queued message for sending; commit this BEFORE AT+CMGS.
 
         Returns False if it is no longer queued (another modem's worker took it first), or is
         pinned to another modem: skip it then. `modem` records which modem sends it, for
         matching status reports and counting its caps.
+
+        claim_next: a modem's name: the message after this one is claimed for it in the same
+        transaction (as outbound_sent(claim_next=) does) and returned instead of True.
         """
         now = self.clock()
+        values = self._claimable(claim_next)
         with self._write() as db:
             if _claim(db, id, modem, now):
+                if values is not None:
+                    return self._claim_next(db, claim_next, now, values) or True
                 return True
             if not _exists(db, "outbound", id):
                 raise KeyError(id)
             return False
+
+    def _claimable(self, modem):
+        """The route values a claim_next for `modem` looks in (read before the write
+        transaction: they may need reads of their own), or None: no claim (none asked for,
+        or a modem with a cap, whose count must include the message before)."""
+        if modem is None:
+            return None
+        settings = self._pool.get(modem)
+        if settings and (settings["daily_cap"] or settings["hourly_cap"]):
+            return None
+        return self._routes_for(modem)
+
+    def _claim_next(self, db, modem, now, values):
+        candidate = _oldest_for(db, modem, now, values)
+        if candidate is not None and _claim(db, candidate["id"], modem, now):
+            return _outbound_dict(candidate)
+        return None
 
     def outbound_sent(self, id, *, references, claim_next=None):
         """The modem took every part; `references` are their TP-MRs, in part order (None for a
@@ -128,12 +151,7 @@ class OutboundMixin:
         count must include this message first): its next message takes the two steps."""
         now = self.clock()
         references = [None if r is None else int(r) for r in references]
-        if claim_next is not None:
-            settings = self._pool.get(claim_next)
-            if settings and (settings["daily_cap"] or settings["hourly_cap"]):
-                claim_next = None
-            else:
-                values = self._routes_for(claim_next)
+        values = self._claimable(claim_next)
         claimed = None
         with self._write() as db:
             row = db.execute("SELECT seq, sent_by, modem FROM outbound WHERE id = ?", (id,)).fetchone()
@@ -147,10 +165,8 @@ class OutboundMixin:
                            [(row["seq"], part, row["sent_by"] or row["modem"], ref)
                             for part, ref in enumerate(references) if ref is not None])
             queued = _queue_callback(db, row["seq"], DLR_SMSC_ACK, "ACK", now)
-            if claim_next is not None:
-                candidate = _oldest_for(db, claim_next, now, values)
-                if candidate is not None and _claim(db, candidate["id"], claim_next, now):
-                    claimed = _outbound_dict(candidate)
+            if values is not None:
+                claimed = self._claim_next(db, claim_next, now, values)
         self._forget_usage(row["sent_by"] or row["modem"])
         if queued:
             self.notify("callbacks")

@@ -158,9 +158,10 @@ class ModemWorker(threading.Thread):
         self._recovering = False
 
     def _release_claim(self):
-        """A message claimed for the next send goes back to the queue (the worker stops, or
-        must recover first); if the store cannot take it back now, it stays `sending` and the
-        next start deals with it as with any message interrupted while sending."""
+        """The message sent last is recorded, and one claimed for the next send goes back to
+        the queue (the worker stops, or must recover first); if the store cannot take them now,
+        they stay `sending` and the next start deals with them as with any message interrupted
+        while sending."""
         try:
             self.outbound.release()
         except Exception:
@@ -306,8 +307,8 @@ class ModemWorker(threading.Thread):
         while not self.stopping.is_set():
             outcome = None
             if self.registered is not False and self.throttle.ready():
-                # Claim the next message with this one's `sent` only when nothing would stand
-                # between that claim and its AT+CMGS: no rate limit to wait out.
+                # Messages are claimed ahead (send.py) only when no rate limit stands between
+                # a claim and its AT+CMGS.
                 outcome = self.outbound.send_one(self.modem, self.throttle,
                                                  claim_next=self.throttle.rate <= 0)
                 if outcome == "no network":
@@ -315,6 +316,8 @@ class ModemWorker(threading.Thread):
             self.inbound.take_all(self.modem, self.modem.poll(
                 self.idle_poll if outcome is None else 0))
             now = time.monotonic()
+            if now >= min(next_sweep, self._next_status, next_expire):
+                self.outbound.flush()   # the message sent last is recorded before other work
             if now >= next_sweep:
                 self.inbound.take_all(self.modem, self.modem.sweep())
                 next_sweep = now + self.sweep_interval
