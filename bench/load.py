@@ -50,7 +50,8 @@ def sendsms_burst(bridge, count, text=texts.GSM160):
         exchanges = [e for e in wire.exchanges(bridge.modem.wire()) if e.command_at >= began]
         figures = analyse(exchanges, count, parts=texts.parts(text), baud=bridge.baud,
                           network_delay=0.0)
-        for key in ("messages_per_s", "fraction_of_bound", "gap_ms_p50", "gap_ms_p99"):
+        for key in ("messages_per_s", "fraction_of_bound", "gap_ms_p50", "gap_ms_p99",
+                    "host_ms_per_message", "modem_late_ms_per_message"):
             out[key] = figures.get(key)
     return out
 
