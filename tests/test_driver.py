@@ -361,25 +361,6 @@ def test_failure_mid_multipart_reports_sent_parts(simulator, driver):
     assert len(raised.value.sent_references) == 1
 
 
-def test_while_sending_runs_once_and_its_error_waits_for_the_last_part(simulator, driver):
-    """The worker records the message before while a part is on its way: its hook runs once,
-    after the first PDU is written, and a failure of it neither stops nor repeats the send."""
-    sim = simulator()
-    modem = driver(sim.link).boot()
-    calls = []
-
-    def hook():
-        calls.append(modem._port.busy)          # an AT+CMGS exchange is in progress
-        raise RuntimeError("the store refused")
-
-    with pytest.raises(RuntimeError) as raised:
-        modem.send_sms(ALICE, "part " * 100, while_sending=hook)      # 500 characters: 4 parts
-    assert calls == [True]
-    assert len(raised.value.sent_references) == 4 and raised.value.concat_reference is not None
-    assert [m["text"] for m in sim.modem.sent_messages()] == ["part " * 100]
-    assert len(modem.send_sms(ALICE, "and the next one")) == 1      # nothing left behind
-
-
 def test_sim_busy_at_start_is_waited_out(simulator, driver):
     sim = simulator(sim_busy=1.5)
     modem = driver(sim.link).boot()

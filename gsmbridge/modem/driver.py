@@ -169,7 +169,7 @@ class GsmModem:
     # --- sending -------------------------------------------------------------------------------
 
     def send_sms(self, to, text, *, status_report=False, validity=None, max_parts=10,
-                 encoding=None, concat_reference=None, skip_parts=0, while_sending=None):
+                 encoding=None, concat_reference=None, skip_parts=0, while_prompting=None):
         """Send ``text`` to ``to`` (split into up to ``max_parts`` parts) -> the message
         references (TP-MR) of the parts sent, None where a modem gave none.
 
@@ -182,16 +182,15 @@ class GsmModem:
         ``skip_parts=<parts sent so far>`` -- the same text splits into the same parts, and
         the same reference lets the phone join old and new parts into one message.
 
-        ``while_sending()`` is called once the first part's PDU is written, while the modem
-        and the network take it: the caller's own work (recording the message before) takes
-        that time instead of time between two sends. What it raises does not stop the send: it
-        is raised once every part went out, with ``sent_references`` naming them all (a part
-        refused meanwhile raises its own error instead).
+        ``while_prompting()`` is called once the first AT+CMGS is written, while the modem
+        answers it with its prompt: the caller's own work (recording the message before) takes
+        that time instead of time between two sends. What it raises ends the send (the prompt
+        is left with ESC, nothing was sent).
         """
         return self._sender.send_sms(to, text, status_report=status_report, validity=validity,
                                      max_parts=max_parts, encoding=encoding,
                                      concat_reference=concat_reference, skip_parts=skip_parts,
-                                     while_sending=while_sending)
+                                     while_prompting=while_prompting)
 
     # --- health --------------------------------------------------------------------------------
 

@@ -28,11 +28,10 @@ class Sender:
         self.send_timeout = send_timeout
         self.smsc = smsc
         self._concat = random.randrange(256)    # the last concatenation reference used
-        self._while_sending = None              # send_sms's hook, run after the first PDU
-        self._hook_error = None                 # what it raised
+        self._while_prompting = None            # send_sms's hook, run at the first prompt
 
     def send_sms(self, to, text, *, status_report=False, validity=None, max_parts=10,
-                 encoding=None, concat_reference=None, skip_parts=0, while_sending=None):
+                 encoding=None, concat_reference=None, skip_parts=0, while_prompting=None):
         """Send ``text`` to ``to``; see ``GsmModem.send_sms``."""
         self._setup.ensure()
         if concat_reference is None:
@@ -42,7 +41,7 @@ class Sender:
                                 encoding=encoding, status_report=status_report,
                                 validity=validity, smsc=self.smsc)
         references = []
-        self._while_sending, self._hook_error = while_sending, None   # the first part's only
+        self._while_prompting = while_prompting      # for the first part's prompt only
         try:
             for hex_pdu, length in parts[skip_parts:]:
                 try:
@@ -50,23 +49,13 @@ class Sender:
                 except Exception as exc:
                     exc.sent_references = list(references)
                     exc.concat_reference = concat_reference
-                    if self._hook_error is not None:
-                        self._log.warning("%s: while sending, the caller's work failed too: %s",
-                                          self._port.url, self._hook_error)
-                        self._hook_error = None
                     if self._setup.cmms and isinstance(exc, CmsError) and exc.code == 500:
                         self._log.warning("%s: +CMS ERROR: 500 with AT+CMMS=2 on; switching it "
                                           "off", self._port.url)
                         self._setup.stop_more_messages()
                     raise
         finally:
-            self._while_sending = None
-        if self._hook_error is not None:
-            # Every part went out: the caller learns of its own failure with what was sent.
-            exc, self._hook_error = self._hook_error, None
-            exc.sent_references = list(references)
-            exc.concat_reference = concat_reference
-            raise exc
+            self._while_prompting = None
         return references
 
     def _send_pdu(self, hex_pdu, length):
@@ -74,6 +63,9 @@ class Sender:
         port = self._port
         port.start(cmd, prompt=True)
         try:
+            while_prompting, self._while_prompting = self._while_prompting, None
+            if while_prompting is not None:
+                while_prompting()
             deadline = time.monotonic() + port.command_timeout
             while True:
                 event = port.next_event(deadline)
@@ -88,14 +80,6 @@ class Sender:
                                                     command=cmd, line=event.line)
                 port.dispatch(event)
             port.body(hex_pdu)
-            hook, self._while_sending = self._while_sending, None
-            if hook is not None:
-                # The modem and the network take the PDU now; what the hook raises must not
-                # end this exchange (the part is on its way): it is raised once all are sent.
-                try:
-                    hook()
-                except Exception as exc:
-                    self._hook_error = exc
             deadline = time.monotonic() + self.send_timeout
             reference = None
             while True:

@@ -20,8 +20,8 @@ message is retried by this process, under the same concatenation reference.
 
 While a queue drains, sending is pipelined, one message ahead: the message after the one being
 sent is already claimed (committed `sending`), so once a message is answered the next one's
-AT+CMGS goes out at once, and the answered one is recorded `sent` while the modem takes the
-next one's PDU, in the same transaction that claims the one after
+AT+CMGS goes out at once, and the answered one is recorded `sent` while the modem answers that
+AT+CMGS with its prompt, in the same transaction that claims the one after
 (`store.outbound_sent(claim_next=)`). One durable commit a message instead of two, out of the
 time between two sends; every message is still committed `sending` before its AT+CMGS. What is
 claimed and not sent (the worker stops, recovers, loses the network) goes back to the queue,
@@ -124,7 +124,7 @@ class OutboundSender:
                 max_parts=self.max_parts, encoding=row.get("encoding"),
                 concat_reference=resume[0] if resume else None,
                 skip_parts=len(resume[1]) if resume else 0,
-                while_sending=self._record if self._unrecorded else None)
+                while_prompting=self._record if self._unrecorded else None)
         except ValueError as exc:
             self.flush()
             # The codec refused the text (pdu.TooLong beyond max_parts, a number it cannot
