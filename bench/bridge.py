@@ -3,7 +3,7 @@
 The modem runs as a process of its own (bench.simproc), as a real modem is a device of its own,
 so the bridge's CPU and memory figures are the bridge's alone. The bridge is the real daemon,
 `python -m gsmbridge run -c <ini>`, configured as a deployment would be (credentials, INFO logs
-to a file, the store's durable commits).
+to a file, the store's durable commits, and the environment supervisor/gsmbridge.conf gives it).
 """
 
 import http.client
@@ -70,12 +70,16 @@ class Modem:
 
 
 def write_ini(path, *, modem_port, http_port, sink_url, store_path, baud):
+    """The bridge's ini; `modem_port` is one port, or a list of them for a pool ([modem:mN])."""
+    ports = [modem_port] if isinstance(modem_port, str) else list(modem_port)
+    if len(ports) == 1:
+        modems = "[modem]\nport = %s\nbaudrate = %d\n" % (ports[0], baud)
+    else:
+        modems = "".join("[modem:m%d]\nport = %s\nbaudrate = %d\n\n" % (i, port, baud)
+                         for i, port in enumerate(ports))
     with open(path, "w") as f:
         f.write("""\
-[modem]
-port = {modem_port}
-baudrate = {baud}
-
+{modems}
 [http]
 listen = 127.0.0.1:{http_port}
 username = {user}
@@ -92,8 +96,8 @@ path = {store_path}
 
 [log]
 level = INFO
-""".format(modem_port=modem_port, http_port=http_port, sink_url=sink_url,
-           store_path=store_path, baud=baud, user=USERNAME, password=PASSWORD))
+""".format(modems=modems, http_port=http_port, sink_url=sink_url,
+           store_path=store_path, user=USERNAME, password=PASSWORD))
 
 
 def prefill(store_path, count, text, batch=1000):
@@ -116,22 +120,36 @@ class Bridge:
     Use as a context manager; everything started is stopped by PID on the way out.
     """
 
-    def __init__(self, workdir, *, network_delay=0.0, baud=115200, queued=0, backlog_text=""):
+    def __init__(self, workdir, *, network_delay=0.0, baud=115200, queued=0, backlog_text="",
+                 modems=1, profile=None):
         self.workdir = workdir
+        self.baud = baud
         self.procs = Processes()
         self.sink = Sink()
         self.store_path = os.path.join(workdir, "store.sqlite3")
         try:
             if queued:
                 prefill(self.store_path, queued, backlog_text or "backlog")
-            self.modem = Modem(self.procs, workdir, baud=baud, network_delay=network_delay)
+            self.modems = []
+            for i in range(modems):
+                where = workdir if i == 0 else os.path.join(workdir, "modem%d" % i)
+                os.makedirs(where, exist_ok=True)
+                self.modems.append(Modem(self.procs, where, baud=baud,
+                                         network_delay=network_delay))
+            self.modem = self.modems[0]
             self.http_port = free_port()
             self.ini = os.path.join(workdir, "gsmbridge.ini")
-            write_ini(self.ini, modem_port=self.modem.link, http_port=self.http_port,
+            write_ini(self.ini, modem_port=[m.link for m in self.modems] if modems > 1
+                      else self.modem.link, http_port=self.http_port,
                       sink_url=self.sink.url, store_path=self.store_path, baud=baud)
             self.log_path = os.path.join(workdir, "bridge.log")
-            self.proc = self.procs.python(["-m", "gsmbridge", "run", "-c", self.ini],
-                                          log_path=self.log_path, cwd=ROOT)
+            # profile: (profiler module, its output path): the bridge then runs under
+            # bench.sampled or bench.cprofiled
+            run = ["-m", "gsmbridge"] if profile is None else ["-m", profile[0], profile[1]]
+            # the environment supervisor/gsmbridge.conf gives it
+            env = dict(os.environ, PYTHONUNBUFFERED="1", MALLOC_ARENA_MAX="2")
+            self.proc = self.procs.python(run + ["run", "-c", self.ini],
+                                          log_path=self.log_path, cwd=ROOT, env=env)
             self.api_url = "http://127.0.0.1:%d" % self.http_port
             self.api = Client(self.api_url, auth=(USERNAME, PASSWORD))
             wait_for(self._up, 60, 0.1, "the bridge to boot its modem")

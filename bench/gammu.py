@@ -23,7 +23,7 @@ from gsmbridge.codec import pdu
 from . import texts, wire
 from .bridge import Modem
 from .outbound import analyse
-from .procs import Meter, Processes, wait_for
+from .procs import Meter, Processes, memory, wait_for
 
 BINARY = "/usr/bin/gammu-smsd"
 INJECT = "/usr/bin/gammu-smsd-inject"
@@ -123,12 +123,14 @@ def outbound(smsd, counts, *, baud, network_delay, progress):
     """
     kinds = list(texts.KINDS)
     total = 0
+    meter = None
     for k, kind in enumerate(kinds):
         count = counts[kind]
         if k == 0:
             for i in range(count):
                 smsd.inject(number(k, i), texts.KINDS[kind])
             smsd.start()
+            meter = Meter(smsd.proc.pid)
         else:
             wait_for(lambda: smsd.count("sent") + smsd.count("error") >= total - 1,
                      budget(counts[kinds[k - 1]], kinds[k - 1], network_delay), 0.05,
@@ -140,8 +142,9 @@ def outbound(smsd, counts, *, baud, network_delay, progress):
     wait_for(lambda: smsd.count("sent") + smsd.count("error") >= total,
              budget(counts[kinds[-1]], kinds[-1], network_delay), 0.1,
              "gammu-smsd to send its messages")
+    cpu = meter.read()
     exchanges = wire.exchanges(smsd.modem.wire())
-    out = {}
+    out = {"cpu_ms_per_message": cpu["cpu_s"] * 1000 / max(1, total)}
     for k, kind in enumerate(kinds):
         prefix = number(k, 0)[:-7]
         mine = [e for e in exchanges if (e.recipient() or "").startswith(prefix)]
@@ -149,6 +152,11 @@ def outbound(smsd, counts, *, baud, network_delay, progress):
                             network_delay=network_delay)
     out["errors"] = smsd.count("error")
     return out
+
+
+def kinds_only(figures):
+    """The per-kind figures of outbound(), without its totals."""
+    return {k: v for k, v in figures.items() if k in texts.KINDS}
 
 
 def budget(count, kind, network_delay):
@@ -230,9 +238,11 @@ def run(ctx):
             smsd = Smsd(ctx.workdir("gammu-%s-%s" % (name, label)), settings, baud=ctx.baud,
                         network_delay=delay)
             try:
-                kinds = outbound(smsd, ctx.sizes.gammu_outbound[label], baud=ctx.baud,
-                                 network_delay=delay, progress=ctx.progress)
-                result[label] = {"network_delay_s": delay, "kinds": kinds}
+                figures = outbound(smsd, ctx.sizes.gammu_outbound[label], baud=ctx.baud,
+                                   network_delay=delay, progress=ctx.progress)
+                result[label] = {"network_delay_s": delay, "kinds": kinds_only(figures),
+                                 "errors": figures["errors"],
+                                 "cpu_ms_per_message": figures["cpu_ms_per_message"]}
                 if label == "no_delay":
                     samples = ctx.sizes.gammu_pickup[name]
                     ctx.progress("gammu-smsd (%s) pickup: %d samples" % (name, samples))
@@ -242,7 +252,11 @@ def run(ctx):
                                                                               spread))
                     meter = Meter(smsd.proc.pid)
                     result["inbound"] = inbound(smsd, count, spread)
-                    result["inbound"]["gammu_cpu_percent"] = meter.read()["cpu_percent"]
+                    cpu = meter.read()
+                    result["inbound"]["gammu_cpu_percent"] = cpu["cpu_percent"]
+                    result["inbound"]["cpu_ms_per_message"] = cpu["cpu_s"] * 1000 / count
+                result["peak_rss_mb"] = max(result.get("peak_rss_mb", 0.0),
+                                            memory(smsd.proc.pid)["peak_rss_mb"])
             finally:
                 smsd.stop()
         out[name] = result

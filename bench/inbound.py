@@ -56,11 +56,13 @@ def latencies(bridge, count, spacing, baud):
     }
 
 
-def burst(bridge, count, baud):
-    """Inject `count` SMS at once; how fast they all reach the sink, against the line's bound."""
+def burst(bridge, count, baud, pids=None):
+    """Inject `count` SMS at once; how fast they all reach the sink, against the line's bound.
+    CPU is the bridge's (or that of `pids`: a peer's processes) from the first injection to the
+    last SMS at the sink."""
     bridge.modem.wire()
     texts = [text_for("burst", i) for i in range(count)]
-    meter = Meter(bridge.pid)
+    meter = Meter(pids or bridge.pid)
     for i, text in enumerate(texts):
         bridge.modem.inject("+2556%08d" % (i % 100), text)
     wait_for(lambda: set(texts) <= set(bridge.sink.by_text()), 60 + count * 0.2, 0.1,

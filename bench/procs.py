@@ -33,26 +33,38 @@ def wait_for(predicate, timeout, interval=0.05, what="condition"):
         time.sleep(interval)
 
 
+def _pids(pid):
+    return [pid] if isinstance(pid, int) else list(pid)
+
+
 def cpu_seconds(pid):
-    """User + system CPU time of a process (all its threads), in seconds."""
-    with open("/proc/%d/stat" % pid) as f:
-        fields = f.read().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    """User + system CPU time of a process (all its threads), in seconds; of several processes
+    together when given a list of PIDs (Kannel is two: bearerbox and smsbox)."""
+    total = 0
+    for one in _pids(pid):
+        with open("/proc/%d/stat" % one) as f:
+            fields = f.read().rpartition(")")[2].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / CLOCK_TICKS
 
 
 def memory(pid):
-    """{"rss_mb", "peak_rss_mb"} of a process, from /proc/PID/status."""
-    out = {}
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            key, _, value = line.partition(":")
-            if key in ("VmRSS", "VmHWM"):
-                out["rss_mb" if key == "VmRSS" else "peak_rss_mb"] = int(value.split()[0]) / 1024
+    """{"rss_mb", "peak_rss_mb"} of a process, from /proc/PID/status; summed over a list of
+    PIDs (each one's own peak: an upper bound of the peak of the sum)."""
+    out = {"rss_mb": 0.0, "peak_rss_mb": 0.0}
+    for one in _pids(pid):
+        with open("/proc/%d/status" % one) as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key in ("VmRSS", "VmHWM"):
+                    name = "rss_mb" if key == "VmRSS" else "peak_rss_mb"
+                    out[name] += int(value.split()[0]) / 1024
     return out
 
 
 class Meter:
-    """CPU used by a process between start() and read(), as seconds and as % of one core."""
+    """CPU used by a process (or several, given a list of PIDs) between start() and read(), as
+    seconds and as % of one core."""
 
     def __init__(self, pid):
         self.pid = pid

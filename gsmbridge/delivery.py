@@ -30,11 +30,10 @@ carry (`fields`: the message id, the modem).
 """
 
 import re
+import sys
 import time
 
-import requests
-from urllib3.exceptions import ReadTimeoutError
-
+from gsmbridge import httpclient
 from gsmbridge.backoff import Backoff
 from gsmbridge.safeurl import mask_url
 
@@ -62,8 +61,34 @@ def classify(status):
 #: are not all offered again in the same pass
 JITTER = 0.1
 
+def failure(exc):
+    """What a request's exception means: "timeout", "unreachable" (both put the receiver on
+    hold), "unusable" (a request that cannot be made), or None: not a request's failure.
+
+    The forwarder's requests go through gsmbridge.httpclient, the callbacks' through requests,
+    which is imported only when a callback is made: an exception can be requests' only once it
+    is loaded, so it is not loaded here to find out.
+    """
+    if isinstance(exc, httpclient.Timeout):
+        return "timeout"
+    if isinstance(exc, httpclient.HttpError):
+        return "unreachable"
+    requests = sys.modules.get("requests")
+    if requests is None or not isinstance(exc, requests.RequestException):
+        return None
+    if isinstance(exc, requests.Timeout):
+        return "timeout"
+    if isinstance(exc, requests.ConnectionError):
+        from urllib3.exceptions import ReadTimeoutError
+
+        if exc.args and isinstance(exc.args[0], ReadTimeoutError):
+            return "timeout"               # a timeout, however wrapped
+        return "unreachable"
+    return "unusable"
+
+
 def describe_error(exc):
-    """A short, credential-free description of a requests exception (no URL, no query string:
+    """A short, credential-free description of a request's exception (no URL, no query string:
     the query holds the sender's number and the message text)."""
     reason = exc
     while True:  # requests wraps urllib3's MaxRetryError, which wraps the real cause
@@ -94,6 +119,9 @@ class Sender:
     #: the most of an answer's body that is read, in bytes; the rest is never read
     answer_limit = 4096
 
+    #: the store's wake-ups this sender sleeps for (its queue's topic; None: every one)
+    topics = None
+
     #: words for the logs: the thread ("forwarder"), a pass ("forwarding"), what it moves
     #: ("deliveries"), and a row that arrived ("delivered")
     name = "sender"
@@ -106,11 +134,22 @@ class Sender:
         self.timeout = timeout
         #: the wait before a row is offered again, and before a receiver on hold is tried again
         self.retry = Backoff(backoff_base, backoff_cap, jitter=JITTER)
-        self.session = session or requests.Session()
+        self._session = session
         self.log = logger
         self.holds = {}   # target -> [hold until (epoch), consecutive unreachable tries]
         self.states = {}  # target -> (state, status) as last passed to receiver_state
         self._stop = None
+        self._drained = False     # the last pass offered every row that was due
+
+    @property
+    def session(self):
+        """The requests session a subclass's `request` may use (made when first asked for:
+        requests is loaded only by a sender that needs it)."""
+        if self._session is None:
+            import requests
+
+            self._session = requests.Session()
+        return self._session
 
     # -- what a subclass says ------------------------------------------------------------------
 
@@ -135,9 +174,9 @@ class Sender:
         return {}
 
     def request(self, row):
-        """Make the row's HTTP request, never following a redirect, its body streamed
-        (stream=True: `read_answer` reads only its start); the `requests.Response`, or a
-        requests exception."""
+        """Make the row's HTTP request, never following a redirect: a `httpclient.Answer` (its
+        body read to `answer_limit` already), or a `requests.Response` with its body streamed
+        (stream=True: `read_answer` reads only its start); or raise the client's exception."""
         raise NotImplementedError
 
     def mark_delivered(self, row, body):
@@ -166,18 +205,17 @@ class Sender:
 
     def read_answer(self, response):
         """The start of an answer's body as text: at most answer_limit bytes are read, and the
-        connection is closed rather than drained when there is more. (Make the request with
-        stream=True, or requests reads the whole body first.)"""
+        connection is closed rather than drained when there is more. (Make a requests request
+        with stream=True, or requests reads the whole body first; an httpclient.Answer has its
+        text read already.)"""
+        if isinstance(response, httpclient.Answer):
+            return response.text
         data = bytearray()
         try:
             for chunk in response.iter_content(1024):
                 data += chunk
                 if len(data) >= self.answer_limit:
                     break
-        except requests.ConnectionError as exc:
-            if exc.args and isinstance(exc.args[0], ReadTimeoutError):
-                raise requests.ReadTimeout(*exc.args) from exc  # a timeout, however wrapped
-            raise
         finally:
             response.close()
         data = bytes(data[:self.answer_limit])
@@ -208,8 +246,10 @@ class Sender:
                 self.log.exception("%s pass failed; trying again shortly", self.activity)
                 stop_event.wait(5.0)
                 continue
-            if not worked and not stop_event.is_set():
-                self.store.wait(self._idle_time())
+            # A pass that offered every due row (fewer than a batch) leaves nothing to look for:
+            # a row that arrived meanwhile came with a notify(), which ends the wait at once.
+            if (not worked or self._drained) and not stop_event.is_set():
+                self.store.wait(self._idle_time(), topics=self.topics)
         self.log.info("%s stopped", self.name)
 
     def _idle_time(self):
@@ -229,8 +269,11 @@ class Sender:
         now = time.time() if now is None else now
         tried = 0
         cut_off = set()     # receivers found unreachable in this pass
-        for row in self.due(now):
+        rows = self.due(now)
+        self._drained = len(rows) < self.batch
+        for row in rows:
             if self._stop is not None and self._stop.is_set():
+                self._drained = False
                 break
             target = self.target(row)
             hold = self.holds.get(target)
@@ -252,11 +295,14 @@ class Sender:
         try:
             resp = self.request(row)
             body = self.read_answer(resp)
-        except requests.Timeout:
-            return self._unreachable(row, attempt, "no answer within %gs" % self.timeout)
-        except requests.ConnectionError as exc:
-            return self._unreachable(row, attempt, describe_error(exc))
-        except requests.RequestException as exc:
+        except Exception as exc:
+            kind = failure(exc)
+            if kind is None:
+                raise
+            if kind == "timeout":
+                return self._unreachable(row, attempt, "no answer within %gs" % self.timeout)
+            if kind == "unreachable":
+                return self._unreachable(row, attempt, describe_error(exc))
             return self.unusable(row, attempt, describe_error(exc))
         elapsed = time.monotonic() - started
         target = self.target(row)

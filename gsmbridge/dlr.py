@@ -32,8 +32,6 @@ import logging
 import urllib.parse
 from datetime import datetime, timezone
 
-import requests
-
 from gsmbridge import safeurl
 from gsmbridge.delivery import Sender
 from gsmbridge.safeurl import mask_url
@@ -107,6 +105,7 @@ class DlrSender(Sender):
     activity = "delivery-report"
     items = "callbacks"
     done = "made"
+    topics = ("callbacks",)
 
     def __init__(self, store, *, smsc=None, guard=None, timeout=10.0, backoff_base=2.0,
                  backoff_cap=300.0, session=None, logger=None):
@@ -114,10 +113,20 @@ class DlrSender(Sender):
         only). timeout: seconds for a whole callback, connect to the last byte read."""
         self.guard = guard or safeurl.CallbackGuard()
         super().__init__(store, timeout=timeout, backoff_base=backoff_base,
-                         backoff_cap=backoff_cap,
-                         session=safeurl.guarded_session(self.guard, session),
+                         backoff_cap=backoff_cap, session=None,
                          logger=logger or logging.getLogger("gsmbridge.dlr"))
         self.smsc = smsc
+        self._given_session = session
+
+    @property
+    def session(self):
+        """The guarded requests session (gsmbridge/guardedhttp.py), made at the first callback:
+        a bridge that never makes one never loads requests."""
+        if self._session is None:
+            from gsmbridge.guardedhttp import guarded_session
+
+            self._session = guarded_session(self.guard, self._given_session)
+        return self._session
 
     # -- the queue: the store's callbacks, each message's in the order of its events -----------
 
@@ -157,11 +166,14 @@ class DlrSender(Sender):
 
     def request(self, row):
         url = callback_url(row, self.smsc)
+        session = self.session
         try:
             self.guard.check(url)
         except ValueError as exc:
+            import requests
+
             raise requests.exceptions.InvalidURL(str(exc)) from None
-        return self.session.get(url, timeout=self.timeout, allow_redirects=False, stream=True)
+        return session.get(url, timeout=self.timeout, allow_redirects=False, stream=True)
 
     def refused(self, row, exc):
         """A callback to an address it may not go to: kept as failed, never retried (the

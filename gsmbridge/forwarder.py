@@ -53,7 +53,7 @@ import logging
 import urllib.parse
 from datetime import datetime, timezone
 
-from gsmbridge import metrics
+from gsmbridge import httpclient, metrics
 from gsmbridge.delivery import NOT_THERE_4XX, RETRYABLE_4XX, Sender, classify, describe_error
 from gsmbridge.safeurl import mask_url
 
@@ -128,6 +128,7 @@ class Forwarder(Sender):
 
     name = "forwarder"
     activity = "forwarding"
+    topics = ("inbound",)
 
     def __init__(self, store, *, url, style="kannel", timeout=10.0, identity_name="identity",
                  text_name="text", backoff_base=2.0, backoff_cap=300.0, session=None, logger=None,
@@ -143,6 +144,10 @@ class Forwarder(Sender):
                          backoff_cap=backoff_cap, session=session,
                          logger=logger or logging.getLogger("gsmbridge.forwarder"))
         self.url = url
+        # One kept-alive connection to the receiver (gsmbridge/httpclient.py); a requests
+        # session given instead (session=) is used as it is.
+        self.connection = None if session is not None else httpclient.Connection(
+            url, timeout=timeout, limit=self.answer_limit)
         self.style = style
         self.identity_name = identity_name
         self.text_name = text_name
@@ -156,7 +161,11 @@ class Forwarder(Sender):
     def run(self, stop_event):
         """Thread target: forward until stop_event is set (call store.notify() to stop at once)."""
         self.log.info("forwarding to %s (%s style)", self.safe_url, self.style)
-        super().run(stop_event)
+        try:
+            super().run(stop_event)
+        finally:
+            if self.connection is not None:
+                self.connection.close()
 
     # -- the queue: the store's inbound messages, each sender's in arrival order ---------------
 
@@ -195,7 +204,7 @@ class Forwarder(Sender):
     # -- one message ---------------------------------------------------------------------------
 
     def request_for(self, row):
-        """(method, keyword arguments for requests) for one stored message."""
+        """(method, keyword arguments: params, data, headers) for one stored message."""
         headers = {"X-Message-Id": row["id"]}
         if self.style == "kannel":
             return "GET", {"params": {"id": row["sender"], "text": row["text"]}, "headers": headers}
@@ -234,6 +243,8 @@ class Forwarder(Sender):
         # A redirect is never followed: its target is not the receiver (a login page answering
         # 200, or a GET that a redirected POST becomes, without its body).
         with metrics.FORWARD_SECONDS.time():
+            if self.connection is not None:
+                return self.connection.request(method, **kwargs)
             return self.session.request(method, self.url, timeout=self.timeout,
                                         allow_redirects=False, stream=True, **kwargs)
 

@@ -16,7 +16,7 @@ import pytest
 pytestmark = pytest.mark.stress
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SUITES = "link,outbound,inbound,api,queue,footprint,gammu"
+SUITES = "link,outbound,inbound,api,queue,footprint,load,gammu,kannel"
 
 
 def test_tiny_run_writes_json_with_every_suite(tmp_path):
@@ -63,6 +63,26 @@ def test_tiny_run_writes_json_with_every_suite(tmp_path):
 
     for direction in ("modem_to_host", "host_to_modem"):
         assert suites["link"][direction]["bits_per_byte_min"] > 0
+
+    load = suites["load"]
+    for setup in ("one_modem", "pool"):
+        for key in ("peak_rss_mb", "rss_mb"):
+            assert load[setup][key] > 0
+        for direction in ("outbound", "inbound"):
+            assert load[setup][direction]["messages"] > 0
+    assert load["one_modem"]["outbound"]["cpu_ms_per_message"] is not None
+    assert load["pool"]["modems"] >= 2
+
+    kannel = suites["kannel"]         # Kannel is optional too
+    if "skipped" not in kannel:
+        assert set(kannel["outbound"]) >= {"gsm160", "ucs2_70", "multi3"}
+        for kind, figures in kannel["outbound"].items():
+            assert figures["failed_parts"] == 0
+            assert figures["parts"] == figures["messages"] * (3 if kind == "multi3" else 1)
+        assert kannel["inbound"]["latency"]["latency_ms_p50"] is not None
+        assert kannel["inbound"]["burst"]["messages"] > 0
+        assert kannel["peak_rss_mb"] > 0
+        assert any(row.get("kannel") is not None for row in data["versus_peers"])
 
     gammu = suites["gammu"]           # gammu-smsd is optional: without it the suite says so
     if "skipped" not in gammu:

@@ -366,6 +366,32 @@ def test_failure_mid_multipart_reports_sent_parts(simulator, driver):
     assert len(raised.value.sent_references) == 1
 
 
+def test_while_prompting_runs_once_before_any_pdu_and_its_error_sends_nothing(simulator,
+                                                                              driver):
+    """The worker records the message before while the modem answers the next AT+CMGS: its
+    hook runs once, with the command written and no PDU yet, and if it fails nothing is sent
+    (the prompt is left with ESC), so a message is never on its way while the one before is
+    still unrecorded."""
+    sim = simulator()
+    modem = driver(sim.link).boot()
+    calls = []
+
+    def records(ok):
+        def hook():
+            calls.append((modem._port.busy, len(sim.modem.sent_messages())))
+            if not ok:
+                raise RuntimeError("the store refused")
+        return hook
+
+    assert len(modem.send_sms(ALICE, "part " * 100, while_prompting=records(True))) == 4
+    assert calls == [(True, 0)]                 # once, before the first of four parts
+    with pytest.raises(RuntimeError) as raised:
+        modem.send_sms(BOB, "not this one", while_prompting=records(False))
+    assert raised.value.sent_references == []
+    assert [m["text"] for m in sim.modem.sent_messages()] == ["part " * 100]
+    assert len(modem.send_sms(ALICE, "and the next one")) == 1      # the line is usable
+
+
 def test_sim_busy_at_start_is_waited_out(simulator, driver):
     sim = simulator(sim_busy=1.5)
     modem = driver(sim.link).boot()

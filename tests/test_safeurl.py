@@ -17,7 +17,7 @@ import time
 import pytest
 import requests
 
-from gsmbridge import safeurl
+from gsmbridge import guardedhttp, safeurl
 from gsmbridge.dlr import DlrSender
 from gsmbridge.forwarder import Forwarder
 from gsmbridge.safeurl import REFUSED, CallbackGuard, Refused
@@ -164,7 +164,7 @@ def test_unusable_urls_are_refused_with_a_reason(url, words):
 
 
 def test_the_adapter_refuses_loopback_and_nothing_reaches_the_server(sink):
-    session = safeurl.guarded_session(CallbackGuard())
+    session = guardedhttp.guarded_session(CallbackGuard())
     with pytest.raises(Refused):
         session.get(sink.url + "/private?x=1", timeout=5)
     # Refused comes before the socket connects; a request that went out would have had its
@@ -180,7 +180,7 @@ def test_dns_rebinding_public_at_check_time_loopback_at_connect_time_is_refused(
     url = "http://rebind.example:%d/admin" % sink.port
     guard.check(url)                                       # public: passes
     with pytest.raises(Refused, match="127.0.0.1"):
-        safeurl.guarded_session(guard).get(url, timeout=5)
+        guardedhttp.guarded_session(guard).get(url, timeout=5)
     assert resolve.calls == [("rebind.example", sink.port)] * 2
     assert sink.requests == []                              # (as above: get() is synchronous)
 
@@ -205,7 +205,7 @@ def test_the_connection_goes_to_the_address_it_checked_and_keeps_the_name(sink):
     """An allowed name is connected to at exactly the address the guard resolved (here
     127.0.0.1, by a resolver no other part of the system knows), with Host naming it."""
     guard = CallbackGuard(allow=["dlr.internal:%d" % sink.port], resolve=resolver(["127.0.0.1"]))
-    session = safeurl.guarded_session(guard)
+    session = guardedhttp.guarded_session(guard)
     resp = session.get("http://dlr.internal:%d/report?x=1" % sink.port, timeout=5)
     assert resp.status_code == 200
     (req,) = sink.requests
@@ -215,7 +215,7 @@ def test_the_connection_goes_to_the_address_it_checked_and_keeps_the_name(sink):
 def test_proxies_from_the_environment_are_not_used(sink, monkeypatch):
     monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")       # nothing listens there
     monkeypatch.setenv("NO_PROXY", "")
-    session = safeurl.guarded_session(CallbackGuard(origins=[sink.url]))
+    session = guardedhttp.guarded_session(CallbackGuard(origins=[sink.url]))
     assert session.get(sink.url + "/", timeout=5).status_code == 200
     assert len(sink.requests) == 1
 
@@ -377,7 +377,7 @@ def test_a_dripped_answer_is_cut_at_the_deadline(store, misbehaving, mode):
 
 def test_the_deadline_covers_only_its_block(sink):
     """Outside a deadline block, the guarded socket keeps requests' own timeout."""
-    session = safeurl.guarded_session(CallbackGuard(origins=[sink.url]))
+    session = guardedhttp.guarded_session(CallbackGuard(origins=[sink.url]))
     with safeurl.deadline(5):
         assert session.get(sink.url + "/", timeout=5).status_code == 200
     time.sleep(0.1)
@@ -410,7 +410,7 @@ def tls_session(port, cafile, resolve, allow=True):
                           else [], resolve=resolve)
     session = requests.Session()
     session.verify = cafile
-    return guard, safeurl.guarded_session(guard, session)
+    return guard, guardedhttp.guarded_session(guard, session)
 
 
 def test_https_connects_to_the_checked_address_with_the_name_for_the_certificate(

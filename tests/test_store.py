@@ -435,6 +435,58 @@ def test_recover_sending_after_a_crash(store, clock, resend, status):
     assert (nxt["id"] if nxt else None) == (left if resend else None)
 
 
+def test_sent_claims_the_next_message_in_the_same_transaction(store, clock):
+    """While a queue drains, the commit that records one message sent claims the next for the
+    same modem: one durable commit a message, the next still `sending` before its AT+CMGS."""
+    first, second = store.add_outbound(["+1", "+2"], "x", encoding="gsm7", parts=1)
+    [pinned] = store.add_outbound(["+3"], "x", encoding="gsm7", parts=1, modem="m2")
+    assert store.outbound_sending(first, modem="m1")
+    statements = []
+    store._conn().set_trace_callback(statements.append)
+    claimed = store.outbound_sent(first, references=[1], claim_next="m1")
+    store._conn().set_trace_callback(None)
+    assert [s for s in statements if s.startswith(("BEGIN", "COMMIT"))] == [
+        "BEGIN IMMEDIATE", "COMMIT"]
+    assert claimed["id"] == second and claimed["attempts"] == 0   # as next_outbound gives it
+    row = store.get_outbound(second)
+    assert (row["status"], row["attempts"], row["sent_by"]) == ("sending", 1, "m1")
+    assert store.get_outbound(first)["status"] == "sent"
+    # nothing left for m1 (the third is pinned to m2): nothing claimed
+    assert store.outbound_sent(second, references=[2], claim_next="m1") is None
+    assert store.get_outbound(pinned)["status"] == "queued"
+
+
+def test_a_claim_may_take_the_message_after_it_too(store, clock):
+    """The start of a pipelined drain: the message sent now and the one after, in one commit."""
+    first, second, third = store.add_outbound(["+1", "+2", "+3"], "x", encoding="gsm7", parts=1)
+    after = store.outbound_sending(first, modem="m1", claim_next="m1")
+    assert after["id"] == second
+    assert [store.get_outbound(i)["status"] for i in (first, second, third)] == [
+        "sending", "sending", "queued"]
+    assert store.outbound_sending(third, modem="m1", claim_next="m1") is True   # none left
+    assert store.outbound_sending(third, modem="m1", claim_next="m1") is False  # taken
+
+
+def test_an_unused_claim_goes_back_to_the_queue_as_it_was(store, clock):
+    first, second = store.add_outbound(["+1", "+2"], "x", encoding="gsm7", parts=1)
+    store.outbound_sending(first, modem="m1")
+    assert store.outbound_sent(first, references=[1], claim_next="m1")["id"] == second
+    store.outbound_unclaim(second)
+    row = store.get_outbound(second)
+    assert (row["status"], row["attempts"]) == ("queued", 0)
+    assert store.next_outbound("m1", clock.now)["id"] == second
+    store.outbound_unclaim(first)                     # a sent message is not touched
+    assert store.get_outbound(first)["status"] == "sent"
+
+
+def test_a_modem_with_a_cap_claims_nothing_with_its_sent(store, clock):
+    store.set_pool({"m1": {"routes": [], "daily_cap": 100, "hourly_cap": 0}})
+    first, second = store.add_outbound(["+1", "+2"], "x", encoding="gsm7", parts=1)
+    store.outbound_sending(first, modem="m1")
+    assert store.outbound_sent(first, references=[1], claim_next="m1") is None
+    assert store.get_outbound(second)["status"] == "queued"
+
+
 def test_a_thousand_recipients_are_one_transaction(store):
     statements = []
     store._conn().set_trace_callback(statements.append)

@@ -190,6 +190,27 @@ def test_messages_flow_both_ways_and_are_counted(sim, store, worker):
     wait_for(lambda: s.modem.state()["unacknowledged"] is None, message="every +CMT acknowledged")
 
 
+def test_a_draining_queue_is_sent_once_each_and_a_stop_hands_back_the_claimed_one(sim, store,
+                                                                                  worker):
+    """Each `sent` claims the next message in its own commit; a worker stopping with a claim
+    leaves no message `sending`: the claimed one is queued again, its attempt not counted."""
+    s = sim(network_delay=0.3)
+    w = worker(s.link)
+    wait_for(lambda: up(store, w), message="modem up")
+    ids = [queue(store, "+25570000%04d" % i, "drain %d" % i) for i in range(6)]
+    wait_for(lambda: sum(outbound(store, i)["status"] == "sent" for i in ids) >= 2,
+             message="two sent")
+    w.stop()
+    w.join(15)
+    rows = [outbound(store, i) for i in ids]
+    assert not [r for r in rows if r["status"] == "sending"]
+    sent = [r for r in rows if r["status"] == "sent"]
+    assert len(sent) >= 2 and all(r["attempts"] == 1 for r in sent)
+    assert all(r["attempts"] == 0 for r in rows if r["status"] == "queued")
+    texts = [m["text"] for m in s.modem.sent_messages()]
+    assert sorted(texts) == sorted(r["text"] for r in sent)        # each once, none lost
+
+
 def test_malformed_pdu_is_kept_and_the_next_message_still_arrives(sim, store, worker):
     s = sim()
     w = worker(s.link)

@@ -530,10 +530,20 @@ def _choose(text: str, encoding: str | None) -> str:
     raise ValueError(f"encoding must be 'gsm7' or 'ucs2', not {encoding!r}")
 
 
-def _char_cost(encoding: str, ch: str) -> int:
+def _length(encoding: str, text: str) -> int:
+    """Septets (gsm7) or UTF-16 code units (ucs2) of a text already known to fit its encoding."""
     if encoding == "gsm7":
-        return gsm7.septet_length(ch)
-    return 2 if ord(ch) > 0xFFFF else 1
+        return gsm7.septet_length(text)
+    return len(text.encode("utf-16-be", "surrogatepass")) // 2
+
+
+def _costs(encoding: str, text: str) -> list[int]:
+    """What each character takes: septets (2 for the extension table) or UTF-16 code units (2
+    beyond the BMP). split() sizes parts with them."""
+    if encoding == "gsm7":
+        table = gsm7.SEPTETS
+        return [table[ch] for ch in text]
+    return [2 if ch > "\uffff" else 1 for ch in text]
 
 
 _ZWJ = "\u200d"
@@ -582,9 +592,9 @@ def split(
     if bits not in (8, 16):
         raise ValueError("bits must be 8 or 16")
     single, each = _LIMITS[encoding][0], _LIMITS[encoding][1 if bits == 8 else 2]
-    costs = [_char_cost(encoding, ch) for ch in text]
-    if sum(costs) <= single:
+    if _length(encoding, text) <= single:      # most SMS: one part, no per-character work
         return encoding, [text]
+    costs = _costs(encoding, text)
     parts = []
     start = 0
     n = len(text)

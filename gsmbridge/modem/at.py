@@ -201,6 +201,29 @@ class Engine:
                 return NEED_DATA
         return self._events.popleft()
 
+    def body_remaining(self):
+        """How many bytes of a PDU line are still to come, as far as the buffer shows: the
+        header before it (+CMT, +CDS, +CMGR, +CMGL in PDU mode) gives the TPDU's length in
+        octets, the line's first two digits the SMSC field's. None when no such line is being
+        received. (Call it after next_event() has taken every whole line.) The port uses it to
+        wait for the rest of a line that arrives at the line's pace rather than wake for every
+        few bytes of it."""
+        held = self._held
+        if held is None or not self.pdu_mode:
+            return None
+        value = held.value if isinstance(held, Unsolicited) else held.line.partition(":")[2]
+        length = value.rpartition(",")[2].strip()
+        if not length.isdigit():
+            return None
+        pending = bytes(self._buf[self._pos:]).lstrip(b"\r\n")
+        smsc = 0
+        if len(pending) >= 2:
+            try:
+                smsc = int(pending[:2], 16)
+            except ValueError:
+                return None
+        return max(0, 2 * (1 + smsc + int(length)) + 1 - len(pending))   # + 1: its CR
+
     @property
     def pending_bytes(self):
         """Bytes received and not yet made into events (a partial line), for diagnostics."""

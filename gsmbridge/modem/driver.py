@@ -206,7 +206,7 @@ class GsmModem:
     # --- sending -------------------------------------------------------------------------------
 
     def send_sms(self, to, text, *, status_report=False, validity=None, max_parts=10,
-                 encoding=None, concat_reference=None, skip_parts=0):
+                 encoding=None, concat_reference=None, skip_parts=0, while_prompting=None):
         """Send ``text`` to ``to`` (split into up to ``max_parts`` parts) -> the message
         references (TP-MR) of the parts sent, None where a modem gave none.
 
@@ -218,10 +218,16 @@ class GsmModem:
         again, call again with ``concat_reference=exc.concat_reference`` and
         ``skip_parts=<parts sent so far>`` -- the same text splits into the same parts, and
         the same reference lets the phone join old and new parts into one message.
+
+        ``while_prompting()`` is called once the first AT+CMGS is written, while the modem
+        answers it with its prompt: the caller's own work (recording the message before) takes
+        that time instead of time between two sends. What it raises ends the send (the prompt
+        is left with ESC, nothing was sent).
         """
         return self._sender.send_sms(to, text, status_report=status_report, validity=validity,
                                      max_parts=max_parts, encoding=encoding,
-                                     concat_reference=concat_reference, skip_parts=skip_parts)
+                                     concat_reference=concat_reference, skip_parts=skip_parts,
+                                     while_prompting=while_prompting)
 
     # --- health --------------------------------------------------------------------------------
 

@@ -28,9 +28,10 @@ class Sender:
         self.send_timeout = send_timeout
         self.smsc = smsc
         self._concat = random.randrange(256)    # the last concatenation reference used
+        self._while_prompting = None            # send_sms's hook, run at the first prompt
 
     def send_sms(self, to, text, *, status_report=False, validity=None, max_parts=10,
-                 encoding=None, concat_reference=None, skip_parts=0):
+                 encoding=None, concat_reference=None, skip_parts=0, while_prompting=None):
         """Send ``text`` to ``to``; see ``GsmModem.send_sms``."""
         self._setup.ensure()
         if concat_reference is None:
@@ -40,17 +41,21 @@ class Sender:
                                 encoding=encoding, status_report=status_report,
                                 validity=validity, smsc=self.smsc)
         references = []
-        for hex_pdu, length in parts[skip_parts:]:
-            try:
-                references.append(self._send_pdu(hex_pdu, length))
-            except Exception as exc:
-                exc.sent_references = list(references)
-                exc.concat_reference = concat_reference
-                if self._setup.cmms and isinstance(exc, CmsError) and exc.code == 500:
-                    self._log.warning("%s: +CMS ERROR: 500 with AT+CMMS=2 on; switching it off",
-                                      self._port.url)
-                    self._setup.stop_more_messages()
-                raise
+        self._while_prompting = while_prompting      # for the first part's prompt only
+        try:
+            for hex_pdu, length in parts[skip_parts:]:
+                try:
+                    references.append(self._send_pdu(hex_pdu, length))
+                except Exception as exc:
+                    exc.sent_references = list(references)
+                    exc.concat_reference = concat_reference
+                    if self._setup.cmms and isinstance(exc, CmsError) and exc.code == 500:
+                        self._log.warning("%s: +CMS ERROR: 500 with AT+CMMS=2 on; switching it "
+                                          "off", self._port.url)
+                        self._setup.stop_more_messages()
+                    raise
+        finally:
+            self._while_prompting = None
         return references
 
     def _send_pdu(self, hex_pdu, length):
@@ -58,6 +63,9 @@ class Sender:
         port = self._port
         port.start(cmd, prompt=True)
         try:
+            while_prompting, self._while_prompting = self._while_prompting, None
+            if while_prompting is not None:
+                while_prompting()
             deadline = time.monotonic() + port.command_timeout
             while True:
                 event = port.next_event(deadline)

@@ -48,7 +48,7 @@ from .calls import CALL_STATUSES, CallsMixin
 from .callbacks import (CALLBACK_STATUSES, COUNT_CALLBACKS_SQL, DLR_DELIVERED, DLR_QUEUED,
                         DLR_SMSC_ACK, DLR_SMSC_REJECT, DLR_UNDELIVERED, DUE_CALLBACKS_SQL,
                         NEXT_CALLBACK_DUE_SQL, CallbacksMixin)
-from .connections import Connections
+from .connections import TOPICS, Connections
 from .errors import StoreClosed, StoreError, raises_store_errors
 from .inbound import (DEMOTE_HEADS_SQL, DUE_INBOUND_OF_MODEM_SQL, DUE_INBOUND_SQL,
                       NEXT_INBOUND_DUE_OF_MODEM_SQL, NEXT_INBOUND_DUE_SQL,
@@ -102,9 +102,13 @@ class Store(InboundMixin, OutboundMixin, ReportsMixin, CallbacksMixin, PoolMixin
         self._connections = []
         self._lock = threading.Lock()
         self._closed = False
-        self._cond = threading.Condition()
+        # wake-ups: one condition per queue and one for any, all on one lock (Connections.wait)
+        wake_lock = threading.Lock()
+        self._cond = threading.Condition(wake_lock)
+        self._conds = {topic: threading.Condition(wake_lock) for topic in TOPICS}
+        self._conds[None] = self._cond
         self._listeners = []
-        self._generation = 0
+        self._generations = dict.fromkeys(TOPICS, 0)
         self._pool = {}                 # name -> {"routes", "daily_cap", "hourly_cap"}
         self._prefixes = []             # [(digits, modem)], longest first
         self._route_values = [""]       # every route a message can have

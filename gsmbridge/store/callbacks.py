@@ -65,7 +65,7 @@ class CallbacksMixin:
                 return
             db.execute("UPDATE callbacks SET " + assignments + ", attempts = attempts + 1,"
                        " last_attempt = ? WHERE id = ?", (*params, now, id))
-        self.notify()  # the message's next callback may now be due
+        self.notify("callbacks")  # the message's next callback may now be due
 
     def callback_retry(self, id, *, error, next_attempt):
         """Not taken this time (5xx, timeout, connection error): try again at next_attempt."""
@@ -90,7 +90,7 @@ class CallbacksMixin:
                                        " failed_at = NULL WHERE id = ? AND status = 'failed'",
                                        (now, int(i))).rowcount for i in ids)
         if count:
-            self.notify()
+            self.notify("callbacks")
         return count
 
     def callbacks(self, outbound_id=None, limit=100):

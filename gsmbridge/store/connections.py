@@ -14,6 +14,9 @@ from .schema import _MIGRATIONS, SCHEMA_VERSION, _split_sql
 
 log = logging.getLogger("gsmbridge.store")
 
+#: what a wake-up may be about: the queue that changed
+TOPICS = ("inbound", "outbound", "callbacks")
+
 
 class Connections:
     """The connection, transaction and wake-up machinery of Store (which sets the attributes up)."""
@@ -97,42 +100,60 @@ class Connections:
         self.notify()
 
     # -- wake-ups --------------------------------------------------------------------------
+    #
+    # Each wake-up says which queue changed ("inbound", "outbound", "callbacks"), and each
+    # sleeper says which it serves: a message received wakes the forwarder only, not the modem
+    # workers nor the delivery-report sender (each of which would look at its queue for nothing,
+    # twice for every SMS). notify() without a topic wakes everyone (close, stop).
 
-    def wait(self, timeout):
-        """Sleep until notify() or timeout.
+    def wait(self, timeout, topics=None):
+        """Sleep until notify() of one of `topics` (any, when None) or timeout.
 
         A notify() that came after this thread's previous wait() returned makes this one return at
         once, so a wake-up sent while the caller was busy is not lost. Spurious returns are
         possible; callers re-check the store.
         """
-        with self._cond:
-            seen = getattr(self._local, "generation", -1)
-            self._cond.wait_for(lambda: self._generation != seen, timeout)
-            self._local.generation = self._generation
+        topics = TOPICS if topics is None else tuple(topics)
+        # A sleeper for one queue waits on that queue's condition, so that a notify() about
+        # another one does not even wake it; any other sleeper waits on the condition of all.
+        cond = self._conds[topics[0] if len(topics) == 1 else None]
+        with cond:
+            seen = getattr(self._local, "generations", None)
+            if seen is None:
+                seen = self._local.generations = {}
+            generations = self._generations
+            cond.wait_for(lambda: any(generations[t] != seen.get(t, -1) for t in topics),
+                          timeout)
+            for topic in topics:
+                seen[topic] = generations[topic]
 
-    def notify(self):
-        """Wake every thread sleeping in wait(), and call the on_notify() listeners."""
-        with self._cond:
-            self._generation += 1
-            self._cond.notify_all()
-            listeners = list(self._listeners)
+    def notify(self, *topics):
+        """Wake the threads sleeping in wait() for one of `topics` (every one, when none is
+        given), and call the on_notify() listeners of those topics."""
+        topics = topics or TOPICS
+        with self._cond:             # the lock every condition of _conds shares
+            for topic in topics:
+                self._generations[topic] += 1
+                self._conds[topic].notify_all()
+            self._conds[None].notify_all()
+            listeners = [fn for fn, wanted in self._listeners
+                         if wanted is None or not wanted.isdisjoint(topics)]
         for listener in listeners:
             try:
                 listener()
             except Exception:
                 log.exception("store: a notify listener failed")
 
-    def on_notify(self, listener):
-        """Call `listener()` after every notify().
+    def on_notify(self, listener, topics=None):
+        """Call `listener()` after every notify() of one of `topics` (any, when None).
 
         For a thread that sleeps somewhere other than wait(): a modem worker sleeps in a serial
         read, and its modem's wake() cuts that short when a message is queued. A wake-up only:
         the message itself still goes through SQLite.
         """
         with self._cond:
-            self._listeners.append(listener)
+            self._listeners.append((listener, None if topics is None else frozenset(topics)))
 
     def off_notify(self, listener):
         with self._cond:
-            if listener in self._listeners:
-                self._listeners.remove(listener)
+            self._listeners = [entry for entry in self._listeners if entry[0] != listener]

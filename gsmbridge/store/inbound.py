@@ -55,7 +55,7 @@ class InboundMixin:
                 return None
             msg_id = self._insert_inbound(db, now, modem, sender, text, sent_at, parts, incomplete,
                                           pdus)
-        self.notify()
+        self.notify("inbound")
         return msg_id
 
     def add_part(self, *, modem, key, sender, reference, total, sequence, bits, pdu):
@@ -86,7 +86,7 @@ class InboundMixin:
                 db.execute("DELETE FROM parts WHERE modem = ? AND key = ?", (modem, key))
             msg_id = self._insert_inbound(db, now, modem, sender, text, sent_at, parts, incomplete,
                                           pdus)
-        self.notify()
+        self.notify("inbound")
         return msg_id
 
     def add_bad_pdu(self, *, modem, pdu, error):
@@ -177,8 +177,9 @@ class InboundMixin:
                 return
             db.execute("UPDATE inbound SET " + assignments + ", head = 0, attempts = attempts + 1,"
                        " last_attempt = ? WHERE seq = ?", (*params, now, row["seq"]))
-            _promote_head(db, row["sender"])
-        self.notify()
+            promoted = _promote_head(db, row["sender"])
+        if promoted:                # the sender's next message is due now: wake the forwarder
+            self.notify("inbound")
 
     def inbound_retry(self, id, *, error, next_attempt):
         """Not delivered this time (5xx, timeout, connection error): try again at next_attempt."""
@@ -213,7 +214,7 @@ class InboundMixin:
             for sender in senders:
                 _promote_head(db, sender)
         if count:
-            self.notify()
+            self.notify("inbound")
         return count
 
 
@@ -224,9 +225,12 @@ def _mark_seen(db, key, modem, now):
 
 
 def _promote_head(db, sender):
-    """Make the sender's oldest pending message its head (and no other)."""
+    """Make the sender's oldest pending message its head (and no other). True if one became
+    head that was not."""
     oldest = db.execute(OLDEST_PENDING_OF_SENDER_SQL, (sender,)).fetchone()
     db.execute(DEMOTE_HEADS_SQL, (sender, oldest[0] if oldest else -1))
-    if oldest is not None:
-        db.execute("UPDATE inbound SET head = 1 WHERE seq = ? AND head = 0", (oldest[0],))
+    if oldest is None:
+        return False
+    return db.execute("UPDATE inbound SET head = 1 WHERE seq = ? AND head = 0",
+                      (oldest[0],)).rowcount > 0
 

@@ -73,7 +73,7 @@ class OutboundMixin:
                 [(msg_id, number, text, encoding, int(parts), modem, sender, dlr_url,
                   int(dlr_mask or 0), now, now, self.route_of(number), priority)
                  for msg_id, number in zip(ids, recipients)])
-        self.notify()
+        self.notify("outbound")
         return ids
 
     def get_outbound(self, id):
@@ -105,45 +105,71 @@ class OutboundMixin:
         """
         if modem in self._pool and self.capped(modem):
             return None
+        values = self._routes_for(modem)
+        with self._read() as db:
+            row = _oldest_for(db, modem, now, values)
+        return None if row is None else _outbound_dict(row)
+
+    def _routes_for(self, modem):
+        """The route values whose messages `modem` may take now (next_outbound)."""
         values = self._route_values
         if len(values) > 1:
             usable = set(self.available())
             values = [v for v in values
                       if not v or modem in v.split(",") or usable.isdisjoint(v.split(","))]
-        with self._read() as db:
-            candidates = [db.execute(NEXT_OUTBOUND_PINNED_SQL, (modem, now)).fetchone()]
-            candidates += [db.execute(NEXT_OUTBOUND_ROUTE_SQL, (value, now)).fetchone()
-                           for value in values]
-        candidates = [row for row in candidates if row is not None]
-        if not candidates:
-            return None
-        return _outbound_dict(min(candidates, key=lambda row: (-row["priority"], row["seq"])))
+        return values
 
-    def outbound_sending(self, id, *, modem=None):
+    def outbound_sending(self, id, *, modem=None, claim_next=None):
         """Claim a queued message for sending; commit this BEFORE AT+CMGS.
 
         Returns False if it is no longer queued (another modem's worker took it first), or is
         pinned to another modem: skip it then. `modem` records which modem sends it, for
         matching status reports and counting its caps.
+
+        claim_next: a modem's name: the message after this one is claimed for it in the same
+        transaction (as outbound_sent(claim_next=) does) and returned instead of True.
         """
         now = self.clock()
+        values = self._claimable(claim_next)
         with self._write() as db:
-            cur = db.execute("UPDATE outbound SET status = 'sending', attempts = attempts + 1,"
-                             " sending_at = ?, sent_by = COALESCE(?, modem)"
-                             " WHERE id = ? AND status = 'queued'"
-                             " AND (? IS NULL OR modem IS NULL OR modem = ?)",
-                             (now, modem, id, modem, modem))
-            if cur.rowcount:
+            if _claim(db, id, modem, now):
+                if values is not None:
+                    return self._claim_next(db, claim_next, now, values) or True
                 return True
             if not _exists(db, "outbound", id):
                 raise KeyError(id)
             return False
 
-    def outbound_sent(self, id, *, references):
+    def _claimable(self, modem):
+        """The route values a claim_next for `modem` looks in (read before the write
+        transaction: they may need reads of their own), or None: no claim (none asked for,
+        or a modem with a cap, whose count must include the message before)."""
+        if modem is None:
+            return None
+        settings = self._pool.get(modem)
+        if settings and (settings["daily_cap"] or settings["hourly_cap"]):
+            return None
+        return self._routes_for(modem)
+
+    def _claim_next(self, db, modem, now, values):
+        candidate = _oldest_for(db, modem, now, values)
+        if candidate is not None and _claim(db, candidate["id"], modem, now):
+            return _outbound_dict(candidate)
+        return None
+
+    def outbound_sent(self, id, *, references, claim_next=None):
         """The modem took every part; `references` are their TP-MRs, in part order (None for a
-        part the modem gave none). Queues the type 8 callback if the message asked for it."""
+        part the modem gave none). Queues the type 8 callback if the message asked for it.
+
+        claim_next: a modem's name. In the same transaction, the message next_outbound() would
+        give that modem is claimed for it (as outbound_sending() claims) and returned, as
+        next_outbound() returns it (None when there is none): while a queue drains, one
+        durable commit a message instead of two. A modem with a cap claims nothing here (its
+        count must include this message first): its next message takes the two steps."""
         now = self.clock()
         references = [None if r is None else int(r) for r in references]
+        values = self._claimable(claim_next)
+        claimed = None
         with self._write() as db:
             row = db.execute("SELECT seq, sent_by, modem FROM outbound WHERE id = ?", (id,)).fetchone()
             if row is None:
@@ -156,9 +182,22 @@ class OutboundMixin:
                            [(row["seq"], part, row["sent_by"] or row["modem"], ref)
                             for part, ref in enumerate(references) if ref is not None])
             queued = _queue_callback(db, row["seq"], DLR_SMSC_ACK, "ACK", now)
+            if values is not None:
+                claimed = self._claim_next(db, claim_next, now, values)
         self._forget_usage(row["sent_by"] or row["modem"])
         if queued:
-            self.notify()
+            self.notify("callbacks")
+        return claimed
+
+    def outbound_unclaim(self, id):
+        """A message claimed for sending that its modem's worker will not send after all (it
+        is stopping): queued again as before, the attempt the claim counted taken back."""
+        with self._write() as db:
+            cur = db.execute("UPDATE outbound SET status = 'queued',"
+                             " attempts = MAX(attempts - 1, 0) WHERE id = ? AND status = 'sending'",
+                             (id,))
+        if cur.rowcount:
+            self.notify("outbound")
 
     def outbound_retry(self, id, *, error, next_attempt):
         """Back in the queue after a transient failure, due again at next_attempt."""
@@ -168,7 +207,7 @@ class OutboundMixin:
                              (str(error), float(next_attempt), id))
             if not cur.rowcount and not _exists(db, "outbound", id):
                 raise KeyError(id)
-        self.notify()
+        self.notify("outbound")
 
     def outbound_failed(self, id, *, error):
         """Given up: a permanent error (or too many transient ones). Queues the type 16 callback
@@ -184,7 +223,7 @@ class OutboundMixin:
             if row["status"] != "failed":
                 queued = _queue_callback(db, row["seq"], DLR_SMSC_REJECT, _short(error), now)
         if queued:
-            self.notify()
+            self.notify("callbacks")
 
     def recover_sending(self, *, resend):
         """At start: messages left `sending` by a crash may or may not have left the modem.
@@ -205,5 +244,25 @@ class OutboundMixin:
                     " 'interrupted while sending; it may or may not have gone out'"
                     " WHERE status = 'sending'", (now,)).rowcount
         if count:
-            self.notify()
+            self.notify("outbound")
         return count
+
+
+def _oldest_for(db, modem, now, values):
+    """The first queued message (highest priority, then oldest) due by `now` pinned to
+    `modem` or on one of the route `values`, or None."""
+    candidates = [db.execute(NEXT_OUTBOUND_PINNED_SQL, (modem, now)).fetchone()]
+    candidates += [db.execute(NEXT_OUTBOUND_ROUTE_SQL, (value, now)).fetchone()
+                   for value in values]
+    candidates = [row for row in candidates if row is not None]
+    return min(candidates, key=lambda row: (-row["priority"], row["seq"])) if candidates else None
+
+
+def _claim(db, id, modem, now):
+    """Mark a queued message `sending` by `modem` (counting the attempt); False if it is no
+    longer queued or is pinned to another modem."""
+    return db.execute("UPDATE outbound SET status = 'sending', attempts = attempts + 1,"
+                      " sending_at = ?, sent_by = COALESCE(?, modem)"
+                      " WHERE id = ? AND status = 'queued'"
+                      " AND (? IS NULL OR modem IS NULL OR modem = ?)",
+                      (now, modem, id, modem, modem)).rowcount > 0

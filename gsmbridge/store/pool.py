@@ -69,7 +69,7 @@ class PoolMixin:
             orphans = db.execute(
                 "SELECT COUNT(*) FROM outbound INDEXED BY outbound_queue WHERE status = 'queued'"
                 " AND modem IS NOT NULL AND modem NOT IN (SELECT name FROM pool)").fetchone()[0]
-        self.notify()
+        self.notify("outbound")
         return orphans if pool else 0
 
     def pool(self):

@@ -58,7 +58,7 @@ class ReportsMixin:
                       and _outbound_status(db, seq) == "sent"):
                     queued = _queue_callback(db, seq, DLR_QUEUED, text, now)
         if queued:
-            self.notify()
+            self.notify("callbacks")
         return report_id
 
     def _match_report(self, db, modem, reference, recipient, now):

@@ -57,6 +57,7 @@ class InboundCommitter:
         self.reassembler = Reassembler(timeout=reassembly_timeout)
         self.log = log
         self._labels = {"modem": name}
+        self._received = metrics.RECEIVED.labels(**self._labels)   # looked up once, not per SMS
         self._parts_loaded = False
 
     def load_parts(self):
@@ -131,7 +132,7 @@ class InboundCommitter:
             if msg_id is None:
                 self.log.info("modem=%s duplicate SMS from %s ignored", name, message.sender)
             else:
-                metrics.RECEIVED.labels(**self._labels).inc()
+                self._received.inc()
                 self.log.info("modem=%s id=%s received from %s (%d chars)", name, msg_id,
                               message.sender, len(message.text), extra={"msg_id": msg_id})
             return
@@ -152,7 +153,7 @@ class InboundCommitter:
             modem=self.modem_name, keys=[pdu_key(p) for p in message.pdus], sender=message.sender,
             text=message.text, sent_at=_iso(message.timestamp), parts=message.parts,
             incomplete=message.incomplete, pdus=message.pdus)
-        metrics.RECEIVED.labels(**self._labels).inc()
+        self._received.inc()
         self.log.info("modem=%s id=%s received from %s in %d/%d parts%s", self.modem_name, msg_id,
                       message.sender, message.parts, message.total,
                       " (incomplete)" if message.incomplete else "", extra={"msg_id": msg_id})

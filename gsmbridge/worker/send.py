@@ -17,6 +17,15 @@ answers decides the rest:
 
 Parts that went out before a failure are remembered (in memory) and not sent again when the
 message is retried by this process, under the same concatenation reference.
+
+While a queue drains, sending is pipelined, one message ahead: the message after the one being
+sent is already claimed (committed `sending`), so once a message is answered the next one's
+AT+CMGS goes out at once, and the answered one is recorded `sent` while the modem answers that
+AT+CMGS with its prompt, in the same transaction that claims the one after
+(`store.outbound_sent(claim_next=)`). One durable commit a message instead of two, out of the
+time between two sends; every message is still committed `sending` before its AT+CMGS. What is
+claimed and not sent (the worker stops, recovers, loses the network) goes back to the queue,
+and what is sent and not yet recorded is recorded first (`release()`, `flush()`).
 """
 
 import time
@@ -49,9 +58,44 @@ class OutboundSender:
         self.status_reports = status_reports
         self.log = log
         self._labels = {"modem": name}
+        # the counters every sent SMS moves, looked up once
+        self._sent = metrics.SENT.labels(**self._labels)
+        self._send_seconds = metrics.SEND_SECONDS.labels(**self._labels)
         self._partial = {}              # outbound id -> (concat reference, refs of parts sent)
+        self.claimed = None             # the next message, claimed already (row)
+        self._unrecorded = None         # a message sent, its `sent` not yet committed
+        self._claim_next = False
 
-    def send_one(self, modem, throttle):
+    def flush(self):
+        """Record the message sent and not yet recorded, if any (claiming nothing more)."""
+        self._record(claim=False)
+
+    def release(self):
+        """Record what was sent, and hand back a claimed message that this worker will not send
+        now (it stops, recovers, or has no network)."""
+        self.flush()
+        row, self.claimed = self.claimed, None
+        if row is not None:
+            self.store.outbound_unclaim(row["id"])
+
+    def _record(self, claim=True):
+        """Commit `sent` for the message sent last (and, with `claim`, claim the one after the
+        claimed one in the same transaction)."""
+        pending, self._unrecorded = self._unrecorded, None
+        if pending is None:
+            return
+        msg_id, recipient, done, took = pending
+        name = self.modem_name
+        claimed = self.store.outbound_sent(
+            msg_id, references=done, claim_next=name if claim and self._claim_next else None)
+        if claimed is not None:
+            self.claimed = claimed
+        self._sent.inc()
+        self._send_seconds.observe(took)
+        self.log.info("modem=%s id=%s sent to %s refs=%s", name, msg_id, recipient, done,
+                      extra={"msg_id": msg_id})
+
+    def send_one(self, modem, throttle, claim_next=False):
         """Send the oldest queued message this modem may take, if any, through `modem`; the SMS
         it cost go on `throttle`.
 
@@ -61,13 +105,21 @@ class OutboundSender:
         is raised, after the message went back in the queue.
         """
         name = self.modem_name
-        row = self.store.next_outbound(name, time.time())
+        self._claim_next = claim_next
+        row, self.claimed = self.claimed, None
         if row is None:
-            return None
+            self.flush()
+            row = self.store.next_outbound(name, time.time())
+            if row is None:
+                return None
+            taken = self.store.outbound_sending(row["id"], modem=name,
+                                                claim_next=name if claim_next else None)
+            if not taken:
+                return "taken"
+            if isinstance(taken, dict):
+                self.claimed = taken            # the one after: the pipeline starts
         msg_id = row["id"]
         fields = {"msg_id": msg_id}
-        if not self.store.outbound_sending(msg_id, modem=name):
-            return "taken"
         resume = self._partial.get(msg_id)
         wants_report = self.status_reports or bool(
             row.get("dlr_url") and (row.get("dlr_mask") or 0) & REPORTED_TYPES)
@@ -77,8 +129,10 @@ class OutboundSender:
                 row["recipient"], row["text"], status_report=wants_report,
                 max_parts=self.max_parts, encoding=row.get("encoding"),
                 concat_reference=resume[0] if resume else None,
-                skip_parts=len(resume[1]) if resume else 0)
+                skip_parts=len(resume[1]) if resume else 0,
+                while_prompting=self._record if self._unrecorded else None)
         except ValueError as exc:
+            self.flush()
             # The codec refused the text (pdu.TooLong beyond max_parts, a number it cannot
             # encode) before anything was written: the same text fails the same way again.
             self._partial.pop(msg_id, None)
@@ -87,12 +141,14 @@ class OutboundSender:
             self.log.error("modem=%s id=%s cannot be sent: %s", name, msg_id, exc, extra=fields)
             return "failed"
         except errors.ModemError as exc:
+            self.flush()
             self._remember_parts(msg_id, resume, exc)
             throttle.take(len(getattr(exc, "sent_references", ())) + 1)
             return self._refused(row, exc)
         except Exception as exc:
             # The port or the modem failed mid-send: the message goes back in the queue (at
             # once the first time: the modem, not the message, failed), and run() recovers.
+            self.flush()
             self._remember_parts(msg_id, resume, exc)
             attempts = row.get("attempts") or 0
             delay = self.retry.delay(attempts) if attempts else 0
@@ -103,11 +159,10 @@ class OutboundSender:
         throttle.take(max(1, len(refs)))
         done = (list(resume[1]) if resume else []) + list(refs)
         self._partial.pop(msg_id, None)
-        self.store.outbound_sent(msg_id, references=done)
-        metrics.SENT.labels(**self._labels).inc()
-        metrics.SEND_SECONDS.labels(**self._labels).observe(time.monotonic() - started)
-        self.log.info("modem=%s id=%s sent to %s refs=%s", name, msg_id, row["recipient"], done,
-                      extra=fields)
+        self.flush()            # (the one before, had no part of this one been sent)
+        self._unrecorded = (msg_id, row["recipient"], done, time.monotonic() - started)
+        if self.claimed is None:
+            self.flush()        # nothing claimed behind it: record it now (the pipeline stops)
         return "sent"
 
     def _remember_parts(self, msg_id, resume, exc):

@@ -129,6 +129,7 @@ class ModemWorker(threading.Thread):
                 if self.stopping.is_set():
                     break
                 self._trouble(exc)
+        self._release_claim()
         self._close()
         metrics.MODEM_UP.labels(**self._labels).set(0)
         if self.gave_up is None:
@@ -142,7 +143,7 @@ class ModemWorker(threading.Thread):
         self.modem.boot()
         self._wake = getattr(self.modem, "wake", None)
         if self._wake is not None:
-            self.store.on_notify(self._wake)
+            self.store.on_notify(self._wake, topics=("outbound",))
         if self.boots:
             metrics.RECONNECTS.labels(**self._labels).inc()
         self.boots += 1
@@ -161,6 +162,17 @@ class ModemWorker(threading.Thread):
         else:
             self.log.info("modem=%s up", self.modem_name)
         self._recovering = False
+
+    def _release_claim(self):
+        """The message sent last is recorded, and one claimed for the next send goes back to
+        the queue (the worker stops, or must recover first); if the store cannot take them now,
+        they stay `sending` and the next start deals with them as with any message interrupted
+        while sending."""
+        try:
+            self.outbound.release()
+        except Exception:
+            self.log.exception("modem=%s could not hand back its claimed message",
+                               self.modem_name)
 
     def _close(self):
         wake, self._wake = getattr(self, "_wake", None), None
@@ -184,6 +196,7 @@ class ModemWorker(threading.Thread):
     def _trouble(self, exc):
         """Something failed: recover, then return to run(), which serves again."""
         metrics.MODEM_UP.labels(**self._labels).set(0)
+        self._release_claim()        # another modem may send it meanwhile
         reason = "%s: %s" % (type(exc).__name__, exc)
         if isinstance(exc, errors.ModemTimeout):
             self._watchdog(reason)
@@ -300,7 +313,10 @@ class ModemWorker(threading.Thread):
         while not self.stopping.is_set():
             outcome = None
             if self.registered is not False and self.throttle.ready():
-                outcome = self.outbound.send_one(self.modem, self.throttle)
+                # Messages are claimed ahead (send.py) only when no rate limit stands between
+                # a claim and its AT+CMGS.
+                outcome = self.outbound.send_one(self.modem, self.throttle,
+                                                 claim_next=self.throttle.rate <= 0)
                 if outcome == "no network":
                     self._hold_sending()
             self.inbound.take_all(self.modem, self.modem.poll(
@@ -308,6 +324,8 @@ class ModemWorker(threading.Thread):
             if self.services is not None:
                 self.services.step(self.modem)
             now = time.monotonic()
+            if now >= min(next_sweep, self._next_status, next_expire):
+                self.outbound.flush()   # the message sent last is recorded before other work
             if now >= next_sweep:
                 self.inbound.take_all(self.modem, self.modem.sweep())
                 next_sweep = now + self.sweep_interval
@@ -316,6 +334,8 @@ class ModemWorker(threading.Thread):
             if now >= next_expire:
                 self.inbound.expire()
                 next_expire = now + self.expire_interval
+            if self.outbound.claimed is not None and self.registered is False:
+                self.outbound.release()     # the status check found no network: it waits
 
     def _hold_sending(self):
         """The network refused a send for want of registration: no use trying other messages
