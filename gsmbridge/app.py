@@ -7,6 +7,12 @@ through one forwarder per receiver URL: [rapidsms] url, and each distinct [modem
 Delivery-report callbacks may reach those receivers' origins besides public addresses and
 [http] callback_allow (`callback_guard`).
 
+With [cluster], a ClusterNode (gsmbridge/cluster/node.py) joins this bridge to the others on the
+broker: it names the node in the store, which then places accepted messages (here, or on the
+broker), and runs the heartbeats, the outbox relay, the status reports and an intake per modem.
+The workers know nothing of it: what the intake takes from the broker is committed to the store,
+where the modem's worker finds it like any queued message.
+
 Stopping order matters: first the HTTP server stops taking new messages, then the worker finishes the
 SMS in flight and the forwarder the request in flight, then the store closes. Anything not finished
 stays in the store and is picked up at the next start.
@@ -19,6 +25,7 @@ import threading
 import time
 import urllib.parse
 
+from gsmbridge.config import ConfigError
 from gsmbridge.dlr import DlrSender
 from gsmbridge.forwarder import Forwarder
 from gsmbridge.httpserver import HttpServer, ensure_open_files
@@ -132,6 +139,11 @@ class Bridge:
                                     backoff_cap=rs.retry_cap, guard=callback_guard(config))
         self.dlr_thread = threading.Thread(target=self.dlr_sender.run, args=(self.stopping,),
                                            name="dlr", daemon=True)
+        self.cluster = None
+        if config.cluster is not None:
+            from gsmbridge.cluster import ClusterNode
+
+            self.cluster = ClusterNode(self.store, config.cluster, config.modem_names)
         self.server = self._make_server()
 
     def _make_worker(self, name, cfg):
@@ -182,6 +194,13 @@ class Bridge:
         if recovered:
             log.warning("%d message(s) were being sent when the bridge last stopped: %s", recovered,
                         "queued again" if self.config.bridge.resend_unconfirmed else "marked unknown")
+        if self.cluster is not None:
+            from gsmbridge.cluster import NameClash
+
+            try:
+                self.cluster.start()
+            except NameClash as exc:
+                raise ConfigError(exc.section, None, exc.message) from None
         for worker in self.workers:
             worker.start()
         for thread in self.forwarder_threads:
@@ -212,12 +231,16 @@ class Bridge:
         log.info("stopping")
         deadline = time.monotonic() + STOP_GRACE
         self.stopping.set()
+        if self.cluster is not None:
+            self.cluster.stop(timeout=STOP_GRACE / 2)
         for worker in self.workers:
             worker.stop()
         self.store.notify()
-        threads = [self.server_thread, *self.workers, *self.forwarder_threads, self.dlr_thread]
+        threads = [getattr(self, "server_thread", None), *self.workers, *self.forwarder_threads,
+                   self.dlr_thread]
         for thread in threads:
-            thread.join(max(0.0, deadline - time.monotonic()))
+            if thread is not None and thread.is_alive():
+                thread.join(max(0.0, deadline - time.monotonic()))
         for worker in self.workers:
             if worker.is_alive():
                 log.warning("modem=%s did not finish in %.0fs; its message is left `sending`",
@@ -242,7 +265,11 @@ def run(config):
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    bridge.start()
+    try:
+        bridge.start()
+    except ConfigError:                  # a name another node of the cluster has: refused
+        bridge.stop()
+        raise
     while not done.is_set() and not bridge.stopping.is_set():
         done.wait(1.0)
     bridge.stop()

@@ -81,12 +81,32 @@ def snapshot(store, config, *, now=None, recent=20, started_at=None):
                     "out": activity["out"]},
         "recent": store.recent(limit=recent),
     }
+    if store.cluster_node is not None:
+        data["cluster"] = cluster_view(store, now=now)
     reasons = problems(data, config, now=now, disk=disk_problem(config.store.path))
     data["health"] = {"ok": not reasons, "reasons": reasons}
     pool_warnings = warnings(data, config, now=now)
     if pool_warnings:
         data["health"]["warnings"] = pool_warnings
     return data
+
+
+def cluster_view(store, *, now=None):
+    """The cluster as this node has heard it: {"node": this node, "nodes": {name: {"heard_at",
+    "age", "down", "this", "outbox", "version", "sent_at", "modems": [{name, state, can_send,
+    routes, ...}]}}}. A node silent for the cluster's down_after shows down, its modems unable
+    to send."""
+    now = time.time() if now is None else now
+    nodes = {}
+    for name, entry in store.cluster_nodes().items():
+        beat = entry["beat"]
+        modems = [dict(m, can_send=bool(m.get("can_send")) and not entry["down"])
+                  for m in beat.get("modems") or () if isinstance(m, dict)]
+        nodes[name] = {"heard_at": entry["heard_at"], "age": entry["age"],
+                       "down": entry["down"], "this": name == store.cluster_node,
+                       "outbox": beat.get("outbox"), "version": beat.get("version"),
+                       "sent_at": beat.get("sent_at"), "modems": modems}
+    return {"node": store.cluster_node, "nodes": nodes}
 
 
 def modems_with_config(modems, config):

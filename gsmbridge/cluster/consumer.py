@@ -9,7 +9,8 @@ that is free at that moment ("free first"), and a slow modem takes fewer.
 `handler(delivery)` runs before the acknowledgement: the caller commits the message to its own
 store there (dropping an id it already holds), and the message is acknowledged only once the
 handler returned. If the handler raises, the message goes back to the queue (and the exception
-on to the caller). If the node dies first, the broker hands the message out again: RabbitMQ at
+on to the caller), unless it raises BadMessage: then the message is unusable and goes where
+unusable messages go (below). If the node dies first, the broker hands the message out again: RabbitMQ at
 once (the connection closed), Redis once the Broker's visibility_timeout has passed. That is
 at-least-once; the repeat of an id is dropped by the store that already holds it.
 
@@ -247,6 +248,11 @@ class Consumer:
                 redeliveries=count if isinstance(count, int) else None)
             try:
                 handler(delivery)
+            except envelope.BadMessage as exc:
+                # the handler found it unusable (a field no gsmbridge sends): kept aside, not
+                # handed out again and again
+                self._bury(message, queue, exc)
+                continue
             except BaseException:
                 self._give_back([message] + self._inbox)
                 self._inbox.clear()

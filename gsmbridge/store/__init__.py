@@ -24,6 +24,8 @@ Layout. ``Store`` is composed of one class per part, each in a module named for 
     pool.py         modems' routes and caps
     reports.py      status reports, matched to sent parts
     callbacks.py    delivery-report callbacks (Kannel dlr-url)
+    cluster.py      a cluster of bridges: placing, the outbox, messages taken from the broker,
+                    status reports owed and applied, the nodes heard
     views.py        the operators' read queries
     upkeep.py       maintenance() and check()
     errors.py       StoreError and StoreClosed: what every public method raises where SQLite
@@ -40,6 +42,7 @@ import time
 from .callbacks import (CALLBACK_STATUSES, COUNT_CALLBACKS_SQL, DLR_DELIVERED, DLR_QUEUED,
                         DLR_SMSC_ACK, DLR_SMSC_REJECT, DLR_UNDELIVERED, DUE_CALLBACKS_SQL,
                         NEXT_CALLBACK_DUE_SQL, CallbacksMixin)
+from .cluster import RELAY_KINDS, STATUS_RANK, ClusterMixin
 from .connections import Connections
 from .errors import StoreClosed, StoreError, raises_store_errors
 from .inbound import (DEMOTE_HEADS_SQL, DUE_INBOUND_OF_MODEM_SQL, DUE_INBOUND_SQL,
@@ -58,6 +61,7 @@ from .views import COUNT_INBOUND_SQL, COUNT_OUTBOUND_SQL, ViewsMixin
 
 __all__ = [
     "Store", "StoreError", "StoreClosed", "SCHEMA_VERSION", "new_id", "route_digits",
+    "RELAY_KINDS", "STATUS_RANK",
     "INBOUND_STATUSES", "OUTBOUND_STATUSES", "CALLBACK_STATUSES", "PRIORITIES",
     "DLR_DELIVERED", "DLR_UNDELIVERED", "DLR_QUEUED", "DLR_SMSC_ACK", "DLR_SMSC_REJECT",
     "REPORT_WINDOW", "MODEM_STALE", "HOUR", "DAY", "USAGE_TTL",
@@ -70,8 +74,8 @@ __all__ = [
 
 
 @raises_store_errors
-class Store(InboundMixin, OutboundMixin, ReportsMixin, CallbacksMixin, PoolMixin, ViewsMixin,
-            UpkeepMixin, Connections):
+class Store(InboundMixin, OutboundMixin, ReportsMixin, CallbacksMixin, PoolMixin, ClusterMixin,
+            ViewsMixin, UpkeepMixin, Connections):
     """SQLite queues shared by the bridge's threads. See the package docstring for the rules."""
 
     def __init__(self, path, *, timeout=30.0, clock=time.time):
