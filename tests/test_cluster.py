@@ -209,6 +209,87 @@ def test_a_modem_name_another_node_has_is_refused_at_start(cluster, broker, sink
     assert twin.proc.returncode == 2
     text = str(failed.value)
     assert "'mb'" in text and "node b" in text and "node d" in text, text
-    # the others go on
-    r = cluster["a"].send("+255790000001", "after the twin " + token(), smsc="mb")
+    # the others forget the node that refused, and mb is still b's
+    a = cluster["a"]
+    wait_for(lambda: "d" not in a.status()["cluster"]["nodes"], timeout=10,
+             message="a to forget the node that refused")
+    text = "after the twin " + token()
+    r = a.send("+255790000001", text, smsc="mb")
     assert r.status_code == 202
+    assert wait_sent(cluster, [text]) == {text: {"b": 1}}
+
+
+# -- the cluster view ---------------------------------------------------------------------------
+
+def metric(server, name, **labels):
+    text = requests.get(server.api + "/metrics", auth=server.auth, timeout=10).text
+    want = ",".join('%s="%s"' % item for item in sorted(labels.items()))
+    for line in text.splitlines():
+        if line.startswith("%s{%s} " % (name, want)) or (not labels and
+                                                       line.startswith(name + " ")):
+            return float(line.rsplit(" ", 1)[1])
+    return None
+
+
+def test_every_node_shows_the_whole_cluster(cluster):
+    for me, node in cluster.items():
+        view = node.status()["cluster"]
+        assert view["node"] == me
+        assert set(view["nodes"]) == {"a", "b", "c"}
+        for name, other in view["nodes"].items():
+            assert other["this"] == (name == me)
+            assert not other["down"] and other["age"] < 3
+            assert [m["name"] for m in other["modems"]] == [cluster[name].modem]
+            assert other["modems"][0]["can_send"]
+        assert node.status()["health"] == {"ok": True, "reasons": []}
+        assert metric(node, "gsmbridge_cluster_node_up", node="c") == 1
+        assert metric(node, "gsmbridge_cluster_modem_can_send", node="b", modem="mb") == 1
+    a = cluster["a"]
+    assert cluster["b"].status()["cluster"]["nodes"]["c"]["modems"][0]["routes"] == ["+25573"]
+    page = requests.get(a.api + "/", auth=a.auth, timeout=10).text
+    for name in "abc":
+        assert 'data-node="%s" data-down="false" data-modem="m%s" data-can-send="true"' % (
+            name, name) in page
+    out = subprocess.run([sys.executable, "-m", "gsmbridge", "status", "-c", a.ini],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("NODE"))
+    rows = [line.split() for line in lines[header + 1:header + 4]]
+    assert [r[0] for r in rows] == ["a", "b", "c"]
+    assert rows[0][1:3] == ["(this", "node)"]
+    for row, name in zip(rows, "abc"):
+        assert {"m" + name, "up", "yes"} <= set(row), row
+    assert "+25573" in rows[2]
+
+
+def test_a_silent_node_shows_down_its_routed_work_goes_elsewhere_its_pinned_waits(cluster):
+    """Runs last: it kills node c, and starts it again."""
+    a, b, c = cluster["a"], cluster["b"], cluster["c"]
+    c.kill()
+    wait_for(lambda: a.status()["cluster"]["nodes"]["c"]["down"], timeout=30,
+             message="node c to show down on a")
+    r = requests.get(a.api + "/health", timeout=10)
+    assert r.status_code == 200
+    assert any("node c has not been heard" in w for w in r.json()["warnings"]), r.json()
+    assert metric(a, "gsmbridge_cluster_node_up", node="c") == 0
+    assert metric(a, "gsmbridge_cluster_modem_can_send", node="c", modem="mc") == 0
+    out = subprocess.run([sys.executable, "-m", "gsmbridge", "status", "-c", b.ini],
+                         capture_output=True, text=True, timeout=60)
+    assert "DOWN" in out.stdout and "warning: node c has not been heard" in out.stdout
+    # routed to mc, which cannot send: any modem takes it; pinned to mc: it waits for c
+    routed, pinned = "routed while c is down " + token(), "pinned while c is down " + token()
+    r = a.send("+255730000777", routed)
+    assert r.status_code == 202
+    r = a.send("+255730000778", pinned, smsc="mc")
+    assert r.status_code == 202
+    pinned_id = r.json()["id"]
+    sent = wait_sent({"a": a, "b": b}, [routed])
+    assert sum(sent[routed].values()) == 1
+    assert a.message(pinned_id)["status"] == "queued"
+    assert a.message(pinned_id)["relayed_at"] is not None      # on the broker, for mc
+    c.start(timeout=60)
+    wait_for(lambda: pinned in c.sent_texts(), timeout=30, message="the pinned one to leave")
+    assert wait_status(a, pinned_id, ("sent",))["node"] == "c"
+    wait_for(lambda: not a.status()["cluster"]["nodes"]["c"]["down"], timeout=30,
+             message="node c back on a")

@@ -441,3 +441,27 @@ def test_the_sample_documents_every_cluster_key():
     section = text[text.index("; [cluster]"):]
     for fld in dataclasses.fields(config.ClusterConfig):
         assert re.search(r"^; %s = " % fld.name, section, re.M), fld.name
+
+
+# -- health over the cluster -------------------------------------------------------------------
+
+def test_health_holds_while_any_modem_of_the_cluster_can_send(a, clock, tmp_path):
+    from gsmbridge import overview
+    cfg = config.from_dict({"modem": {"port": "sim://", "name": "m1"}, "rapidsms": RAPIDSMS,
+                            "cluster": {"broker": "amqp://r//", "node": "a"},
+                            "store": {"path": str(tmp_path / "a.sqlite3")}})
+    a.set_modem("m1", state="down", last_error="port gone")
+    reasons, warnings = overview.health_report(a, cfg, now=clock())
+    assert reasons == [] and warnings == ["modem m1 is down: port gone"]
+    a.cluster_heard(beat("b", ("m2", ["+25572"], False), seq=2))
+    reasons, warnings = overview.health_report(a, cfg, now=clock())
+    assert "no modem of the cluster can send" in reasons
+    assert "modem m2 of node b cannot send (up)" in reasons
+    a.set_modem("m1", state="up")
+    clock.now += 61                         # b silent for over a minute: down
+    a.set_modem("m1", state="up")
+    reasons, warnings = overview.health_report(a, cfg, now=clock())
+    assert reasons == [] and warnings == ["node b has not been heard for 61 s"]
+    a.cluster_heard(dict(beat("b", ("m2", ["+25572"], True), seq=3), leaving="stopped"))
+    assert overview.health_report(a, cfg, now=clock())[1] == ["node b stopped 0 s ago"]
+    assert a.knows_modem("m2") and not a.cluster_modems()["m2"]["can_send"]

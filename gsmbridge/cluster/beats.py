@@ -8,6 +8,11 @@ places accepted messages by the modems and routes the heartbeats tell of. A node
 first time (a new start of it) is answered at once with a heartbeat, so that a node starting
 hears every node within a second or so rather than an interval.
 
+A node that stops says goodbye: a last heartbeat with "leaving": "stopped" (the others show it
+stopped at once rather than down a minute later; its modems' names stay known, so messages
+pinned to them are still accepted and wait for it), or "refused" from a node that refused to
+start (the others forget it: it never joined).
+
 Names must be unique across the cluster: a modem's name is its queue, and a node's name is
 where its status reports go. `clashes` collects what contradicts that: another node with a
 modem of one of this node's names, or another running bridge with this node's name. A node
@@ -56,6 +61,8 @@ class Beats(threading.Thread):
         self.heard_self = threading.Event()
         self._known = {}                 # node -> (boot, seq) of its newest heartbeat
         self._told = set()
+        #: the goodbye this node says when it stops: "stopped", or "refused" (a name clash)
+        self.leaving = "stopped"
 
     def status(self):
         modems = self.store.modems()
@@ -78,6 +85,10 @@ class Beats(threading.Thread):
             except Exception:
                 log.exception("cluster heartbeats failed")
                 self.stopping.wait(1.0)
+        try:
+            self.heartbeat.send(dict(self.status(), leaving=self.leaving))
+        except Exception:                        # a goodbye is a courtesy
+            log.debug("cluster heartbeats: no goodbye sent", exc_info=True)
         self.heartbeat.close()
 
     def hear(self, beats):
@@ -90,12 +101,23 @@ class Beats(threading.Thread):
             if known is not None and known[0] == boot and seq <= known[1]:
                 continue                         # late, or heard already
             self._known[node] = (boot, seq)
-            if node != self.node and (known is None or known[0] != boot):
-                started = True
-            self.check(beat)
             if node == self.node and boot == self.heartbeat.boot:
                 self.heard_self.set()
-            self.store.cluster_heard(beat)
+                self.store.cluster_heard(beat)
+                continue
+            if beat.get("leaving") == "refused":
+                if node != self.node:
+                    log.info("cluster: node %s refused to start; forgotten", node)
+                    self.store.forget_node(node, boot=boot)
+                continue
+            if node != self.node and (known is None or known[0] != boot) \
+                    and not beat.get("leaving"):
+                started = True
+            self.check(beat)
+            if node != self.node:
+                self.store.cluster_heard(beat)
+                if beat.get("leaving"):
+                    log.warning("cluster: node %s stopped", node)
         return started
 
     def check(self, beat):

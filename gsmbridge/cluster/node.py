@@ -70,6 +70,7 @@ class ClusterNode:
         self.beats.clashed.wait(self.settle)
         if self.beats.clashes:
             section, message = self.beats.clashes[0]
+            self.beats.leaving = "refused"
             self.stop()
             raise NameClash(section, message)
         if not self.beats.heard_self.is_set():

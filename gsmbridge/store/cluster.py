@@ -102,23 +102,30 @@ class ClusterMixin:
         if node != self._cluster_node:
             self._remember_node(node, beat, heard_at)
 
-    def forget_node(self, node):
-        """Drop a node from the view (an operator removed it). True if it was known."""
+    def forget_node(self, node, *, boot=None):
+        """Drop a node from the view (it refused to start, or it was removed); with `boot`,
+        only if its last heartbeat is of that start. True if it was known."""
         with self._write() as db:
-            gone = db.execute("DELETE FROM cluster_nodes WHERE node = ?", (node,)).rowcount
+            gone = db.execute("DELETE FROM cluster_nodes WHERE node = ?"
+                              " AND (? IS NULL OR json_extract(beat, '$.boot') = ?)",
+                              (node, boot, boot)).rowcount
         self._load_cluster()
         return bool(gone)
 
     def cluster_nodes(self):
         """{node: {"beat": its last heartbeat, "heard_at": epoch on this node's clock, "age":
-        seconds since, "down": silent for down_after}}, by name."""
+        seconds since, "stopped": it said goodbye (a clean stop), "down": stopped or silent
+        for down_after}}, by name."""
         now = self.clock()
         result = {}
         for row in self._conn().execute("SELECT node, beat, heard_at FROM cluster_nodes"
                                         " ORDER BY node"):
             age = max(0.0, now - row["heard_at"])
-            result[row["node"]] = {"beat": json.loads(row["beat"]), "heard_at": row["heard_at"],
-                                   "age": age, "down": age > self._cluster_down_after}
+            beat = json.loads(row["beat"])
+            stopped = bool(beat.get("leaving"))
+            result[row["node"]] = {"beat": beat, "heard_at": row["heard_at"], "age": age,
+                                   "stopped": stopped,
+                                   "down": stopped or age > self._cluster_down_after}
         return result
 
     def cluster_modems(self):
@@ -127,7 +134,7 @@ class ClusterMixin:
         now = self.clock()
         result = {}
         for name, modem in (self._remote_modems or {}).items():
-            down = now - modem["heard_at"] > self._cluster_down_after
+            down = modem["stopped"] or now - modem["heard_at"] > self._cluster_down_after
             result[name] = dict(modem, down=down, can_send=bool(modem["can_send"]) and not down)
         return result
 
@@ -157,16 +164,23 @@ class ClusterMixin:
         self._use_cluster_prefixes()
 
     def _remember_node(self, node, beat, heard_at):
+        known = {name: m for name, m in (self._remote_modems or {}).items() if m["node"] != node}
         modems = {}
         for modem in beat.get("modems") or ():
             if not isinstance(modem, dict) or not isinstance(modem.get("name"), str):
                 continue
+            name = modem["name"]
+            other = known.get(name)
+            if name in self._pool or (other is not None and not other["stopped"]
+                                      and heard_at - other["heard_at"]
+                                      <= self._cluster_down_after):
+                continue            # a clash: the node that had the name keeps it (beats.py)
             routes = [str(r) for r in modem.get("routes") or () if isinstance(r, (str, int))]
-            modems[modem["name"]] = {"node": node, "routes": routes,
-                                     "can_send": bool(modem.get("can_send")),
-                                     "state": modem.get("state"), "heard_at": heard_at}
-        known = {name: m for name, m in (self._remote_modems or {}).items()
-                 if m["node"] != node and name not in modems}
+            modems[name] = {"node": node, "routes": routes,
+                            "can_send": bool(modem.get("can_send")),
+                            "state": modem.get("state"), "heard_at": heard_at,
+                            "stopped": bool(beat.get("leaving"))}
+        known = {name: m for name, m in known.items() if name not in modems}
         changed = {n: m["routes"] for n, m in (self._remote_modems or {}).items()} != {
             n: m["routes"] for n, m in {**known, **modems}.items()}
         self._remote_modems = {**known, **modems}
@@ -319,6 +333,9 @@ class ClusterMixin:
         "origin", "status", "modem", "error", "parts", "tp_st", "reference", "at"}]."""
         return [dict(row) for row in self._conn().execute(
             "SELECT * FROM cluster_reports ORDER BY id LIMIT ?", (limit,))]
+
+    def cluster_reports_owed(self):
+        return self._conn().execute("SELECT COUNT(*) FROM cluster_reports").fetchone()[0]
 
     def cluster_reports_sent(self, ids):
         """The broker has these reports: forget them."""
