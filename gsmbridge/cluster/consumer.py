@@ -10,9 +10,10 @@ that is free at that moment ("free first"), and a slow modem takes fewer.
 store there (dropping an id it already holds), and the message is acknowledged only once the
 handler returned. If the handler raises, the message goes back to the queue (and the exception
 on to the caller), unless it raises BadMessage: then the message is unusable and goes where
-unusable messages go (below). If the node dies first, the broker hands the message out again: RabbitMQ at
-once (the connection closed), Redis once the Broker's visibility_timeout has passed. That is
-at-least-once; the repeat of an id is dropped by the store that already holds it.
+unusable messages go (below). If the node dies first, the broker hands the message out again:
+RabbitMQ at once (the connection closed), Redis once the Broker's visibility_timeout has
+passed. That is at-least-once; the repeat of an id is dropped by the store that already holds
+it.
 
 A message that is not a usable gsmbridge message (envelope.py) never reaches the handler: it
 goes to the ``gsmbridge.dead`` queue (RabbitMQ dead-letters it; on Redis a copy is pushed there

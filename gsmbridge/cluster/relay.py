@@ -151,8 +151,8 @@ class Relay(threading.Thread):
                     break
                 self.publisher.publish(topology.status_queue(report["origin"]),
                                        status_message(report, self.broker.node))
-                sent.extend(r["id"] for r in reports
-                            if r["outbound_id"] == report["outbound_id"] and r["id"] <= report["id"])
+                sent.extend(r["id"] for r in reports if r["outbound_id"] == report["outbound_id"]
+                            and r["id"] <= report["id"])
         self.store.cluster_reports_sent(sent)
         self.reported += len(sent)
         return len(sent)

@@ -308,8 +308,9 @@ class ClusterMixin:
             if row is not None:
                 if not (row["relay"] and row["origin"] is None and row["status"] == "queued"):
                     return "repeat"
-                db.execute("UPDATE outbound SET relay = NULL, route = ?, modem = COALESCE(?, modem),"
-                           " relayed_at = COALESCE(relayed_at, ?) WHERE id = ?",
+                db.execute("UPDATE outbound SET relay = NULL, route = ?,"
+                           " modem = COALESCE(?, modem), relayed_at = COALESCE(relayed_at, ?)"
+                           " WHERE id = ?",
                            (self.route_of(message["to"]), modem, now, msg_id))
                 outcome = "adopted"
             else:

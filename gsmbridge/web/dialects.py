@@ -9,9 +9,9 @@ Whatever RapidSMS a deployment runs, it should reach the bridge with configurati
   but 200 as a failure and never retries, so the answer is 200 once the message is committed,
   with a JSON body shaped like the message Vumi's HTTP API returns.
   A ``transport_name`` that is one of our modems' names (in a cluster, any node's) pins the
-  message to that modem, as sendsms's ``smsc`` does. VumiBackend sends one when its ``sendsms_params`` has it, so a
-  backend per modem (each getting that modem's inbound through its [modem:NAME] url) answers
-  people from the SIM they wrote to. Any other value is the name of a Vumi transport from some
+  message to that modem, as sendsms's ``smsc`` does. VumiBackend sends one when its
+  ``sendsms_params`` has it, so a backend per modem (each getting that modem's inbound through
+  its [modem:NAME] url) answers people from the SIM they wrote to. Any other value is the name of a Vumi transport from some
   other setup and is ignored, not refused: the message goes out through any modem. The
   answer's ``transport_name`` is the modem that will send the message when that is already
   known (it is pinned, or the bridge has one modem only), else null: in a pool, whichever modem
