@@ -144,6 +144,18 @@ def test_a_modem_that_cannot_send_is_not_free(a, clock):
     assert not a.modem_free("m1")       # at its cap
 
 
+def test_the_room_a_modem_has_for_work_from_the_broker(a, clock):
+    assert a.modem_room("m1") == "free"
+    [msg] = a.add_outbound(["+255790000001"], "x", encoding="gsm7", parts=1, modem="m1")
+    assert a.modem_room("m1") == "busy"               # one waits for it here
+    assert a.outbound_sending(msg, modem="m1")
+    assert a.modem_room("m1") == "next"               # sending its last one
+    a.outbound_sent(msg, references=[1])
+    assert a.modem_room("m1") == "free"
+    a.set_modem("m1", state="down")
+    assert a.modem_room("m1") is None
+
+
 def test_with_no_other_node_heard_nothing_is_relayed(tmp_path, clock):
     s = Store(str(tmp_path / "first.sqlite3"), clock=clock)
     s.set_pool({"m1": {}})

@@ -9,6 +9,13 @@ commits it, acknowledges it, and waits until the modem is free again. So a messa
 broker always goes to a modem that is free at that moment, wherever it is, and a busy, capped,
 down or unregistered modem takes nothing.
 
+On RabbitMQ a modem that is sending its last message may take the next one, as a consumer of
+low priority (x-priority): RabbitMQ hands a message to a free modem whenever one is subscribed,
+and to a sending one only when every modem that listens is busy. So the next message is in the
+store when the modem is done, and the broker's round trips are off the modem's path, while a
+free modem still comes first. Redis has no consumer priorities: there a modem takes only when
+free.
+
 It listens on the modem's own queue (messages pinned to it), the queues of the cluster's routes
 that name it (recomputed as heartbeats tell of other nodes' modems and routes), and the free
 queue. A message from the modem's own queue is committed pinned to it; the others unpinned, so
@@ -31,10 +38,16 @@ from .consumer import Consumer
 
 log = logging.getLogger("gsmbridge.cluster")
 
-#: how long one take() waits for a message while the modem is free
+#: how long one take() waits for a message while the modem is free; and while it is sending
+#: (then it looks again soon: the modem may be free by then, and come first)
 TAKE_WAIT = 0.5
-#: how long the thread sleeps while the modem is busy (the store's commits wake it sooner)
-BUSY_WAIT = 0.5
+NEXT_WAIT = 0.2
+#: consumer priorities (RabbitMQ): a free modem's subscription, a sending one's
+FREE_PRIORITY, NEXT_PRIORITY = 10, 0
+#: how long the thread sleeps while the modem cannot send (the store's commits wake it
+#: sooner), and while a message waits for it here (its worker claims it without a word)
+IDLE_WAIT = 0.5
+BUSY_WAIT = 0.02
 
 
 class Intake(threading.Thread):
@@ -50,6 +63,9 @@ class Intake(threading.Thread):
         self.consumer = None
         self.taken = 0
         self.repeats = 0
+        #: take the next message while sending one (only where the broker lets a free modem
+        #: come first)
+        self.take_next = broker.transport == "amqp"
 
     def queues(self):
         routes = [route for route in self.store.cluster_route_values()
@@ -64,10 +80,14 @@ class Intake(threading.Thread):
                 if self.consumer is None or self.consumer.queues != queues:
                     self._close()
                     self.consumer = Consumer(self.broker, queues)
-                if self.store.modem_free(self.modem):
-                    self.consumer.take(self.commit, timeout=TAKE_WAIT)
+                room = self.store.modem_room(self.modem)
+                if room == "free":
+                    self.consumer.take(self.commit, timeout=TAKE_WAIT, priority=FREE_PRIORITY)
+                elif room == "next" and self.take_next:
+                    self.consumer.take(self.commit, timeout=NEXT_WAIT, priority=NEXT_PRIORITY)
                 else:
-                    self.store.wait(BUSY_WAIT)
+                    self.store.wait(BUSY_WAIT if room == "busy" and self.take_next
+                                    else IDLE_WAIT)
                 failures = 0
             except (StoreError, BrokerError) as exc:
                 failures += 1

@@ -10,8 +10,11 @@ One thread per node, with one Publisher. It hands over two kinds of rows, oldest
   goes to the route's queue while one of the route's modems can send, else to the free queue,
   where any modem takes it;
 - status reports this node owes the nodes that accepted the messages it took: published to the
-  origin's status queue, then forgotten. Several reports of one message waiting together go as
-  the newest alone (the origin infers the steps in between).
+  origin's status queue, those for one origin together in one message, then forgotten.
+  Several reports of one message waiting together go as
+  the newest alone (the origin infers the steps in between), and a report of a step on the way
+  ("queued": taken, "sending") waits up to HOLD seconds for the next one, so that a message
+  sent at once costs one report, not three.
 
 While the broker is away the outbox grows (accepting never waits on the broker) and this
 node's modems go on sending what they hold; after `local_after` seconds of outage, messages
@@ -36,6 +39,12 @@ log = logging.getLogger("gsmbridge.cluster")
 IDLE_WAIT = 1.0
 #: the longest wait between two attempts while the broker is away
 RETRY_CAP = 5.0
+#: how long a report of a step on the way waits for the next step of its message
+HOLD = 0.5
+#: the steps on the way
+PASSING = ("queued", "sending")
+#: status reports to one origin go together, this many to a message (well under 64 KiB)
+REPORTS_PER_MESSAGE = 100
 
 
 def work_message(row, node):
@@ -57,6 +66,13 @@ def status_message(report, node):
         if report.get(key) is not None:
             message[key] = report[key]
     return message
+
+
+def reports_message(reports, node):
+    """Several status reports for one origin as one broker message: its id is this node's and
+    the first report's seq, unique and the same if it is sent again."""
+    return {"id": "%s.%d" % (node, reports[0]["id"]), "node": node,
+            "reports": [status_message(report, node) for report in reports]}
 
 
 def choose_queue(store, row):
@@ -144,15 +160,23 @@ class Relay(threading.Thread):
         newest = {}
         for report in reports:
             newest[report["outbound_id"]] = report
+        held_until = time.time() - HOLD
+        by_origin = {}
+        for report in newest.values():
+            if report["status"] in PASSING and report["at"] > held_until:
+                continue                        # its next step may be a moment away
+            by_origin.setdefault(report["origin"], []).append(report)
         sent = []
-        for report in reports:
-            if newest[report["outbound_id"]] is report:
+        for origin, owed in by_origin.items():
+            for start in range(0, len(owed), REPORTS_PER_MESSAGE):
                 if self.stopping.is_set():
                     break
-                self.publisher.publish(topology.status_queue(report["origin"]),
-                                       status_message(report, self.broker.node))
-                sent.extend(r["id"] for r in reports if r["outbound_id"] == report["outbound_id"]
-                            and r["id"] <= report["id"])
+                chunk = owed[start:start + REPORTS_PER_MESSAGE]
+                self.publisher.publish(topology.status_queue(origin),
+                                       reports_message(chunk, self.broker.node))
+                done = {r["outbound_id"]: r["id"] for r in chunk}
+                sent.extend(r["id"] for r in reports
+                            if r["id"] <= done.get(r["outbound_id"], -1))
         self.store.cluster_reports_sent(sent)
         self.reported += len(sent)
         return len(sent)

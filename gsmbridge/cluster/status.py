@@ -1,10 +1,12 @@
 """Status reports coming back: what other nodes did with the messages this node accepted.
 
-One thread per node takes the reports off ``gsmbridge.status.<this node>`` and commits each to
-the store (store.apply_cluster_report) before acknowledging it: the message's status, the node
-and modem that sent it, and the delivery-report callbacks its caller asked for, which this node
-makes (it holds the dlr-url, and it is the node the caller talks to). A report older than one
-applied is dropped. The queue is durable: reports wait there while this node is down.
+One thread per node takes the reports off ``gsmbridge.status.<this node>`` and commits them to
+the store (store.apply_cluster_reports, a batch in one transaction) before acknowledging them:
+each message's status, the node and modem that sent it, and the delivery-report callbacks its
+caller asked for, which this node makes (it holds the dlr-url, and it is the node the caller
+talks to). A report older than one applied is dropped. The queue is durable: reports wait
+there while this node is down. Reports are small and many, so they are taken in batches
+(Consumer.take_batch), not one at a time as work is.
 """
 
 import logging
@@ -12,14 +14,15 @@ import threading
 
 from gsmbridge.store import StoreError
 
-from . import envelope, topology
+from . import topology
 from .broker import BrokerError
 from .consumer import Consumer
 
 log = logging.getLogger("gsmbridge.cluster")
 
-#: how long one take() waits for a report
+#: how long one take waits for a report, and how many it takes at once
 TAKE_WAIT = 1.0
+BATCH = 100
 
 
 class StatusListener(threading.Thread):
@@ -30,14 +33,14 @@ class StatusListener(threading.Thread):
         self.store = store
         self.broker = broker
         self.stopping = stopping
-        self.consumer = Consumer(broker, [topology.status_queue(broker.node)])
+        self.consumer = Consumer(broker, [topology.status_queue(broker.node)], prefetch=BATCH)
         self.applied = 0
 
     def run(self):
         failures = 0
         while not self.stopping.is_set():
             try:
-                self.consumer.take(self.apply, timeout=TAKE_WAIT)
+                self.consumer.take_batch(self.apply, timeout=TAKE_WAIT)
                 failures = 0
             except (StoreError, BrokerError) as exc:
                 failures += 1
@@ -49,17 +52,22 @@ class StatusListener(threading.Thread):
                 self.stopping.wait(min(10.0, 0.5 * failures))
         self.consumer.close()
 
-    def apply(self, delivery):
-        try:
-            applied = self.store.apply_cluster_report(delivery.body)
-        except ValueError as exc:
-            raise envelope.BadMessage(str(exc)) from None
-        if applied:
-            self.applied += 1
+    def apply(self, deliveries):
+        reports = []
+        for delivery in deliveries:        # a message holds one report, or several
             body = delivery.body
-            log.info("id=%s %s by modem %s of node %s", delivery.id, body.get("status"),
-                     body.get("modem") or "-", body.get("node"),
-                     extra={"msg_id": delivery.id})
+            many = body.get("reports")
+            reports.extend(many if isinstance(many, list) else [body])
+        results = self.store.apply_cluster_reports(reports)
+        for report, applied in zip(reports, results):
+            if applied is None:
+                log.warning("a status report from %s is unusable; dropped",
+                            deliveries[0].origin)
+            elif applied:
+                self.applied += 1
+                log.info("id=%s %s by modem %s of node %s", report.get("id"),
+                         report.get("status"), report.get("modem") or "-", report.get("node"),
+                         extra={"msg_id": report.get("id")})
 
     def stop(self):
         self.stopping.set()

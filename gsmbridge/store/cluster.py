@@ -250,10 +250,22 @@ class ClusterMixin:
     def modem_free(self, modem):
         """Whether a local modem can take work from the broker now: it can send (up,
         reporting, under its caps) and has nothing to do."""
+        return self.modem_room(modem) == "free"
+
+    def modem_room(self, modem):
+        """Room a local modem has for work from the broker: "free" (it can send, and has
+        nothing to do), "next" (it can send, is sending one message and nothing else waits
+        for it: room for the one after), "busy" (something waits for it here) or None (it
+        cannot send: down, unregistered, silent or at a cap)."""
         if modem not in self.available():
-            return False
+            return None
+        now = self.clock()
         with self._read() as db:
-            return self._idle(db, modem, self.clock())
+            if db.execute(QUEUED_FOR_SQL, (modem, now)).fetchone() or any(
+                    db.execute(QUEUED_ROUTE_SQL, (value, now)).fetchone()
+                    for value in self._route_values):
+                return "busy"
+            return "next" if db.execute(SENDING_BY_SQL, (modem,)).fetchone() else "free"
 
     # -- the outbox ------------------------------------------------------------------------
 
@@ -353,48 +365,78 @@ class ClusterMixin:
         "reference"?}. A report older than one applied from the same node is ignored, and so is
         one from another node (a repeat of the message went there too) that would take the
         message back. Queues the delivery-report callbacks the status calls for, as if this
-        node had sent it. Returns True if applied."""
-        msg_id, node, status = report.get("id"), report.get("node"), report.get("status")
-        seq = report.get("seq")
-        if status not in STATUS_RANK or not isinstance(node, str) or not isinstance(seq, int):
-            raise ValueError("not a status report")
+        node had sent it. Returns True if applied; ValueError for what is not a report."""
+        return self.apply_cluster_reports([report])[0]
+
+    def apply_cluster_reports(self, reports):
+        """apply_cluster_report for several reports, in one transaction: [True/False/None],
+        None for one that is not a status report (left out)."""
         now = self.clock()
+        if len(reports) == 1 and _report_problem(reports[0]):
+            raise ValueError(_report_problem(reports[0]))
+        results, queued = [], False
+        with self._write() as db:
+            for report in reports:
+                if _report_problem(report):
+                    results.append(None)
+                    continue
+                applied, callbacks = self._apply_report(db, report, now)
+                results.append(applied)
+                queued = queued or callbacks
+        if queued:
+            self.notify()
+        return results
+
+    def _apply_report(self, db, report, now):
+        """(applied, callbacks queued) for one report, inside the caller's transaction."""
+        msg_id, node, status = report["id"], report["node"], report["status"]
+        seq = report["seq"]
         at = report.get("at")
         at = float(at) if isinstance(at, (int, float)) and not isinstance(at, bool) else now
         tp_st, reference = report.get("tp_st"), report.get("reference")
         error = report.get("error")
+        row = db.execute("SELECT seq, status, node, report_seq, relay FROM outbound"
+                         " WHERE id = ?", (msg_id,)).fetchone()
+        if row is None or row["relay"] is None:
+            return False, False
+        old = row["status"]
+        if row["node"] == node:
+            if (row["report_seq"] or 0) >= seq:
+                return False, False
+        elif row["node"] is not None and STATUS_RANK[status] < STATUS_RANK[old]:
+            return False, False
+        times = {"sending": "sending_at", "sent": "sent_at", "delivered": "delivered_at",
+                 "failed": "failed_at", "unknown": "failed_at"}
+        assignments = "status = ?, node = ?, report_seq = ?, sent_by = COALESCE(?, sent_by)"
+        params = [status, node, seq, report.get("modem")]
+        if status in times:
+            assignments += ", %s = ?" % times[status]
+            params.append(at)
+        if status == "delivered" and old != "sent" and old != "delivered":
+            assignments += ", sent_at = COALESCE(sent_at, ?)"
+            params.append(at)
+        if error is not None or status in ("sent", "delivered"):
+            assignments += ", last_error = ?"
+            params.append(None if status in ("sent", "delivered") else str(error)[:1000])
+        db.execute("UPDATE outbound SET %s WHERE seq = ?" % assignments, (*params, row["seq"]))
         queued = False
-        with self._write() as db:
-            row = db.execute("SELECT seq, status, node, report_seq, relay FROM outbound"
-                             " WHERE id = ?", (msg_id,)).fetchone()
-            if row is None or row["relay"] is None:
-                return False
-            old = row["status"]
-            if row["node"] == node:
-                if (row["report_seq"] or 0) >= seq:
-                    return False
-            elif row["node"] is not None and STATUS_RANK[status] < STATUS_RANK[old]:
-                return False
-            times = {"sending": "sending_at", "sent": "sent_at", "delivered": "delivered_at",
-                     "failed": "failed_at", "unknown": "failed_at"}
-            assignments = "status = ?, node = ?, report_seq = ?, sent_by = COALESCE(?, sent_by)"
-            params = [status, node, seq, report.get("modem")]
-            if status in times:
-                assignments += ", %s = ?" % times[status]
-                params.append(at)
-            if status == "delivered" and old != "sent" and old != "delivered":
-                assignments += ", sent_at = COALESCE(sent_at, ?)"
-                params.append(at)
-            if error is not None or status in ("sent", "delivered"):
-                assignments += ", last_error = ?"
-                params.append(None if status in ("sent", "delivered") else str(error)[:1000])
-            db.execute("UPDATE outbound SET %s WHERE seq = ?" % assignments,
-                       (*params, row["seq"]))
-            for type, text in _callbacks_of(old, status, tp_st, reference, error):
-                queued = _queue_callback(db, row["seq"], type, text, now) or queued
-        if queued:
-            self.notify()
-        return True
+        for type, text in _callbacks_of(old, status, tp_st, reference, error):
+            queued = _queue_callback(db, row["seq"], type, text, now) or queued
+        return True, queued
+
+
+def _report_problem(report):
+    """Why `report` is not a status report, or None."""
+    if not isinstance(report, dict):
+        return "not a JSON object"
+    if report.get("status") not in STATUS_RANK:
+        return "no known status"
+    if not isinstance(report.get("node"), str) or not isinstance(report.get("id"), str):
+        return "no node or id"
+    seq = report.get("seq")
+    if not isinstance(seq, int) or isinstance(seq, bool):
+        return "no seq"
+    return None
 
 
 def _callbacks_of(old, status, tp_st, reference, error):
