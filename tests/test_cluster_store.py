@@ -345,6 +345,25 @@ def test_the_nodes_heard_survive_a_restart_and_go_down_when_silent(tmp_path, clo
     s.close()
 
 
+def test_a_heartbeat_that_says_nothing_new_is_kept_in_memory(a, clock):
+    """The table is written when a node's modems change, and every KEEP_EVERY seconds; the
+    view is always the newest heartbeat."""
+    from gsmbridge.store.cluster import KEEP_EVERY
+
+    def kept_at():
+        return a._conn().execute("SELECT heard_at FROM cluster_nodes WHERE node = 'b'"
+                                 ).fetchone()[0]
+    first = kept_at()
+    clock.now += 2
+    a.cluster_heard(beat("b", ("m2", ["+25572"], True), seq=2))
+    assert kept_at() == first and a.cluster_nodes()["b"]["heard_at"] == clock()
+    a.cluster_heard(beat("b", ("m2", ["+25572"], False), seq=3))      # can_send changed
+    assert kept_at() == clock()
+    clock.now += KEEP_EVERY
+    a.cluster_heard(beat("b", ("m2", ["+25572"], False), seq=4))
+    assert kept_at() == clock()
+
+
 def test_a_node_that_drops_a_modem_no_longer_has_it(a):
     a.cluster_heard(beat("b", ("m3", [], True), seq=2))
     assert not a.knows_modem("m2") and a.knows_modem("m3")

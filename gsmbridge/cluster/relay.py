@@ -45,6 +45,8 @@ HOLD = 0.5
 PASSING = ("queued", "sending")
 #: status reports to one origin go together, this many to a message (well under 64 KiB)
 REPORTS_PER_MESSAGE = 100
+#: published reports are forgotten (one commit) every SETTLE_EVERY seconds or SETTLE_AT rows
+SETTLE_EVERY, SETTLE_AT = 1.0, 500
 
 
 def work_message(row, node):
@@ -104,6 +106,10 @@ class Relay(threading.Thread):
         self.relayed = 0
         self.reported = 0
         self._failures = 0
+        self._read_upto = 0             # the newest report seq read (this process)
+        self._owed = {}                 # outbound id -> its newest report not yet published
+        self._settled = []              # reports published or superseded, to forget
+        self._settled_at = time.monotonic()
 
     def run(self):
         while not self.stopping.is_set():
@@ -153,20 +159,27 @@ class Relay(threading.Thread):
         return done
 
     def send_reports(self):
-        """Publish the status reports owed; returns how many rows were settled."""
-        reports = self.store.cluster_reports(self.batch * 2)
-        if not reports:
-            return 0
-        newest = {}
-        for report in reports:
-            newest[report["outbound_id"]] = report
+        """Publish the status reports owed; returns how many went.
+
+        Reports are read once (after the newest seq read so far); the newest of each message
+        waits in `_owed` until it is published (a step on the way is held HOLD seconds for its
+        successor). Published reports are forgotten in batches (SETTLE_EVERY): one published
+        again after a crash is older than what the origin applied, and dropped there."""
+        fresh = self.store.cluster_reports(self.batch * 2, after=self._read_upto)
+        for report in fresh:
+            older = self._owed.get(report["outbound_id"])
+            if older is not None:
+                self._settled.append(older["id"])      # superseded: its successor says more
+            self._owed[report["outbound_id"]] = report
+        if fresh:
+            self._read_upto = fresh[-1]["id"]
         held_until = time.time() - HOLD
         by_origin = {}
-        for report in newest.values():
+        for report in self._owed.values():
             if report["status"] in PASSING and report["at"] > held_until:
                 continue                        # its next step may be a moment away
             by_origin.setdefault(report["origin"], []).append(report)
-        sent = []
+        sent = 0
         for origin, owed in by_origin.items():
             for start in range(0, len(owed), REPORTS_PER_MESSAGE):
                 if self.stopping.is_set():
@@ -174,12 +187,16 @@ class Relay(threading.Thread):
                 chunk = owed[start:start + REPORTS_PER_MESSAGE]
                 self.publisher.publish(topology.status_queue(origin),
                                        reports_message(chunk, self.broker.node))
-                done = {r["outbound_id"]: r["id"] for r in chunk}
-                sent.extend(r["id"] for r in reports
-                            if r["id"] <= done.get(r["outbound_id"], -1))
-        self.store.cluster_reports_sent(sent)
-        self.reported += len(sent)
-        return len(sent)
+                for report in chunk:
+                    del self._owed[report["outbound_id"]]
+                    self._settled.append(report["id"])
+                sent += len(chunk)
+        if self._settled and (len(self._settled) >= SETTLE_AT or not self._owed
+                              or time.monotonic() - self._settled_at >= SETTLE_EVERY):
+            self.store.cluster_reports_sent(self._settled)
+            self._settled, self._settled_at = [], time.monotonic()
+        self.reported += sent
+        return sent
 
     # -- the broker away --------------------------------------------------------------------
 

@@ -24,11 +24,14 @@ hand-over is a commit on one side and a commit on the other:
   status, the node and modem that sent it, and the delivery-report callbacks its caller asked
   for, which only the origin makes (a row with an origin queues none).
 - **The nodes heard**: cluster_heard() keeps each node's last heartbeat, with when it was heard
-  on this node's clock; the cluster's modems and routes come from them.
+  on this node's clock; the cluster's modems and routes come from them. A heartbeat that says
+  nothing new is kept in memory, and written every KEEP_EVERY seconds: a commit (an fsync) per
+  node and heartbeat would compete with the sends' own.
 """
 
 import json
 import logging
+import threading
 
 from .callbacks import (DLR_DELIVERED, DLR_QUEUED, DLR_SMSC_ACK, DLR_SMSC_REJECT,
                         DLR_UNDELIVERED, _queue_callback)
@@ -47,6 +50,9 @@ RELAYED = "@"
 STATUS_RANK = {"queued": 0, "sending": 1, "sent": 2, "delivered": 3, "failed": 3, "unknown": 3}
 #: a node unheard for this long is down by default (the cluster's down_after)
 DOWN_AFTER = 60.0
+#: a heartbeat that says what the last one said is kept in memory only; the table gets it
+#: this often (seconds), so a restarted node knows roughly when it last heard each node
+KEEP_EVERY = 15.0
 
 # Tests check the plans of this module's *_SQL queries: each must use the index meant for it.
 OUTBOX_SQL = ("SELECT * FROM outbound INDEXED BY outbound_outbox"
@@ -73,10 +79,13 @@ class ClusterMixin:
     _cluster_down_after = DOWN_AFTER
     _remote_modems = None           # name -> {"node", "routes", "can_send", ...}, other nodes'
     _cluster_prefixes = ()          # [(digits, modem)] of every node's modems
+    _heard = None                   # node -> its last heartbeat, in memory (cluster_heard)
+    _heard_lock = threading.Lock()
 
     def set_cluster(self, node, *, down_after=DOWN_AFTER):
         """Make this store one node's of a cluster: accepted messages are placed from now on
         (add_outbound), and the nodes heard before (kept in the store) are known again."""
+        self._heard = {}
         self._cluster_node = node
         self._cluster_down_after = float(down_after)
         self._load_cluster()
@@ -93,12 +102,23 @@ class ClusterMixin:
         node = beat.get("node")
         if not isinstance(node, str) or not node:
             raise ValueError("a heartbeat names its node")
-        heard_at = self.clock() if heard_at is None else heard_at
-        with self._write() as db:
-            db.execute("INSERT INTO cluster_nodes (node, beat, heard_at) VALUES (?, ?, ?)"
-                       " ON CONFLICT (node) DO UPDATE SET beat = excluded.beat,"
-                       " heard_at = excluded.heard_at",
-                       (node, json.dumps(beat, default=str), float(heard_at)))
+        heard_at = float(self.clock() if heard_at is None else heard_at)
+        gist = _gist(beat)
+        with self._heard_lock:
+            if self._heard is None:
+                self._heard = {}
+            heard = self._heard.setdefault(node, {})
+            due = (heard.get("gist") != gist
+                   or heard_at - heard.get("kept_at", float("-inf")) >= KEEP_EVERY)
+            heard.update(beat=beat, heard_at=heard_at)
+            if due:
+                heard.update(gist=gist, kept_at=heard_at)
+        if due:
+            with self._write() as db:
+                db.execute("INSERT INTO cluster_nodes (node, beat, heard_at) VALUES (?, ?, ?)"
+                           " ON CONFLICT (node) DO UPDATE SET beat = excluded.beat,"
+                           " heard_at = excluded.heard_at",
+                           (node, json.dumps(beat, default=str), heard_at))
         if node != self._cluster_node:
             self._remember_node(node, beat, heard_at)
 
@@ -109,6 +129,10 @@ class ClusterMixin:
             gone = db.execute("DELETE FROM cluster_nodes WHERE node = ?"
                               " AND (? IS NULL OR json_extract(beat, '$.boot') = ?)",
                               (node, boot, boot)).rowcount
+        with self._heard_lock:
+            if self._heard and (gone or boot is None or (self._heard.get(node) or {}).get(
+                    "beat", {}).get("boot") == boot):
+                self._heard.pop(node, None)
         self._load_cluster()
         return bool(gone)
 
@@ -117,15 +141,18 @@ class ClusterMixin:
         seconds since, "stopped": it said goodbye (a clean stop), "down": stopped or silent
         for down_after}}, by name."""
         now = self.clock()
+        kept = {row["node"]: (json.loads(row["beat"]), row["heard_at"])
+                for row in self._conn().execute("SELECT node, beat, heard_at FROM cluster_nodes")}
+        with self._heard_lock:
+            kept.update((node, (h["beat"], h["heard_at"]))
+                        for node, h in (self._heard or {}).items()
+                        if node in kept and h["heard_at"] >= kept[node][1])
         result = {}
-        for row in self._conn().execute("SELECT node, beat, heard_at FROM cluster_nodes"
-                                        " ORDER BY node"):
-            age = max(0.0, now - row["heard_at"])
-            beat = json.loads(row["beat"])
+        for node, (beat, heard_at) in sorted(kept.items()):
+            age = max(0.0, now - heard_at)
             stopped = bool(beat.get("leaving"))
-            result[row["node"]] = {"beat": beat, "heard_at": row["heard_at"], "age": age,
-                                   "stopped": stopped,
-                                   "down": stopped or age > self._cluster_down_after}
+            result[node] = {"beat": beat, "heard_at": heard_at, "age": age, "stopped": stopped,
+                            "down": stopped or age > self._cluster_down_after}
         return result
 
     def cluster_modems(self):
@@ -341,11 +368,12 @@ class ClusterMixin:
 
     # -- status reports -----------------------------------------------------------------------
 
-    def cluster_reports(self, limit=200):
-        """Status reports owed to origin nodes, oldest first: [{"id" (the seq), "outbound_id",
-        "origin", "status", "modem", "error", "parts", "tp_st", "reference", "at"}]."""
+    def cluster_reports(self, limit=200, *, after=0):
+        """Status reports owed to origin nodes, oldest first (those after seq `after`):
+        [{"id" (the seq), "outbound_id", "origin", "status", "modem", "error", "parts",
+        "tp_st", "reference", "at"}]."""
         return [dict(row) for row in self._conn().execute(
-            "SELECT * FROM cluster_reports ORDER BY id LIMIT ?", (limit,))]
+            "SELECT * FROM cluster_reports WHERE id > ? ORDER BY id LIMIT ?", (after, limit))]
 
     def cluster_reports_owed(self):
         return self._conn().execute("SELECT COUNT(*) FROM cluster_reports").fetchone()[0]
@@ -423,6 +451,14 @@ class ClusterMixin:
         for type, text in _callbacks_of(old, status, tp_st, reference, error):
             queued = _queue_callback(db, row["seq"], type, text, now) or queued
         return True, queued
+
+
+def _gist(beat):
+    """What of a heartbeat matters beyond "still here": its modems and what they can do."""
+    return json.dumps([beat.get("boot"), beat.get("leaving"),
+                       [(m.get("name"), m.get("routes"), m.get("can_send"), m.get("state"))
+                        for m in beat.get("modems") or () if isinstance(m, dict)]],
+                      sort_keys=True, default=str)
 
 
 def _report_problem(report):
