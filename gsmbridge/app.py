@@ -11,6 +11,12 @@ Each modem's worker also runs the SIM's services (worker/services.py: USSD from 
 balance watch, calls); a modem with a call_url has its calls posted by one CallPoster thread
 (gsmbridge/calls.py).
 
+With [cluster], a ClusterNode (gsmbridge/cluster/node.py) joins this bridge to the others on the
+broker: it names the node in the store, which then places accepted messages (here, or on the
+broker), and runs the heartbeats, the outbox relay, the status reports and an intake per modem.
+The workers know nothing of it: what the intake takes from the broker is committed to the store,
+where the modem's worker finds it like any queued message.
+
 Stopping order matters: first the HTTP server stops taking new messages, then the worker finishes the
 SMS in flight and the forwarder the request in flight, then the store closes. Anything not finished
 stays in the store and is picked up at the next start.
@@ -23,7 +29,7 @@ import threading
 import time
 
 from gsmbridge.calls import CallPoster
-from gsmbridge.config import sim_options
+from gsmbridge.config import ConfigError, sim_options
 from gsmbridge.dlr import DlrSender
 from gsmbridge.forwarder import Forwarder
 from gsmbridge.housekeeping import Housekeeper
@@ -146,6 +152,11 @@ class Bridge:
                                           backoff_cap=rs.retry_cap)
             self.call_thread = threading.Thread(target=self.call_poster.run,
                                                 args=(self.stopping,), name="calls", daemon=True)
+        self.cluster = None
+        if config.cluster is not None:
+            from gsmbridge.cluster import ClusterNode
+
+            self.cluster = ClusterNode(self.store, config.cluster, config.modem_names)
         self.server = self._make_server()
 
     def _make_worker(self, name, cfg):
@@ -203,6 +214,13 @@ class Bridge:
             log.warning("%d message(s) were being sent when the bridge last stopped: %s", recovered,
                         "queued again" if self.config.bridge.resend_unconfirmed else "marked unknown")
         self.store.forget_receivers()   # the forwarders know nothing of them yet
+        if self.cluster is not None:
+            from gsmbridge.cluster import NameClash
+
+            try:
+                self.cluster.start()
+            except NameClash as exc:
+                raise ConfigError(exc.section, None, exc.message) from None
         for worker in self.workers:
             worker.start()
         for thread in self.forwarder_threads:
@@ -236,14 +254,16 @@ class Bridge:
         log.info("stopping")
         deadline = time.monotonic() + STOP_GRACE
         self.stopping.set()
+        if self.cluster is not None:
+            self.cluster.stop(timeout=STOP_GRACE / 2)
         for worker in self.workers:
             worker.stop()
         self.store.notify()
-        threads = [self.server_thread, *self.workers, *self.forwarder_threads, self.dlr_thread,
-                   self.upkeep_thread,
-                   *([self.call_thread] if self.call_thread is not None else [])]
+        threads = [getattr(self, "server_thread", None), *self.workers, *self.forwarder_threads,
+                   self.dlr_thread, getattr(self, "upkeep_thread", None), self.call_thread]
         for thread in threads:
-            thread.join(max(0.0, deadline - time.monotonic()))
+            if thread is not None and thread.is_alive():
+                thread.join(max(0.0, deadline - time.monotonic()))
         for worker in self.workers:
             if worker.is_alive():
                 log.warning("modem=%s did not finish in %.0fs; its message is left `sending`",
@@ -268,7 +288,11 @@ def run(config):
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    bridge.start()
+    try:
+        bridge.start()
+    except ConfigError:                  # a name another node of the cluster has: refused
+        bridge.stop()
+        raise
     while not done.is_set() and not bridge.stopping.is_set():
         done.wait(1.0)
     bridge.stop()

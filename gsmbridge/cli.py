@@ -150,7 +150,7 @@ def format_status(data, base):
     health = data.get("health", {})
     lines = ["gsmbridge at %s: %s" % (base, "OK" if health.get("ok") else "PROBLEM")]
     lines += ["  - %s" % reason for reason in health.get("reasons", [])]
-    lines += ["  ! %s" % warning for warning in health.get("warnings", [])]
+    lines += ["  warning: %s" % warning for warning in health.get("warnings", [])]
     if data.get("uptime") is not None:
         lines.append("running for %s" % overview.duration(data["uptime"]))
 
@@ -169,6 +169,8 @@ def format_status(data, base):
         rows += [["", note] for note in service_notes(modem, now)]
     lines += ["", table(["MODEM", "STATE", "SIGNAL", "OPERATOR", "REGISTRATION", "LAST REPORT"],
                         rows)]
+    if data.get("cluster"):
+        lines += ["", format_cluster(data["cluster"])]
 
     receivers = data.get("receivers") or {}
     if receivers:
@@ -247,6 +249,28 @@ def service_notes(modem, now):
                                                  else "s", overview.ago(modem.get("last_call"),
                                                                         now)))
     return notes
+
+
+def format_cluster(cluster):
+    """The cluster as `gsmbridge status` prints it: every node heard and its modems."""
+    from gsmbridge import overview
+
+    rows = []
+    for name, node in sorted((cluster.get("nodes") or {}).items()):
+        label = name + (" (this node)" if node.get("this") else "")
+        heard = "%s ago%s" % (overview.duration(node.get("age") or 0),
+                              ", STOPPED" if node.get("stopped") else
+                              ", DOWN" if node.get("down") else "")
+        for index, modem in enumerate(node.get("modems") or [{}]):
+            first = index == 0
+            rows.append([label if first else "", modem.get("name") or "-",
+                         modem.get("state") or "-" if modem else "",
+                         ("yes" if modem.get("can_send") else "no") if modem else "",
+                         " ".join(modem.get("routes") or ()) or "-" if modem else "",
+                         node.get("outbox") if first and node.get("outbox") is not None else "",
+                         heard if first else ""])
+    return table(["NODE", "MODEM", "STATE", "CAN SEND", "ROUTES", "OUTBOX", "LAST HEARTBEAT"],
+                 rows)
 
 
 def table(header, rows, right=()):

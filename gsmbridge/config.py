@@ -17,11 +17,13 @@ import difflib
 import ipaddress
 import os
 import re
+import socket
 import urllib.parse
 from dataclasses import dataclass, field
 
 from gsmbridge.codec import address
 from gsmbridge import safeurl
+from gsmbridge.cluster import urls as broker_urls
 from gsmbridge.safeurl import mask_url
 
 #: pyserial's URL handlers (serial.serial_for_url), plus our own sim:// for the simulated modem
@@ -158,6 +160,31 @@ class LogConfig:
     format: str = "text"
 
 
+@dataclass(frozen=True)
+class ClusterConfig:
+    """[cluster]: this node's place in a cluster of bridges sharing a broker (docs/cluster.md).
+    Without the section the bridge is on its own and nothing of this applies."""
+
+    #: amqp://user:pass@host:5672/vhost (RabbitMQ) or redis://:pass@host:6379/0, or a
+    #: failover list of either joined by ";"
+    broker: str
+    #: this node's name, unique in the cluster; the host name when not set
+    node: str | None = None
+    #: RabbitMQ's work queues: quorum (a RabbitMQ cluster) or classic (one RabbitMQ node that
+    #: may crash; docs/cluster.md says why). The same on every node.
+    queue_type: str = "quorum"
+    #: seconds between heartbeats; a node silent for down_after seconds shows as down
+    heartbeat_interval: float = 5.0
+    down_after: float = 60.0
+    #: the longest one call waits on the broker (a publish's confirm, a connection)
+    timeout: float = 10.0
+    #: Redis: a message taken by a node that died goes to another after this many seconds
+    visibility_timeout: float = 300.0
+    #: seconds of broker outage after which messages waiting in the outbox that any modem
+    #: may send go out through this node's own modems instead
+    local_after: float = 30.0
+
+
 SECTIONS = {
     "modem": ModemConfig,
     "http": HttpConfig,
@@ -167,10 +194,17 @@ SECTIONS = {
     "log": LogConfig,
 }
 
+#: sections that may be left out altogether: Config holds None for them, and check-config
+#: shows them only when they are there
+OPTIONAL_SECTIONS = {"cluster": ClusterConfig}
+
+#: every section a file may have, by kind
+ALL_SECTIONS = {**SECTIONS, **OPTIONAL_SECTIONS}
+
 #: keys whose values never appear in check-config's output
 SECRETS = {("modem", "pin"), ("http", "password")}
 #: keys holding URLs, shown through mask_url (a query may carry a password)
-URLS = {("modem", "url"), ("rapidsms", "url"), ("modem", "call_url")}
+URLS = {("modem", "url"), ("rapidsms", "url"), ("modem", "call_url"), ("cluster", "broker")}
 
 
 @dataclass(frozen=True)
@@ -187,6 +221,8 @@ class Config:
     warnings: tuple = field(default=())
     #: the pool's other modems, in the file's order ([modem:NAME] sections after the first)
     more_modems: tuple = field(default=())
+    #: [cluster], or None for a bridge on its own
+    cluster: ClusterConfig | None = None
 
     @property
     def modems(self):
@@ -210,6 +246,9 @@ class Config:
                     out["modem:%s" % modem.name] = _masked_values("modem", modem)
             else:
                 out[section] = _masked_values(section, getattr(self, section))
+        for section in OPTIONAL_SECTIONS:
+            if getattr(self, section) is not None:
+                out[section] = _masked_values(section, getattr(self, section))
         return out
 
 
@@ -219,7 +258,7 @@ def _masked_values(section, values):
         if (section, key) in SECRETS and value:
             values[key] = SECRET
         elif (section, key) in URLS and value:
-            values[key] = mask_url(value)
+            values[key] = mask_url(value) if section != "cluster" else broker_urls.mask_url(value)
         elif isinstance(value, tuple):
             values[key] = " ".join(value)
     return values
@@ -596,6 +635,12 @@ def _callback_allow(raw):
     return entries
 
 
+def _broker_url(raw):
+    """amqp://... or redis://..., or a failover list of one kind joined by ";"."""
+    broker_urls.transport_of(raw)          # ValueError, without the URL's password, if not
+    return raw
+
+
 def _store_path(raw):
     if raw == ":memory:" or raw.startswith("file:"):
         raise ValueError("%r: the store must be a file (several threads share it)" % raw)
@@ -669,6 +714,16 @@ CHECKS = {
         "level": _log_level,
         "format": _choice("text", "json"),
     },
+    "cluster": {
+        "broker": _broker_url,
+        "node": _name,
+        "queue_type": _choice("quorum", "classic"),
+        "heartbeat_interval": _float(0.2, 300),
+        "down_after": _float(1, 86400),
+        "timeout": _float(0.5, 300),
+        "visibility_timeout": _float(1, 86400),
+        "local_after": _float(0, 86400),
+    },
 }
 
 
@@ -691,9 +746,9 @@ def _build(sections, base_dir, path=None):
     """sections: {section: {key: raw string}} -> Config. Raises ConfigError."""
     for section, values in sections.items():
         kind = _kind(section)
-        if kind not in SECTIONS:
+        if kind not in ALL_SECTIONS:
             raise ConfigError(section, None, "unknown section%s; known sections: %s"
-                              % (_suggest(section, SECTIONS), ", ".join(SECTIONS)
+                              % (_suggest(section, ALL_SECTIONS), ", ".join(ALL_SECTIONS)
                                  + ", modem:NAME"))
         if kind != section:
             try:
@@ -706,7 +761,8 @@ def _build(sections, base_dir, path=None):
                                   % (_suggest(key, CHECKS[kind]), ", ".join(CHECKS[kind])))
 
     built = {section: _build_section(section, sections.get(section, {}))
-             for section in SECTIONS if section != "modem"}
+             for section in ALL_SECTIONS
+             if section != "modem" and (section in sections or section not in OPTIONAL_SECTIONS)}
 
     http = built["http"]
     if bool(http.get("username")) != bool(http.get("password")):
@@ -735,14 +791,34 @@ def _build(sections, base_dir, path=None):
     _check_slash("rapidsms", built["rapidsms"]["url"], style, warnings)
 
     modems = _build_modems(sections, style, warnings)
-    built = {name: SECTIONS[name](**kwargs) for name, kwargs in built.items()}
+    if "cluster" in built:
+        _check_cluster(built["cluster"])
+    built = {name: ALL_SECTIONS[name](**kwargs) for name, kwargs in built.items()}
     return Config(modem=modems[0], **built, path=path, warnings=tuple(warnings),
                   more_modems=tuple(modems[1:]))
 
 
+def _check_cluster(cluster):
+    """[cluster]: the node's name (the host name unless given) and timers that fit together."""
+    if "node" not in cluster:
+        host = socket.gethostname().split(".")[0]
+        try:
+            cluster["node"] = _name(host)
+        except ValueError:
+            raise ConfigError("cluster", "node", "is not set and the host name %r cannot be a "
+                              "node's name (1 to 64 letters, digits, '_', '.' or '-'); set it"
+                              % host[:80]) from None
+    interval = cluster.get("heartbeat_interval", ClusterConfig.heartbeat_interval)
+    down_after = cluster.get("down_after", ClusterConfig.down_after)
+    if down_after < 3 * interval:
+        raise ConfigError("cluster", "down_after", "%s s is less than three heartbeats (3 x "
+                          "heartbeat_interval = %s s): a node would show down between two of "
+                          "its heartbeats" % (_num(down_after), _num(3 * interval)))
+
+
 def _build_section(section, values):
     """One section's {key: raw} -> {key: typed value}, defaults left out."""
-    cls = SECTIONS[_kind(section)]
+    cls = ALL_SECTIONS[_kind(section)]
     checks = CHECKS[_kind(section)]
     kwargs = {}
     for fld in dataclasses.fields(cls):

@@ -16,6 +16,10 @@ The health rules, each a reason for 503 (there may be several):
   several modems this is a reason only when no modem is fine: while one can send, the others'
   unpinned messages go out through it, so the bridge is healthy and the modems that are not
   fine are listed as warnings (GET /health: 200 {"ok": true, "warnings": [...]});
+- in a cluster ([cluster], docs/cluster.md) the same holds over every node's modems: while one
+  modem of the cluster can send (one of this node's that is fine, or one another node's
+  heartbeat says can send, that node heard within down_after), modem problems are warnings,
+  and so are the nodes not heard for down_after and the modems that cannot send;
 - inbound: a message has waited for RapidSMS more than QUEUE_STALE seconds (RapidSMS down or
   refusing it, or the forwarder stuck);
 - outbound: a message has been queued more than QUEUE_STALE seconds and the modem has sent
@@ -95,6 +99,8 @@ def snapshot(store, config, *, now=None, recent=20, started_at=None):
                     "out": activity["out"]},
         "recent": store.recent(limit=recent),
     }
+    if store.cluster_node is not None:
+        data["cluster"] = cluster_view(store, now=now)
     reasons = problems(data, config, now=now, disk=disk_problem(config.store.path))
     data["health"] = {"ok": not reasons, "reasons": reasons}
     found = warnings(data, config, now=now)
@@ -104,6 +110,25 @@ def snapshot(store, config, *, now=None, recent=20, started_at=None):
     if low:
         data["health"]["low_balance"] = low
     return data
+
+
+def cluster_view(store, *, now=None):
+    """The cluster as this node has heard it: {"node": this node, "nodes": {name: {"heard_at",
+    "age", "down", "stopped", "this", "outbox", "version", "sent_at", "modems": [{name, state,
+    can_send, routes, ...}]}}}. A node silent for the cluster's down_after shows down, one that
+    said goodbye (a clean stop) stopped and down; either way its modems cannot send."""
+    now = time.time() if now is None else now
+    nodes = {}
+    for name, entry in store.cluster_nodes().items():
+        beat = entry["beat"]
+        modems = [dict(m, can_send=bool(m.get("can_send")) and not entry["down"])
+                  for m in beat.get("modems") or () if isinstance(m, dict)]
+        nodes[name] = {"heard_at": entry["heard_at"], "age": entry["age"],
+                       "down": entry["down"], "stopped": entry["stopped"],
+                       "this": name == store.cluster_node,
+                       "outbox": beat.get("outbox"), "version": beat.get("version"),
+                       "sent_at": beat.get("sent_at"), "modems": modems}
+    return {"node": store.cluster_node, "nodes": nodes}
 
 
 def modems_with_config(modems, config):
@@ -133,6 +158,8 @@ def health_report(store, config, *, now=None):
     try:
         data = {"modems": modems_with_config(store.modems(), config), "counts": store.counts(),
                 "receivers": store.receivers(), "activity": store.activity(now, buckets=0)}
+        if store.cluster_node is not None:
+            data["cluster"] = cluster_view(store, now=now)
     except Exception:
         return ["the store cannot be read"], []
     return (problems(data, config, now=now, disk=disk_problem(config.store.path)),
@@ -140,16 +167,46 @@ def health_report(store, config, *, now=None):
 
 
 def _modem_problems(data, config, now):
-    """(modem problems, whether they are only warnings: a pool with a modem that is fine)."""
+    """(modem problems, whether they are only warnings: a pool or a cluster with a modem that
+    is fine). In a cluster, the problems include the other nodes' (cluster_problems)."""
     found = [reason for reason in (modem_problem(name, data["modems"].get(name), now)
                                    for name in config.modem_names) if reason]
-    return found, len(config.modem_names) > 1 and len(found) < len(config.modem_names)
+    fine_here = len(found) < len(config.modem_names)
+    cluster = data.get("cluster")
+    if cluster is None:
+        return found, len(config.modem_names) > 1 and fine_here
+    others, can_send = cluster_problems(cluster)
+    return found + others, fine_here or can_send
+
+
+def cluster_problems(cluster):
+    """(what is wrong with the other nodes of a cluster, whether any of their modems can
+    send): a node not heard for down_after, a modem its node says cannot send."""
+    found, can_send = [], False
+    for name, node in (cluster.get("nodes") or {}).items():
+        if node.get("this"):
+            continue
+        if node.get("stopped"):
+            found.append("node %s stopped %s ago" % (name, duration(node["age"])))
+            continue
+        if node.get("down"):
+            found.append("node %s has not been heard for %s" % (name, duration(node["age"])))
+            continue
+        for modem in node.get("modems") or ():
+            if modem.get("can_send"):
+                can_send = True
+                continue
+            error = modem.get("last_error")
+            found.append("modem %s of node %s cannot send (%s%s)" % (
+                modem.get("name"), name, modem.get("state") or "state unknown",
+                ": %s" % error if error and modem.get("state") != "up" else ""))
+    return found, can_send
 
 
 def warnings(data, config, *, now):
-    """The modems of a pool that cannot send, while another can, the receivers that have not
-    taken messages for less than RECEIVER_STALE, and the modems whose airtime balance is below
-    their low_balance; [] when there are none."""
+    """The modems of a pool (or nodes of a cluster) that cannot send, while another can, the
+    receivers that have not taken messages for less than RECEIVER_STALE, and the modems whose
+    airtime balance is below their low_balance; [] when there are none."""
     found, pool_is_fine = _modem_problems(data, config, now)
     found = (found if pool_is_fine else []) + _receiver_problems(data, now, lasting=False)
     for name in config.modem_names:
@@ -215,6 +272,8 @@ def problems(data, config, *, now, disk=None):
     found, pool_is_fine = _modem_problems(data, config, now)
     if not pool_is_fine:
         reasons.extend(found)
+        if data.get("cluster") is not None:
+            reasons.append("no modem of the cluster can send")
     counts, activity = data["counts"], data["activity"]
     waiting = age(counts.get("oldest_pending_inbound"), now)
     if waiting is not None and waiting > QUEUE_STALE:
@@ -421,6 +480,14 @@ class StoreCollector:
         yield from service_metrics(modems)
         data = {"modems": modems_with_config(modems, self.config), "counts": counts,
                 "receivers": receivers, "activity": activity}
+        if self.store.cluster_node is not None:
+            try:
+                data["cluster"] = cluster_view(self.store, now=now)
+                outbox, owed = self.store.outbox_size(), self.store.cluster_reports_owed()
+            except Exception:
+                data["cluster"] = {"node": self.store.cluster_node, "nodes": {}}
+                outbox = owed = None
+            yield from cluster_metrics(data["cluster"], outbox, owed)
         healthy = not problems(data, self.config, now=now,
                                disk=disk_problem(self.config.store.path))
         yield GaugeMetricFamily("gsmbridge_healthy", "1 when GET /health answers 200",
@@ -442,6 +509,34 @@ POOL_GAUGES = (
     ("gsmbridge_modem_available", "available",
      "1 when the modem can take outbound now (up, reporting, under its caps)"),
 )
+
+
+def cluster_metrics(cluster, outbox, owed):
+    """A cluster's gauges (cluster_view()): every node heard, and every modem they tell of."""
+    up = GaugeMetricFamily("gsmbridge_cluster_node_up",
+                           "1 while the node is heard (within down_after), 0 once it is not",
+                           labels=["node"])
+    age = GaugeMetricFamily("gsmbridge_cluster_node_heartbeat_age_seconds",
+                            "seconds since the node's last heartbeat, on this node's clock",
+                            labels=["node"])
+    can = GaugeMetricFamily("gsmbridge_cluster_modem_can_send",
+                            "1 when the modem can take work, as its node's heartbeat says "
+                            "(0 while its node is down)", labels=["node", "modem"])
+    for name, node in sorted((cluster.get("nodes") or {}).items()):
+        up.add_metric([name], 0 if node["down"] else 1)
+        age.add_metric([name], node["age"])
+        for modem in node.get("modems") or ():
+            can.add_metric([name, str(modem.get("name"))], 1 if modem.get("can_send") else 0)
+    yield up
+    yield age
+    yield can
+    if outbox is not None:
+        yield GaugeMetricFamily("gsmbridge_cluster_outbox_messages",
+                                "messages this node accepted that wait for the broker",
+                                value=outbox)
+        yield GaugeMetricFamily("gsmbridge_cluster_reports_owed",
+                                "status reports this node owes other nodes, waiting for the "
+                                "broker", value=owed)
 
 
 def pool_metrics(modems):

@@ -9,6 +9,7 @@ keeps every message it confirmed; a free consumer takes more than a busy one; he
 every listener; an unusable message ends in gsmbridge.dead, not in a handler.
 """
 
+import collections
 import logging
 import os
 import secrets
@@ -454,6 +455,87 @@ def test_an_unusable_message_goes_to_the_dead_queue_not_to_a_handler(server):
                     pass
     assert sorted(dead) == sorted([b"not json " + marker.encode(),
                                    b'{"no id": "%s"}' % marker.encode()])
+
+
+def test_a_handler_may_find_a_message_unusable_and_it_goes_aside(server):
+    """A handler raising BadMessage (a field no gsmbridge sends): the message is not handed out
+    again and again, it goes to gsmbridge.dead like one that is not JSON."""
+    broker = broker_for(server)
+    queue = fresh_queue()
+    publisher, consumer = Publisher(broker), Consumer(broker, [queue])
+    try:
+        publisher.publish(queue, {"id": "odd-1", "parts": "many"})
+        publisher.publish(queue, {"id": "fine-1"})
+        seen = []
+
+        def handler(delivery):
+            seen.append(delivery.id)
+            if delivery.id == "odd-1":
+                raise BadMessage("parts: wrong type")
+        take_until(consumer, 2, handler=handler)
+        assert take_until(consumer, 1, timeout=1.5) == []
+        assert sorted(seen) == ["fine-1", "odd-1"]
+    finally:
+        publisher.close()
+        consumer.close()
+
+
+def test_take_batch_takes_what_is_waiting_at_once(server):
+    broker = broker_for(server)
+    queue = fresh_queue()
+    publisher = Publisher(broker)
+    consumer = Consumer(broker, [queue], prefetch=20)
+    try:
+        for i in range(8):
+            publisher.publish(queue, {"id": "r-%d" % i})
+        batches = []
+        deadline = time.monotonic() + 15
+        while sum(map(len, batches)) < 8 and time.monotonic() < deadline:
+            consumer.take_batch(lambda ds: batches.append([d.id for d in ds]), timeout=1.0)
+        assert sorted(i for b in batches for i in b) == ["r-%d" % i for i in range(8)]
+        assert len(batches) <= 3, batches         # waiting messages come together
+        consumer.close()                           # all were acknowledged: none comes again
+        again = Consumer(broker, [queue], prefetch=20)
+        assert again.take_batch(lambda ds: batches.append(ds), timeout=1.0) == 0
+        again.close()
+    finally:
+        publisher.close()
+        consumer.close()
+
+
+def test_a_consumer_of_higher_priority_is_served_first(rabbitmq):  # noqa: F811
+    """RabbitMQ's consumer priorities: a modem that is sending may wait for its next message
+    at low priority; while a free one waits at high priority, it gets none."""
+    if not rabbitmq.running:
+        rabbitmq.start()
+    broker = broker_for(rabbitmq)
+    queue = fresh_queue()
+    publisher = Publisher(broker)
+    got = collections.Counter()
+    stop = threading.Event()
+
+    def take(name, priority):
+        consumer = Consumer(broker, [queue])
+        while not stop.is_set():
+            consumer.take(lambda d: got.update([name]), timeout=0.2, priority=priority)
+        consumer.close()
+
+    threads = [threading.Thread(target=take, args=args)
+               for args in (("low", 0), ("high", 10))]
+    for thread in threads:
+        thread.start()
+    try:
+        time.sleep(1.0)
+        for i in range(10):
+            publisher.publish(queue, {"id": "p-%d" % i})
+            wait_for(lambda: sum(got.values()) > i, timeout=10)
+            time.sleep(0.1)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(10)
+        publisher.close()
+    assert got["high"] >= 9 and sum(got.values()) == 10, got
 
 
 def test_a_wrong_password_is_refused_at_once(server):

@@ -270,7 +270,7 @@ def test_a_bridge_holds_inbound_while_rapidsms_answers_404_then_delivers(tmp_pat
         assert re.sub(r"for \d+ s", "", again) == re.sub(r"for \d+ s", "", warning)
         p = subprocess.run([sys.executable, "-m", "gsmbridge", "status", "-c", bridge.ini],
                            capture_output=True, text=True, timeout=30)
-        assert "! receiver %s answers HTTP 404" % name in p.stdout
+        assert "warning: receiver %s answers HTTP 404" % name in p.stdout
         assert "not there (HTTP 404 Not Found)" in p.stdout
         listed = wait_for(lambda: (lambda m: len(m) == 3 and m)(inbound(bridge)),
                           message="three stored")
@@ -298,7 +298,7 @@ def test_status_prints_the_receivers():
             "receivers": {"http://127.0.0.1:1/b/": {"state": "not there", "status": 410,
                                                     "since": now - 120, "error": "HTTP 410: gone"}}}
     text = cli.format_status(data, "http://127.0.0.1:13013")
-    assert "  ! receiver x w" in text.splitlines()
+    assert "  warning: receiver x w" in text.splitlines()
     line = [l for l in text.splitlines() if l.startswith("http://127.0.0.1:1/b/")][0]
     assert line.split() == ["http://127.0.0.1:1/b/", "not", "there", "(HTTP", "410", "Gone)", "2",
                             "min"]

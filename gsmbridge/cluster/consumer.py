@@ -9,9 +9,11 @@ that is free at that moment ("free first"), and a slow modem takes fewer.
 `handler(delivery)` runs before the acknowledgement: the caller commits the message to its own
 store there (dropping an id it already holds), and the message is acknowledged only once the
 handler returned. If the handler raises, the message goes back to the queue (and the exception
-on to the caller). If the node dies first, the broker hands the message out again: RabbitMQ at
-once (the connection closed), Redis once the Broker's visibility_timeout has passed. That is
-at-least-once; the repeat of an id is dropped by the store that already holds it.
+on to the caller), unless it raises BadMessage: then the message is unusable and goes where
+unusable messages go (below). If the node dies first, the broker hands the message out again:
+RabbitMQ at once (the connection closed), Redis once the Broker's visibility_timeout has
+passed. That is at-least-once; the repeat of an id is dropped by the store that already holds
+it.
 
 A message that is not a usable gsmbridge message (envelope.py) never reaches the handler: it
 goes to the ``gsmbridge.dead`` queue (RabbitMQ dead-letters it; on Redis a copy is pushed there
@@ -56,11 +58,16 @@ class Delivery:
 
 
 class Consumer:
-    """Takes messages from `queues` (names from topology) for one worker thread."""
+    """Takes messages from `queues` (names from topology) for one worker thread.
 
-    def __init__(self, broker, queues):
+    prefetch: how many messages the broker may hand over at once: 1 for work ("free first"),
+    more for a reader that takes whatever is there in batches (`take_batch`)."""
+
+    def __init__(self, broker, queues, *, prefetch=1):
         if isinstance(queues, str):
             queues = [queues]
+        self.prefetch = max(1, int(prefetch))
+        self._arguments = None          # the consumer arguments of the next subscription
         self.broker = broker
         self.queues = list(dict.fromkeys(queues))
         if not self.queues:
@@ -76,14 +83,40 @@ class Consumer:
     def connected(self):
         return self._conn is not None
 
-    def take(self, handler, timeout=1.0):
+    def take(self, handler, timeout=1.0, *, priority=None):
         """Wait up to `timeout` seconds for a message, run `handler(delivery)`, acknowledge it.
 
         Returns how many messages were handled: 0 when none came (or the broker is down: the
         Consumer keeps trying to reconnect until the timeout), usually 1; more only when
         messages of several queues arrived at the same instant (each is handled and
         acknowledged in turn). Raises what the handler raised (that message and any not yet
-        handled go back to their queues) and BrokerError when the broker refuses for good."""
+        handled go back to their queues) and BrokerError when the broker refuses for good.
+
+        priority (RabbitMQ): this subscription's consumer priority (``x-priority``): while a
+        consumer of higher priority is subscribed and can take a message, RabbitMQ gives it
+        none. Redis has no such thing; there it is ignored."""
+        self._priority(priority)
+        return self._take(handler, timeout, batch=False)
+
+    def _priority(self, priority):
+        if self.broker.transport != "amqp":
+            return
+        arguments = None if priority is None else {"x-priority": int(priority)}
+        if arguments != self._arguments:
+            self._arguments = arguments
+            if self._consumer is not None:
+                for queue in self._consumer.queues:
+                    queue.consumer_arguments = arguments
+
+    def take_batch(self, handler, timeout=1.0):
+        """Like take(), for a reader of many small messages (status reports): wait up to
+        `timeout` for a message, gather what else is there (up to `prefetch`), and call
+        `handler(deliveries)` once with the list; they are acknowledged once it returned. Returns
+        how many were handled. A message the handler finds unusable it leaves out of what it
+        commits; one that is not a gsmbridge message never reaches it."""
+        return self._take(handler, timeout, batch=True)
+
+    def _take(self, handler, timeout, *, batch):
         deadline = time.monotonic() + timeout
         backoff = Backoff()
         while True:
@@ -92,6 +125,8 @@ class Consumer:
                 self._open(deadline)
                 self._subscribe()
                 self._wait(deadline)
+                if batch:
+                    self._gather()
                 self._unsubscribe()
             except Exception as exc:
                 if self.broker.refused(exc):
@@ -107,7 +142,7 @@ class Consumer:
                     return 0
                 continue
             self._came_back()
-            return self._handle(handler)
+            return self._handle_batch(handler) if batch else self._handle(handler)
 
     def close(self):
         """Unsubscribe and close (on Redis, unacknowledged messages go back at once)."""
@@ -141,8 +176,10 @@ class Consumer:
         queues = [topology.work_queue(name, transport, self.broker.queue_type)
                   for name in self.queues]
         for queue in queues:
+            queue.consumer_arguments = self._arguments
+        for queue in queues:
             queue(channel).declare()
-        self._consumer = kombu.Consumer(channel, queues=queues, prefetch_count=1,
+        self._consumer = kombu.Consumer(channel, queues=queues, prefetch_count=self.prefetch,
                                         on_message=self._inbox.append, auto_declare=False,
                                         accept=[envelope.CONTENT_TYPE])
         self._consuming = False
@@ -169,6 +206,20 @@ class Consumer:
         if self.broker.transport == "redis" and not self._inbox:
             self._settle()
 
+    def _gather(self):
+        """With a message in, take what else the broker has ready, up to prefetch."""
+        limit = time.monotonic() + 0.05
+        while self._inbox and len(self._inbox) < self.prefetch and time.monotonic() < limit:
+            before = len(self._inbox)
+            try:
+                self._conn.drain_events(timeout=0.005)
+            except socket.timeout:
+                pass
+            if len(self._inbox) == before:
+                break
+        if self.broker.transport == "redis":
+            self._settle(whole=True)
+
     def _restore_due(self):
         """Redis: hand out again what a dead consumer took and never acknowledged, once the
         visibility timeout has passed (kombu does it in an event loop we do not run)."""
@@ -178,15 +229,16 @@ class Consumer:
         self._restored_at = now
         self._consumer.channel.qos.restore_visible(num=100, interval=1)
 
-    def _settle(self):
+    def _settle(self, whole=False):
         """Redis: read the reply of our BRPOP still pending, still subscribed, so that a message
         it brings is handled now (see the module's docstring). A drain with timeout 0 reads what
-        is there without sending a new BRPOP after an empty reply."""
+        is there without sending a new BRPOP after an empty reply. whole: even when messages
+        are in already (a batch)."""
         channel = self._consumer.channel
         if not hasattr(channel, "_in_poll"):     # a kombu that works otherwise: nothing to do
             return
         limit = time.monotonic() + self.broker.brpop_timeout + 2.0
-        while channel._in_poll and not self._inbox and time.monotonic() < limit:
+        while channel._in_poll and (whole or not self._inbox) and time.monotonic() < limit:
             try:
                 self._conn.drain_events(timeout=0)
             except socket.timeout:
@@ -247,6 +299,11 @@ class Consumer:
                 redeliveries=count if isinstance(count, int) else None)
             try:
                 handler(delivery)
+            except envelope.BadMessage as exc:
+                # the handler found it unusable (a field no gsmbridge sends): kept aside, not
+                # handed out again and again
+                self._bury(message, queue, exc)
+                continue
             except BaseException:
                 self._give_back([message] + self._inbox)
                 self._inbox.clear()
@@ -254,6 +311,33 @@ class Consumer:
             self._settle_message(message.ack, "acknowledge", delivery.id)
             handled += 1
         return handled
+
+    def _handle_batch(self, handler):
+        messages, deliveries = [], []
+        while self._inbox:
+            message = self._inbox.pop(0)
+            queue = (message.delivery_info or {}).get("routing_key") or "?"
+            try:
+                body = envelope.decode(message.body, message.content_type,
+                                       max_body=self.broker.max_body)
+            except envelope.BadMessage as exc:
+                self._bury(message, queue, exc)
+                continue
+            headers = message.headers or {}
+            messages.append(message)
+            deliveries.append(Delivery(queue, body, origin=headers.get("origin"),
+                                       redelivered=(message.delivery_info or {}).get(
+                                           "redelivered")))
+        if not deliveries:
+            return 0
+        try:
+            handler(deliveries)
+        except BaseException:
+            self._give_back(messages)
+            raise
+        for message, delivery in zip(messages, deliveries):
+            self._settle_message(message.ack, "acknowledge", delivery.id)
+        return len(deliveries)
 
     def _give_back(self, messages):
         for message in messages:

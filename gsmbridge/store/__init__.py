@@ -26,6 +26,8 @@ Layout. ``Store`` is composed of one class per part, each in a module named for 
     callbacks.py    delivery-report callbacks (Kannel dlr-url)
     ussd.py         USSD requests, from the HTTP API to a modem's worker and back
     calls.py        incoming calls, and the queue of their notifications (call_url)
+    cluster.py      a cluster of bridges: placing, the outbox, messages taken from the broker,
+                    status reports owed and applied, the nodes heard
     views.py        the operators' read queries
     tallies.py      counts(): queue depths in constant time, kept by triggers
     receivers.py    what the forwarders' receivers answer, for /health
@@ -48,6 +50,7 @@ from .calls import CALL_STATUSES, CallsMixin
 from .callbacks import (CALLBACK_STATUSES, COUNT_CALLBACKS_SQL, DLR_DELIVERED, DLR_QUEUED,
                         DLR_SMSC_ACK, DLR_SMSC_REJECT, DLR_UNDELIVERED, DUE_CALLBACKS_SQL,
                         NEXT_CALLBACK_DUE_SQL, CallbacksMixin)
+from .cluster import RELAY_KINDS, STATUS_RANK, ClusterMixin
 from .connections import TOPICS, Connections
 from .errors import StoreClosed, StoreError, raises_store_errors
 from .inbound import (DEMOTE_HEADS_SQL, DUE_INBOUND_OF_MODEM_SQL, DUE_INBOUND_SQL,
@@ -71,6 +74,7 @@ from .views import COUNT_INBOUND_SQL, COUNT_OUTBOUND_SQL, ViewsMixin
 
 __all__ = [
     "Store", "StoreError", "StoreClosed", "SCHEMA_VERSION", "new_id", "route_digits",
+    "RELAY_KINDS", "STATUS_RANK",
     "INBOUND_STATUSES", "OUTBOUND_STATUSES", "CALLBACK_STATUSES", "PRIORITIES",
     "DLR_DELIVERED", "DLR_UNDELIVERED", "DLR_QUEUED", "DLR_SMSC_ACK", "DLR_SMSC_REJECT",
     "REPORT_WINDOW", "MODEM_STALE", "HOUR", "DAY", "USAGE_TTL",
@@ -86,9 +90,9 @@ __all__ = [
 
 
 @raises_store_errors
-class Store(InboundMixin, OutboundMixin, ReportsMixin, CallbacksMixin, PoolMixin, ViewsMixin,
-            TalliesMixin, ReceiversMixin, RequeueMixin, RetentionMixin, UpkeepMixin, UssdMixin,
-            CallsMixin, Connections):
+class Store(InboundMixin, OutboundMixin, ReportsMixin, CallbacksMixin, PoolMixin, ClusterMixin,
+            ViewsMixin, TalliesMixin, ReceiversMixin, RequeueMixin, RetentionMixin, UpkeepMixin,
+            UssdMixin, CallsMixin, Connections):
     """SQLite queues shared by the bridge's threads. See the package docstring for the rules."""
 
     def __init__(self, path, *, timeout=30.0, clock=time.time):

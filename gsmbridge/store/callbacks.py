@@ -107,10 +107,12 @@ class CallbacksMixin:
 def _queue_callback(db, seq, type, text, now):
     """Queue a delivery-report callback for outbound message `seq` if it asked for this type
     (dlr_url set and type in dlr_mask). Part of the caller's transaction. True if queued."""
-    row = db.execute("SELECT id, recipient, sender, dlr_url, dlr_mask, sent_by, modem"
+    row = db.execute("SELECT id, recipient, sender, dlr_url, dlr_mask, sent_by, modem, origin"
                      " FROM outbound WHERE seq = ?", (seq,)).fetchone()
     if row is None or not row["dlr_url"] or not (row["dlr_mask"] & type):
         return False
+    if row["origin"] is not None:
+        return False        # another node accepted it: that node calls the dlr-url (cluster.py)
     db.execute("INSERT INTO callbacks (outbound_id, type, dlr_url, text, smsc, recipient, sender,"
                " event_at, next_attempt, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                (row["id"], type, row["dlr_url"], text, row["sent_by"] or row["modem"],

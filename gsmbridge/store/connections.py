@@ -14,8 +14,9 @@ from .schema import _MIGRATIONS, SCHEMA_VERSION, _split_sql
 
 log = logging.getLogger("gsmbridge.store")
 
-#: what a wake-up may be about: the queue that changed
-TOPICS = ("inbound", "outbound", "callbacks")
+#: what a wake-up may be about: the queue that changed ("sent": a message went out, its modem is
+#: free again)
+TOPICS = ("inbound", "outbound", "callbacks", "sent")
 
 
 class Connections:

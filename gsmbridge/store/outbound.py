@@ -65,7 +65,9 @@ class OutboundMixin:
             raise ValueError("priority must be %d to %d, not %d" % (*PRIORITIES, priority))
         now = self.clock()
         ids = [new_id() for _ in recipients]
+        usable = self._placing()            # in a cluster: which modems here can send (cluster.py)
         with self._write() as db:
+            idle = self._idle_modems(db, usable, now)
             db.executemany(
                 "INSERT INTO outbound (id, recipient, text, encoding, parts, modem, sender, dlr_url,"
                 " dlr_mask, next_attempt, created_at, route, priority)"
@@ -73,6 +75,7 @@ class OutboundMixin:
                 [(msg_id, number, text, encoding, int(parts), modem, sender, dlr_url,
                   int(dlr_mask or 0), now, now, self.route_of(number), priority)
                  for msg_id, number in zip(ids, recipients)])
+            self._place(db, ids, recipients, modem, idle)
         self.notify("outbound")
         return ids
 
@@ -185,8 +188,9 @@ class OutboundMixin:
             if values is not None:
                 claimed = self._claim_next(db, claim_next, now, values)
         self._forget_usage(row["sent_by"] or row["modem"])
-        if queued:
-            self.notify("callbacks")
+        # "sent" wakes what waits for this modem to be free (a cluster's intake, its status
+        # reports to relay); "callbacks" the delivery-report sender, when a callback was queued
+        self.notify(*(("callbacks", "sent") if queued else ("sent",)))
         return claimed
 
     def outbound_unclaim(self, id):
@@ -229,20 +233,21 @@ class OutboundMixin:
         """At start: messages left `sending` by a crash may or may not have left the modem.
 
         resend=True puts them back in the queue (at-least-once); resend=False marks them
-        `unknown` (at-most-once). Returns how many there were.
+        `unknown` (at-most-once). Returns how many there were. (A message another node of a
+        cluster sends is that node's to recover: its `sending` here is that node's report.)
         """
         now = self.clock()
         with self._write() as db:
             if resend:
                 count = db.execute(
                     "UPDATE outbound SET status = 'queued', next_attempt = ?, last_error ="
-                    " 'interrupted while sending; queued again' WHERE status = 'sending'",
-                    (now,)).rowcount
+                    " 'interrupted while sending; queued again' WHERE status = 'sending'"
+                    " AND relay IS NULL", (now,)).rowcount
             else:
                 count = db.execute(
                     "UPDATE outbound SET status = 'unknown', failed_at = ?, last_error ="
                     " 'interrupted while sending; it may or may not have gone out'"
-                    " WHERE status = 'sending'", (now,)).rowcount
+                    " WHERE status = 'sending' AND relay IS NULL", (now,)).rowcount
         if count:
             self.notify("outbound")
         return count

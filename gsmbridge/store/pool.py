@@ -63,7 +63,8 @@ class PoolMixin:
             if _routes_of(before) != _routes_of(pool):
                 db.create_function("gsmbridge_route", 1, self.route_of, deterministic=True)
                 count = db.execute("UPDATE outbound SET route = gsmbridge_route(recipient)"
-                                   " WHERE status IN ('queued', 'sending')").rowcount
+                                   " WHERE status IN ('queued', 'sending') AND relay IS NULL"
+                                   ).rowcount
                 log.info("store %s: routes changed; %d queued message(s) routed again",
                          self.path, count)
             orphans = db.execute(
@@ -91,6 +92,7 @@ class PoolMixin:
         for digits, _ in self._prefixes:
             values.add(self._route(digits))
         self._route_values = sorted(values)
+        self._use_cluster_prefixes()        # a cluster routes over this pool too (cluster.py)
         with self._usage_lock:
             self._usage.clear()
 

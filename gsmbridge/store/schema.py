@@ -8,7 +8,7 @@ gsmbridge is refused rather than misread.
 import sqlite3
 
 #: the schema version this code writes (PRAGMA user_version)
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 _SCHEMA_V1 = """
 CREATE TABLE inbound (
@@ -253,9 +253,66 @@ CREATE TABLE receivers (                              -- what the forwarders' re
 """ % ("\n".join(tally_seed_sql()),
        "\n".join(_tally_triggers(t, s) for t, s in TALLIED.items()))
 
+# A cluster of bridges on one broker (docs/cluster.md, store/cluster.py). On the node that
+# accepted a message: `relay` says it goes through the broker (NULL: one of this node's modems
+# sends it), `relayed_at` when the broker confirmed it, `node` the node whose modem sent it and
+# `report_seq` the newest status report applied. Its `route` then starts with "@", a value no
+# local route has, so this node's workers never take it. On the node that took a message from
+# the broker: `origin` is the node that accepted it; every change of its status (and every
+# pending status report) becomes a row of cluster_reports in the same transaction, by the
+# triggers below, for the relay to send back to the origin.
+_SCHEMA_V6 = """
+ALTER TABLE outbound ADD COLUMN origin TEXT;
+ALTER TABLE outbound ADD COLUMN relay TEXT;
+ALTER TABLE outbound ADD COLUMN relayed_at REAL;
+ALTER TABLE outbound ADD COLUMN node TEXT;
+ALTER TABLE outbound ADD COLUMN report_seq INTEGER;
+CREATE INDEX outbound_outbox ON outbound (seq) WHERE relay IS NOT NULL AND relayed_at IS NULL;
+CREATE TABLE cluster_reports (                        -- status reports owed to origin nodes
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,    -- the report's seq: newer is larger
+    outbound_id TEXT NOT NULL,
+    origin      TEXT NOT NULL,
+    status      TEXT NOT NULL,
+    modem       TEXT,
+    error       TEXT,
+    parts       INTEGER,
+    tp_st       INTEGER,                              -- the latest status report's TP-ST
+    reference   INTEGER,                              -- ... and its TP-MR
+    at          REAL NOT NULL
+);
+CREATE TABLE cluster_nodes (                          -- the nodes heard, with their heartbeats
+    node     TEXT PRIMARY KEY,
+    beat     TEXT NOT NULL,                           -- the last heartbeat, JSON
+    heard_at REAL NOT NULL                            -- when, on this node's clock
+);
+CREATE TRIGGER outbound_taken AFTER INSERT ON outbound WHEN NEW.origin IS NOT NULL
+BEGIN
+    INSERT INTO cluster_reports (outbound_id, origin, status, parts, at)
+    VALUES (NEW.id, NEW.origin, NEW.status, NEW.parts, (julianday('now') - 2440587.5) * 86400);
+END;
+CREATE TRIGGER outbound_status_changed AFTER UPDATE OF status ON outbound
+WHEN NEW.origin IS NOT NULL AND NEW.status != OLD.status
+BEGIN
+    INSERT INTO cluster_reports (outbound_id, origin, status, modem, error, parts, tp_st,
+                                 reference, at)
+    SELECT NEW.id, NEW.origin, NEW.status, NEW.sent_by, NEW.last_error, NEW.parts,
+           r.status, r.reference, (julianday('now') - 2440587.5) * 86400
+    FROM (SELECT 1) LEFT JOIN (SELECT status, reference FROM reports
+                               WHERE outbound_id = NEW.id ORDER BY id DESC LIMIT 1) AS r;
+END;
+CREATE TRIGGER report_pending AFTER UPDATE OF outbound_id ON reports
+WHEN NEW.outbound_id IS NOT NULL AND NEW.status BETWEEN 32 AND 63
+BEGIN
+    INSERT INTO cluster_reports (outbound_id, origin, status, modem, parts, tp_st, reference, at)
+    SELECT id, origin, status, sent_by, parts, NEW.status, NEW.reference,
+           (julianday('now') - 2440587.5) * 86400
+    FROM outbound WHERE id = NEW.outbound_id AND origin IS NOT NULL AND status = 'sent';
+END;
+"""
+
 #: schema version -> script taking the database from the version before to it
 _MIGRATIONS = {1: _SCHEMA_V1, 2: _SCHEMA_V2, 3: _SCHEMA_V3, 4: _SCHEMA_V4,
-               5: _SCHEMA_V5}
+               5: _SCHEMA_V5, 6: _SCHEMA_V6}
 
 
 def _split_sql(script):

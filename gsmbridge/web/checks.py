@@ -220,11 +220,20 @@ def pinned_modem(config, smsc):
     """The modem a message is pinned to, from Kannel's `smsc` (or the JSON API's): None (empty
     or not given: any modem may send it) or one of the configured modems' names; Refused(403)
     for any other name, with Kannel's words, because a message for a modem this bridge does not
-    have would wait forever. The name must match exactly, as Kannel's smsc-id does."""
+    have would wait forever. The name must match exactly, as Kannel's smsc-id does.
+    In a cluster, a modem of another node is as good as one of this node's."""
     smsc = (smsc or "").strip()
-    if smsc and smsc not in config.modem_names:
+    if smsc and not is_modem(config, smsc):
         raise Refused(403, NOT_ROUTABLE)
     return smsc or None
+
+
+def is_modem(config, name):
+    """Whether `name` is a modem messages may be pinned to: one of this bridge's, or in a
+    cluster one of another node's (as its heartbeats told the store)."""
+    if name in config.modem_names:
+        return True
+    return config.cluster is not None and served().store.knows_modem(name)
 
 
 def modem_of_sender(config, sender):

@@ -8,10 +8,10 @@ Whatever RapidSMS a deployment runs, it should reach the bridge with configurati
   add, with HTTP basic auth (``sendsms_user``/``sendsms_pass``). VumiBackend treats any answer
   but 200 as a failure and never retries, so the answer is 200 once the message is committed,
   with a JSON body shaped like the message Vumi's HTTP API returns.
-  A ``transport_name`` that is one of our modems' names pins the message to that modem, as
-  sendsms's ``smsc`` does. VumiBackend sends one when its ``sendsms_params`` has it, so a
-  backend per modem (each getting that modem's inbound through its [modem:NAME] url) answers
-  people from the SIM they wrote to. Any other value is the name of a Vumi transport from some
+  A ``transport_name`` that is one of our modems' names (in a cluster, any node's) pins the
+  message to that modem, as sendsms's ``smsc`` does. VumiBackend sends one when its
+  ``sendsms_params`` has it, so a backend per modem (each getting that modem's inbound through
+  its [modem:NAME] url) answers people from the SIM they wrote to. Any other value is the name of a Vumi transport from some
   other setup and is ignored, not refused: the message goes out through any modem. The
   answer's ``transport_name`` is the modem that will send the message when that is already
   known (it is pinned, or the bridge has one modem only), else null: in a pool, whichever modem
@@ -36,7 +36,7 @@ from flask import Blueprint, Response, request
 
 from gsmbridge.web.checks import (BASIC_CHALLENGE, MAX_IN_REPLY_TO, MAX_SENDER, Refused,
                                   add_outbound, check_numbers, check_unicode, count_parts,
-                                  credentials_ok, decode_text, form_bytes, json_object,
+                                  credentials_ok, decode_text, form_bytes, is_modem, json_object,
                                   json_request_body, json_response, log, log_accepted,
                                   parse_form, require_basic_auth, served)
 from gsmbridge.web.guard import changes_state
@@ -78,7 +78,7 @@ def vumi():
     rapidsms_id = metadata.get("rapidsms_msg_id") if isinstance(metadata, dict) else None
 
     transport = data.get("transport_name")
-    modem = transport if isinstance(transport, str) and transport in config.modem_names else None
+    modem = transport if isinstance(transport, str) and is_modem(config, transport) else None
 
     encoding, parts = count_parts(content, config.modem.max_parts)
     ids = add_outbound(store, numbers, content, encoding=encoding, parts=parts, sender=sender,
@@ -100,7 +100,7 @@ def vumi():
         "from_addr": sender,
         "content": content,
         "transport_name": modem or (config.modem.name if len(config.modem_names) == 1
-                                    else None),
+                                    and config.cluster is None else None),
         "transport_type": "sms",
         "timestamp": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f"),
         "helper_metadata": {},
