@@ -155,14 +155,26 @@ class Port:
         bytes).  True if something came; False at the timeout, or at a wake() if wakeable."""
         if self._serial is None:
             raise ModemGone("%s is not open" % self.url)
-        if self._fds is not None:
-            return self._read_direct(timeout, wakeable)
         deadline = time.monotonic() + max(timeout, 0.0)
         if self._engine.partial:                # a USSD menu's lines: wait for the rest, briefly
             if time.monotonic() - self._last_data >= USSD_JOIN_WAIT:
                 self._engine.release_partial()
                 return True
             deadline = min(deadline, self._last_data + USSD_JOIN_WAIT)
+        if self._fds is not None:
+            came = self._read_direct(deadline, wakeable)
+        else:
+            came = self._read_serial(deadline, wakeable)
+        if came:
+            self._last_data = time.monotonic()
+            return True
+        if self._engine.partial and time.monotonic() - self._last_data >= USSD_JOIN_WAIT:
+            self._engine.release_partial()
+            return True
+        return False
+
+    def _read_serial(self, deadline, wakeable):
+        """read() through pyserial (a URL handler: socket://, rfc2217://, ...)."""
         while True:
             try:
                 waiting = self._serial.in_waiting
@@ -171,12 +183,8 @@ class Port:
                 self._gone(exc)
             if data:
                 self._engine.receive_data(data)
-                self._last_data = time.monotonic()
                 return True
             if time.monotonic() >= deadline or (wakeable and self._woken):
-                if self._engine.partial and time.monotonic() - self._last_data >= USSD_JOIN_WAIT:
-                    self._engine.release_partial()
-                    return True
                 return False
 
     def _paced_wait(self, deadline):
@@ -197,10 +205,9 @@ class Port:
         if pause > 0.0005:
             time.sleep(pause)
 
-    def _read_direct(self, timeout, wakeable):
+    def _read_direct(self, deadline, wakeable):
         """read() on the descriptors: one select, then everything that has come."""
         fd, cancel = self._fds
-        deadline = time.monotonic() + max(timeout, 0.0)
         if not (wakeable and self._woken):
             self._paced_wait(deadline)
         while True:
