@@ -8,7 +8,6 @@ setup(
     long_description_content_type="text/markdown",
     packages=find_packages(include=["gsmbridge", "gsmbridge.*"]),
     package_data={"gsmbridge.web": ["templates/*.html"]},  # the status page
-    python_requires=">=3.9",
     python_requires=">=3.10",
     install_requires=[
         "pyserial>=3.5",
@@ -17,6 +16,9 @@ setup(
         "waitress>=2.1",
         "supervisor>=4.2",
         "prometheus_client>=0.17",
+        # [cluster]: several hosts over the broker a Celery deployment runs (RabbitMQ, Redis)
+        "kombu>=5.3",
+        "redis>=4.5.2,<9",
     ],
     extras_require={
         "test": [
@@ -34,6 +36,7 @@ setup(
             "django-tables2==3.0.1",
             "schemathesis>=4.0",   # fuzzes the HTTP API against its OpenAPI document
             "selenium>=4.11",      # drives Debian's chromium for the status page test
+            "phonenumbers>=8.13",  # the RapidPro test's courier reads senders as courier does
         ],
     },
     entry_points={"console_scripts": ["gsmbridge = gsmbridge.cli:main"]},

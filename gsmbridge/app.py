@@ -1,11 +1,15 @@
-"""Wiring: builds the store, the modem workers, the forwarders and the web server from a Config,
-runs them, and stops them in order on SIGTERM/SIGINT.
+"""Wiring: builds the store, the modem workers, the forwarders, the upkeep and the web server from
+a Config, runs them, and stops them in order on SIGTERM/SIGINT.
 
 A pool of modems is one worker thread per modem, all pulling from the one store: the store's
 routing (next_outbound, set_pool) decides which modem sends what. Inbound goes to RapidSMS
 through one forwarder per receiver URL: [rapidsms] url, and each distinct [modem:NAME] url.
 Delivery-report callbacks may reach those receivers' origins besides public addresses and
 [http] callback_allow (`callback_guard`).
+
+Each modem's worker also runs the SIM's services (worker/services.py: USSD from the HTTP API, the
+balance watch, calls); a modem with a call_url has its calls posted by one CallPoster thread
+(gsmbridge/calls.py).
 
 Stopping order matters: first the HTTP server stops taking new messages, then the worker finishes the
 SMS in flight and the forwarder the request in flight, then the store closes. Anything not finished
@@ -17,15 +21,19 @@ import os
 import signal
 import threading
 import time
-import urllib.parse
 
+from gsmbridge.calls import CallPoster
+from gsmbridge.config import sim_options
 from gsmbridge.dlr import DlrSender
 from gsmbridge.forwarder import Forwarder
+from gsmbridge.housekeeping import Housekeeper
 from gsmbridge.httpserver import HttpServer, ensure_open_files
+from gsmbridge.jsonlog import Fields
 from gsmbridge.safeurl import CallbackGuard
 from gsmbridge.store import Store
 from gsmbridge.web import create_app
 from gsmbridge.worker import EXIT_WATCHDOG, ModemWorker
+from gsmbridge.worker.services import SimServices
 
 log = logging.getLogger("gsmbridge")
 
@@ -37,15 +45,10 @@ RECEIVE_MODES = {"auto": "auto", "cmt": "routed", "cmti": "stored", "poll": "sto
 STOP_GRACE = 12.0
 
 
-def parse_sim_url(port):
-    """`sim://?control=127.0.0.1:13014&baud=115200` -> options for the built-in simulated modem."""
-    query = urllib.parse.parse_qs(urllib.parse.urlsplit(port).query)
-    options = {}
-    if "control" in query:
-        options["control"] = query["control"][-1]
-    if "baud" in query:
-        options["baudrate"] = int(query["baud"][-1])
-    return options
+def parse_sim_url(port, simulate=None):
+    """`sim://?control=127.0.0.1:13014&baud=115200` (and [modem] simulate) -> the options of the
+    built-in simulated modem (config.SIM_OPTIONS), as start_simulator takes them."""
+    return sim_options(port, simulate)
 
 
 class InboundView:
@@ -118,7 +121,9 @@ class Bridge:
             store = self.store if modems is None else InboundView(self.store, modems)
             forwarder = Forwarder(store, url=url, style=rs.style, timeout=rs.timeout,
                                   identity_name=rs.identity_name, text_name=rs.text_name,
-                                  backoff_cap=rs.retry_cap)
+                                  backoff_cap=rs.retry_cap,
+                                  numbers={name: m.number for name, m in config.modems.items()
+                                           if m.number})
             self.forwarders.append(forwarder)
             self.forwarder_threads.append(threading.Thread(
                 target=forwarder.run, args=(self.stopping,), daemon=True,
@@ -130,6 +135,17 @@ class Bridge:
                                     backoff_cap=rs.retry_cap, guard=callback_guard(config))
         self.dlr_thread = threading.Thread(target=self.dlr_sender.run, args=(self.stopping,),
                                            name="dlr", daemon=True)
+        self.housekeeper = Housekeeper(self.store, keep_days=config.store.keep_days,
+                                       interval=config.store.upkeep_interval)
+        self.upkeep_thread = threading.Thread(target=self.housekeeper.run,
+                                              args=(self.stopping,), name="upkeep", daemon=True)
+        call_urls = {name: m.call_url for name, m in config.modems.items() if m.call_url}
+        self.call_poster = self.call_thread = None
+        if call_urls:
+            self.call_poster = CallPoster(self.store, urls=call_urls, timeout=rs.timeout,
+                                          backoff_cap=rs.retry_cap)
+            self.call_thread = threading.Thread(target=self.call_poster.run,
+                                                args=(self.stopping,), name="calls", daemon=True)
         self.server = self._make_server()
 
     def _make_worker(self, name, cfg):
@@ -139,7 +155,8 @@ class Bridge:
 
             link = os.path.join(os.path.dirname(os.path.abspath(self.config.store.path)),
                                 "sim-%s.tty" % name)
-            simulator = self.simulators[name] = start_simulator(link, **parse_sim_url(port))
+            simulator = self.simulators[name] = start_simulator(
+                link, **parse_sim_url(port, cfg.simulate))
             log.info("modem=%s simulated modem at %s%s", name, link,
                      " control %s" % simulator.control_url if simulator.control_url else "",
                      extra={"modem": name})
@@ -150,15 +167,20 @@ class Bridge:
 
             return GsmModem(port, baudrate=cfg.baudrate, pin=cfg.pin, smsc=cfg.smsc,
                             receive_mode=RECEIVE_MODES[cfg.receive],
-                            command_timeout=cfg.command_timeout, send_timeout=cfg.send_timeout)
+                            command_timeout=cfg.command_timeout, send_timeout=cfg.send_timeout,
+                            ussd_encoding=cfg.ussd_encoding, ussd_timeout=cfg.ussd_timeout)
 
+        services = SimServices(name, self.store,
+                               log=Fields(logging.getLogger("gsmbridge.worker"), {"modem": name}),
+                               balance_code=cfg.balance_code, balance_pattern=cfg.balance_pattern,
+                               balance_every=cfg.balance_every, post_calls=bool(cfg.call_url))
         bridge = self.config.bridge
         return ModemWorker(name, self.store, open_modem, max_parts=cfg.max_parts,
                            status_reports=cfg.status_reports, sweep_interval=cfg.sweep_interval,
                            reassembly_timeout=bridge.reassembly_timeout, send_rate=cfg.send_rate,
                            reset_command=cfg.reset_command,
                            watchdog_exit_after=cfg.watchdog_exit_after,
-                           on_giveup=self._watchdog_gave_up)
+                           on_giveup=self._watchdog_gave_up, services=services)
 
     def _watchdog_gave_up(self, worker):
         """A modem that no recovery brought back: stop, and exit EXIT_WATCHDOG for the
@@ -180,11 +202,15 @@ class Bridge:
         if recovered:
             log.warning("%d message(s) were being sent when the bridge last stopped: %s", recovered,
                         "queued again" if self.config.bridge.resend_unconfirmed else "marked unknown")
+        self.store.forget_receivers()   # the forwarders know nothing of them yet
         for worker in self.workers:
             worker.start()
         for thread in self.forwarder_threads:
             thread.start()
         self.dlr_thread.start()
+        self.upkeep_thread.start()
+        if self.call_thread is not None:
+            self.call_thread.start()
         self.server_thread = threading.Thread(target=self._serve, name="http", daemon=True)
         self.server_thread.start()
         log.info("listening on http://%s/", self.address)
@@ -213,7 +239,9 @@ class Bridge:
         for worker in self.workers:
             worker.stop()
         self.store.notify()
-        threads = [self.server_thread, *self.workers, *self.forwarder_threads, self.dlr_thread]
+        threads = [self.server_thread, *self.workers, *self.forwarder_threads, self.dlr_thread,
+                   self.upkeep_thread,
+                   *([self.call_thread] if self.call_thread is not None else [])]
         for thread in threads:
             thread.join(max(0.0, deadline - time.monotonic()))
         for worker in self.workers:

@@ -54,6 +54,7 @@ class ConfigError(ValueError):
 class ModemConfig:
     port: str
     name: str = "modem"
+    number: str | None = None
     baudrate: int = 115200
     pin: str | None = None
     smsc: str | None = None
@@ -61,7 +62,7 @@ class ModemConfig:
     sweep_interval: float = 60.0
     command_timeout: float = 10.0
     send_timeout: float = 90.0
-    max_parts: int = 10
+    max_parts: int = 27
     status_reports: bool = False
     send_rate: float = 0.0
     reset_command: str | None = None
@@ -71,11 +72,26 @@ class ModemConfig:
     daily_cap: int = 0
     hourly_cap: int = 0
     url: str | None = None
+    # the SIM's services: USSD, the balance watch, calls; the simulated modem's options
+    ussd_encoding: str = "auto"
+    ussd_timeout: float = 30.0
+    balance_code: str | None = None
+    balance_pattern: str | None = None
+    balance_every: float = 21600.0
+    low_balance: float | None = None
+    call_url: str | None = None
+    simulate: str | None = None
 
     @property
     def simulated(self):
         """True when port is sim://: the bridge runs its own simulated modem."""
         return self.port.startswith("sim://")
+
+    @property
+    def simulator_options(self):
+        """The simulated modem's options, from the sim:// query and `simulate`, as keyword
+        arguments of simulator.runner.start_simulator ({} for a real modem)."""
+        return sim_options(self.port, self.simulate) if self.simulated else {}
 
 
 @dataclass(frozen=True)
@@ -94,6 +110,9 @@ class HttpConfig:
     idle_timeout: float = 15.0
     connections: int = 1000
     connections_per_client: int = 100
+    #: names the bridge is reached by besides its listen address (a reverse proxy's), each
+    #: "name" (any port) or "name:port", lowercased: the Host header check (web/guard.py)
+    hosts: tuple = ()
 
     @property
     def host(self):
@@ -121,6 +140,10 @@ class RapidSMSConfig:
 @dataclass(frozen=True)
 class StoreConfig:
     path: str = "var/gsmbridge.sqlite3"
+    # finished messages (delivered, sent) older than this many days are pruned; 0: never
+    keep_days: float = 30.0
+    # seconds between the running bridge's upkeep passes (pruning, statistics)
+    upkeep_interval: float = 3600.0
 
 
 @dataclass(frozen=True)
@@ -147,7 +170,7 @@ SECTIONS = {
 #: keys whose values never appear in check-config's output
 SECRETS = {("modem", "pin"), ("http", "password")}
 #: keys holding URLs, shown through mask_url (a query may carry a password)
-URLS = {("modem", "url"), ("rapidsms", "url")}
+URLS = {("modem", "url"), ("rapidsms", "url"), ("modem", "call_url")}
 
 
 @dataclass(frozen=True)
@@ -316,6 +339,37 @@ def _host_port(raw):
     return raw
 
 
+#: one DNS label (RFC 1123): letters, digits and inner hyphens
+_LABEL = r"(?!-)[a-z0-9-]{1,63}(?<!-)"
+
+
+def _hosts(raw):
+    """Host names, separated by spaces or commas: `sms.example.org gsm.lan:8080`. Each is a DNS
+    name, an IPv4 address or an [IPv6] address, with an optional port; what a browser would put
+    in the Host header, so no scheme, path or wildcard."""
+    hosts = []
+    for entry in (e for e in re.split(r"[\s,]+", raw.lower()) if e):
+        match = re.fullmatch(r"(\[[0-9a-f:.]+\]|[^:\[\]]+)(?::([0-9]{1,5}))?", entry)
+        name = match and match.group(1)
+        if name and name.startswith("["):
+            try:
+                address6 = ipaddress.IPv6Address(name[1:-1])
+                name, ok = "[%s]" % address6.compressed, True   # as a browser writes it
+            except ValueError:
+                ok = False
+        else:
+            ok = bool(name and len(name) <= 253
+                      and re.fullmatch(r"%s(\.%s)*" % (_LABEL, _LABEL), name))
+        if ok and match.group(2) is not None and not 1 <= int(match.group(2)) <= 65535:
+            ok = False
+        if not ok:
+            raise ValueError("%r is not a host name or host:port as a browser sends it in the "
+                             "Host header (such as sms.example.org, sms.example.org:8443 or "
+                             "[2001:db8::1]:13013; no scheme, path or wildcard)" % entry)
+        hosts.append(name if match.group(2) is None else "%s:%d" % (name, int(match.group(2))))
+    return tuple(dict.fromkeys(hosts))
+
+
 def is_loopback(host):
     """True for 'localhost' and any loopback address (127.0.0.0/8, ::1)."""
     if host.lower() == "localhost":
@@ -327,13 +381,24 @@ def is_loopback(host):
 
 
 def _serial_port(raw):
-    """A device path, a COMn name, a pyserial URL (socket://, rfc2217://, loop://...) or sim://."""
+    """A device path, a COMn name, a pyserial URL (socket://, rfc2217://, loop://...), sim://, or
+    imei:<IMEI>[@<glob>] (the serial port whose modem has that IMEI)."""
     if raw.startswith("/") or re.fullmatch(r"(?i)COM[0-9]+|\\\\\.\\COM[0-9]+", raw):
+        return raw
+    if raw.startswith("imei:"):
+        match = re.fullmatch(r"imei:([0-9]{14,17})(?:@(\S+))?", raw)
+        if not match:
+            raise ValueError("%r: imei: takes the modem's IMEI (15 digits, as AT+CGSN gives it) "
+                             "and optionally @ and the paths to try, e.g. "
+                             "imei:356938035643809@/dev/ttyUSB*" % raw)
+        if match.group(2) and not match.group(2).startswith("/"):
+            raise ValueError("%r: the paths after @ are an absolute glob such as /dev/ttyUSB*"
+                             % raw)
         return raw
     scheme, sep, rest = raw.partition("://")
     if not sep:
         raise ValueError("%r is not a device path (/dev/...), a pyserial URL (socket://, "
-                         "rfc2217://, loop://) or sim://" % raw)
+                         "rfc2217://, loop://), imei:<IMEI> or sim://" % raw)
     if scheme not in SERIAL_URL_SCHEMES:
         raise ValueError("%r: unknown scheme %s:// (known: %s)"
                          % (raw, scheme, ", ".join(s + "://" for s in SERIAL_URL_SCHEMES)))
@@ -345,26 +410,111 @@ def _serial_port(raw):
 
 
 def _sim_url(raw):
-    """sim://[?control=host:port][&baud=N]. The control API has no authentication: loopback only."""
+    """sim://[?name=value&...], the options of SIM_OPTIONS (control, baud, and the simulated
+    SIM's). The control API has no authentication: loopback only."""
     parts = urllib.parse.urlsplit(raw)
     if parts.netloc or parts.path not in ("", "/"):
-        raise ValueError("%r: sim:// takes only ?control=host:port and &baud=N" % raw)
+        raise ValueError("%r: sim:// takes only options after '?', such as ?control=host:port"
+                         % raw)
     try:
         query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True, strict_parsing=True)
     except ValueError:
         query = None if parts.query else []
     if query is None:
         raise ValueError("%r: cannot read the query after sim://" % raw)
-    for key, value in query:
-        if key == "control":
-            host, _ = _split_host_port(value)
-            if not is_loopback(host):
-                raise ValueError("%r: the simulator's control API has no authentication; "
-                                 "give it a loopback address such as 127.0.0.1:13014" % raw)
-        elif key == "baud":
-            _int(1)(value)
-        else:
-            raise ValueError("%r: unknown sim:// option %r (known: control, baud)" % (raw, key))
+    _sim_values(query, raw, "sim://")
+
+
+def _sim_values(pairs, raw, where):
+    """[(name, value)] of simulator options -> {start_simulator keyword: typed value}."""
+    out = {}
+    for key, value in pairs:
+        if key not in SIM_OPTIONS:
+            raise ValueError("%r: unknown %s option %r (known: %s)"
+                             % (raw, where, key, ", ".join(SIM_OPTIONS)))
+        check, keyword = SIM_OPTIONS[key]
+        try:
+            out[keyword] = check(value)
+        except ValueError as exc:
+            raise ValueError("%r: %s: %s" % (raw, key, exc)) from None
+    return out
+
+
+def _simulate(raw):
+    """`simulate`: the simulated modem's options as name=value pairs separated by spaces, e.g.
+    `control=127.0.0.1:13014 ussd_style=packed balance=12.5`."""
+    pairs = []
+    for item in raw.split():
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError("%r is not name=value (e.g. control=127.0.0.1:13014)" % item)
+        pairs.append((name, value))
+    _sim_values(pairs, raw, "simulate")
+    return raw
+
+
+def sim_options(port, simulate=None):
+    """The simulated modem's options from a sim:// port and the `simulate` key, as keyword
+    arguments of simulator.runner.start_simulator. ValueError for a bad or repeated option."""
+    query = urllib.parse.parse_qsl(urllib.parse.urlsplit(port).query, keep_blank_values=True)
+    options = _sim_values(query, port, "sim://")
+    more = _sim_values([item.partition("=")[::2] for item in (simulate or "").split()],
+                       simulate, "simulate")
+    for keyword in set(options) & set(more):
+        raise ValueError("%s is given both in port and in simulate" % keyword)
+    options.update(more)
+    return options
+
+
+def _loopback_control(value):
+    host, _ = _split_host_port(value)
+    if not is_loopback(host):
+        raise ValueError("the simulator's control API has no authentication; give it a "
+                         "loopback address such as 127.0.0.1:13014")
+    return value
+
+
+def _digits(low, high):
+    def check(raw):
+        if not re.fullmatch(r"[0-9]{%d,%d}" % (low, high), raw):
+            raise ValueError("%r is not %d to %d digits" % (raw, low, high))
+        return raw
+    return check
+
+
+def _sim_number(raw):
+    if not re.fullmatch(r"\+?[0-9]{3,20}", raw):
+        raise ValueError("%r is not a phone number such as +255712345678" % raw)
+    return raw
+
+
+def _sim_word(raw):
+    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,32}", raw):
+        raise ValueError("%r is not a word of letters and digits" % raw)
+    return raw
+
+
+#: the simulated modem's options (sim://?name=value or `simulate = name=value ...`):
+#: name -> (check, keyword of simulator.runner.start_simulator)
+SIM_OPTIONS = {
+    "control": (_loopback_control, "control"),
+    "baud": (_int(1), "baudrate"),
+    "pin": (_digits(4, 8), "pin"),
+    "imei": (_digits(14, 16), "imei"),
+    "imsi": (_digits(6, 15), "imsi"),
+    "iccid": (_digits(18, 20), "iccid"),
+    "own_number": (_sim_number, "own_number"),
+    "manufacturer": (_sim_word, "manufacturer"),
+    "model": (_sim_word, "model"),
+    "ussd_style": (_choice("text", "ucs2", "packed"), "ussd_style"),
+    "ussd_early": (_bool, "ussd_early"),
+    "ussd_delay": (_float(0, 600), "ussd_delay"),
+    "ussd_session_timeout": (_float(0, 3600), "ussd_session_timeout"),
+    "balance": (_float(-1e11, 1e11), "balance"),
+    "currency": (_sim_word, "currency"),
+    "ring_interval": (_float(0.1, 60), "ring_interval"),
+    "rings": (_int(1, 100), "rings"),
+}
 
 
 def _routes(raw):
@@ -375,6 +525,39 @@ def _routes(raw):
             raise ValueError("%r is not a number prefix (an optional + and 1 to 20 digits)"
                              % prefix)
     return tuple(dict.fromkeys(prefixes))
+
+
+def _ussd_code(raw):
+    """A USSD service code: what a phone's keypad can dial (*102#, *100*1#, #123#)."""
+    if not re.fullmatch(r"[0-9*#+]{1,40}", raw) or not re.search(r"[*#]", raw):
+        raise ValueError("%r is not a USSD code such as *102# (digits, * and #)" % raw)
+    return raw
+
+
+def _regex(raw):
+    """A regular expression with at most one group (the amount); its syntax is checked now."""
+    try:
+        pattern = re.compile(raw)
+    except re.error as exc:
+        raise ValueError("%r is not a regular expression: %s" % (raw, exc)) from None
+    if pattern.groups > 1:
+        raise ValueError("%r has %d groups; give one, around the amount" % (raw, pattern.groups))
+    return raw
+
+
+_UNITS = {"s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400}
+
+
+def _duration(low):
+    """Seconds, or a number with a unit: 90, 30m, 6h, 1d."""
+    def check(raw):
+        match = re.fullmatch(r"([0-9]+(?:\.[0-9]+)?)\s*(s|m|min|h|d)?", raw.strip().lower())
+        if not match:
+            raise ValueError("%r is not a duration such as 6h, 30m or 3600 (seconds)" % raw)
+        value = float(match.group(1)) * _UNITS[match.group(2) or "s"]
+        _in_range(value, low, None)
+        return value
+    return check
 
 
 def _at_command(raw):
@@ -398,6 +581,14 @@ def _http_url(raw):
     return raw
 
 
+def _keep_days(raw):
+    value = _float(0)(raw)
+    if 0 < value < 1:
+        raise ValueError("%s is too small: 0 (keep every message) or at least 1 (status reports "
+                         "for a sent message come for days)" % raw)
+    return value
+
+
 def _callback_allow(raw):
     """Networks and host:port pairs, separated by spaces or commas: `10.0.0.0/8 127.0.0.1:8001`."""
     entries = tuple(dict.fromkeys(e for e in re.split(r"[\s,]+", raw) if e))
@@ -417,6 +608,7 @@ CHECKS = {
     "modem": {
         "port": _serial_port,
         "name": _name,
+        "number": _phone_number,
         "baudrate": _int(1),
         "pin": _pin,
         "smsc": _phone_number,
@@ -434,6 +626,14 @@ CHECKS = {
         "daily_cap": _int(0),
         "hourly_cap": _int(0),
         "url": _http_url,
+        "ussd_encoding": _choice("auto", "text", "packed", "ucs2"),
+        "ussd_timeout": _float(5, 120),
+        "balance_code": _ussd_code,
+        "balance_pattern": _regex,
+        "balance_every": _duration(60),
+        "low_balance": _float(),
+        "call_url": _http_url,
+        "simulate": _simulate,
     },
     "http": {
         "listen": _host_port,
@@ -449,16 +649,18 @@ CHECKS = {
         "idle_timeout": _float(1, 3600),
         "connections": _int(1, 100000),
         "connections_per_client": _int(0),
+        "hosts": _hosts,
     },
     "rapidsms": {
         "url": _http_url,
-        "style": _choice("kannel", "http", "json", "vumi", "httprouter"),
+        "style": _choice("kannel", "http", "json", "vumi", "httprouter", "rapidpro"),
         "identity_name": _param_name,
         "text_name": _param_name,
         "timeout": _float(above=0),
         "retry_cap": _float(above=0),
     },
-    "store": {"path": _store_path},
+    "store": {"path": _store_path, "keep_days": _keep_days,
+              "upkeep_interval": _float(60)},
     "bridge": {
         "resend_unconfirmed": _bool,
         "reassembly_timeout": _float(above=0),
@@ -564,9 +766,23 @@ def _build_section(section, values):
     return kwargs
 
 
+#: the path of a receive URL of RapidPro's courier for a Kannel channel (TextIt's included)
+COURIER_RECEIVE = re.compile(r"/c/kn/[0-9A-Fa-f]{8}(-[0-9A-Fa-f]{4}){3}-[0-9A-Fa-f]{12}"
+                             r"/receive/?")
+
+
 def _check_slash(section, url, style, warnings):
+    """Warnings for a receiver URL that its style's receiver will not take as it is."""
+    path = urllib.parse.urlsplit(url).path
+    if style == "rapidpro":
+        # courier routes /c/kn/<channel uuid>/receive with or without a trailing slash
+        if not COURIER_RECEIVE.search(path):
+            warnings.append("[%s] url: %r is not a RapidPro receive URL; courier's Kannel "
+                            "channel receives at https://<host>/c/kn/<channel uuid>/receive"
+                            % (section, mask_url(url)))
+        return
     # httprouter's /router/receive matches with or without a slash; the backend views need one
-    if style != "httprouter" and not urllib.parse.urlsplit(url).path.endswith("/"):
+    if style != "httprouter" and not path.endswith("/"):
         warnings.append("[%s] url: %r does not end with '/'; RapidSMS's backend views "
                         "need the trailing slash (Django answers a redirect or 404 without it)"
                         % (section, mask_url(url)))
@@ -574,10 +790,11 @@ def _check_slash(section, url, style, warnings):
 
 def _build_modems(sections, style, warnings):
     """The pool, in the file's order: [modem] (named by its name key) and [modem:NAME]
-    sections. Two modems may not share a name, a serial port or a simulator's control address,
-    and all must take the same longest message (max_parts: the HTTP API checks against it)."""
+    sections. Two modems may not share a name, a number (a sendsms `from` naming it pins a
+    message to its modem), a serial port or a simulator's control address, and all must take
+    the same longest message (max_parts: the HTTP API checks against it)."""
     names = [s for s in sections if _kind(s) == "modem"] or ["modem"]
-    modems, seen_names, seen_ports = [], {}, {}
+    modems, seen_names, seen_ports, seen_numbers = [], {}, {}, {}
     for section in names:
         kwargs = _build_section(section, sections.get(section, {}))
         if section != "modem":
@@ -592,7 +809,16 @@ def _build_modems(sections, style, warnings):
             raise ConfigError(section, "name" if section == "modem" else None,
                               "the modem name %r is [%s]'s too; every modem needs its own "
                               "(it is the smsc name in sendsms)" % (modem.name, other))
-        for port in _port_identities(modem.port):
+        if modem.number:
+            other = seen_numbers.setdefault(re.sub(r"^(\+|00)", "", modem.number), section)
+            if other != section:
+                raise ConfigError(section, "number", "%r is [%s]'s too: every SIM has its own "
+                                  "number" % (modem.number, other))
+        try:
+            identities = _port_identities(modem.port, modem.simulate)
+        except ValueError as exc:
+            raise ConfigError(section, "simulate", str(exc)) from None
+        for port in identities:
             other = seen_ports.setdefault(port, section)
             if other != section:
                 raise ConfigError(section, "port", "%r is [%s]'s too: one serial port (or "
@@ -608,19 +834,31 @@ def _build_modems(sections, style, warnings):
                             "and go again" % (section, modem.send_timeout))
         if modem.url:
             _check_slash(section, modem.url, style, warnings)
+        if modem.simulate and not modem.simulated:
+            raise ConfigError(section, "simulate", "is for the simulated modem (port = sim://); "
+                              "remove it for a real one")
+        if modem.simulated:
+            try:
+                sim_options(modem.port, modem.simulate)
+            except ValueError as exc:
+                raise ConfigError(section, "simulate", str(exc)) from None
+        if modem.low_balance is not None and not modem.balance_code:
+            warnings.append("[%s] low_balance: set without balance_code, so the balance is "
+                            "never checked" % section)
         modems.append(modem)
     return modems
 
 
-def _port_identities(port):
-    """What two modems may not share: a device (symlinks resolved) or a simulator's control
-    address (a sim:// without one gets a link of its own)."""
+def _port_identities(port, simulate=None):
+    """What two modems may not share: a device (symlinks resolved), an IMEI, or a simulator's
+    control address (a sim:// without one gets a link of its own)."""
     if port.startswith("sim://"):
-        query = urllib.parse.parse_qs(urllib.parse.urlsplit(port).query)
-        control = query.get("control", [None])[-1]
+        control = sim_options(port, simulate).get("control")
         if control and not control.endswith(":0"):
             return ["sim-control:" + control]
         return []
+    if port.startswith("imei:"):
+        return ["imei:" + port[5:].partition("@")[0]]
     if port.startswith("/"):
         return [os.path.realpath(port)]
     if port == "loop://":

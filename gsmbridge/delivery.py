@@ -4,16 +4,21 @@ share.
 Both move rows of a store queue to an HTTP receiver, one thread each, and both follow the same
 rules, so an operator learns them once:
 
-- 2xx: done.  4xx: refused for good (kept as failed, logged, never retried), but 408, 425 and 429,
-  which say "try later".  Anything else (5xx, a redirect, a timeout, a refused connection) is
-  retried with capped exponential backoff (gsmbridge.backoff, +-10% jitter under a hard cap),
-  without end: a message is worth more than a request.
+- 2xx: done.  A 4xx that judges the request itself (400, 422, 413, ...: see `classify`) is a
+  refusal for good: kept as failed, logged, never retried (an operator can requeue it).  A 4xx
+  that says the receiver is not there (401, 403, 404, 405, 410, ...: a wrong URL, a deploy under
+  way, credentials no longer taken) is no message's fault: retried.  So are 408, 425 and 429
+  ("try later"), and anything else (5xx, a redirect, a timeout, a refused connection), with
+  capped exponential backoff (gsmbridge.backoff, +-10% jitter under a hard cap), without end: a
+  message is worth more than a request.
 - A redirect is never followed: a receiver answering 302 to a login page that answers 200 has not
   taken anything.  It is retried and logged with where it pointed (masked).
 - Only the start of an answer is read (`answer_limit` bytes): a receiver answering 100 MB costs
   no memory.
-- A receiver that cannot be reached at all (a refused connection, a timeout) is put on hold for
-  the same backoff, so an outage costs one probe per backoff, not one request per waiting row.
+- A receiver that cannot be reached at all (a refused connection, a timeout) or that is not
+  there is put on hold for the same backoff, so an outage costs one probe per backoff, not one
+  request per waiting row.  Each change in what a receiver's answers say is passed to
+  `receiver_state` (the forwarder keeps it in the store, for /health).
 - What reaches logs, the store and the screen never carries credentials nor a query string's
   values (they hold passwords, phone numbers and message text): `mask_url` is the one function
   that masks a URL, everywhere one is logged or printed; `describe_error` for exceptions.
@@ -34,6 +39,23 @@ from gsmbridge.safeurl import mask_url
 
 #: 4xx statuses that mean "not now" rather than "never"
 RETRYABLE_4XX = frozenset({408, 425, 429})
+#: 4xx statuses that say the receiver is not there, whatever the message: no such page (404,
+#: 410), no such method there (405), not let in (401, 403, 407 from a proxy), not this server
+#: (421), not over this protocol (426). What a deploy, a moved URL or a changed password give.
+NOT_THERE_4XX = frozenset({401, 403, 404, 405, 407, 410, 421, 426})
+
+
+def classify(status):
+    """What an HTTP status says of a delivery: "delivered" (2xx), "refused" (a 4xx about the
+    request itself: 400, 422, 413, 414, 415, ...; kept as failed), "not there" (NOT_THERE_4XX:
+    held and retried) or "retry" (1xx, 3xx, RETRYABLE_4XX, 5xx, anything else)."""
+    if 200 <= status < 300:
+        return "delivered"
+    if status in NOT_THERE_4XX:
+        return "not there"
+    if 400 <= status < 500 and status not in RETRYABLE_4XX:
+        return "refused"
+    return "retry"
 
 #: how much a retry's wait is spread either way (under the cap), so rows that failed together
 #: are not all offered again in the same pass
@@ -115,6 +137,7 @@ class Sender:
         self._session = session
         self.log = logger
         self.holds = {}   # target -> [hold until (epoch), consecutive unreachable tries]
+        self.states = {}  # target -> (state, status) as last passed to receiver_state
         self._stop = None
         self._drained = False     # the last pass offered every row that was due
 
@@ -201,6 +224,12 @@ class Sender:
         except LookupError:     # a charset Python does not know
             return data.decode("utf-8", "replace")
 
+    def receiver_state(self, target, state, status, error):
+        """What the receiver's answers say changed: "up" (it takes rows, or refuses one for a
+        reason of the row's own), "failing" (it answers but takes nothing: 5xx, 3xx, "try
+        later"), "not there" (NOT_THERE_4XX) or "not answering"; status is the HTTP status
+        (None without an answer), error what was kept with the row. Nothing by default."""
+
     # -- the loop ------------------------------------------------------------------------------
 
     def run(self, stop_event):
@@ -259,7 +288,8 @@ class Sender:
 
     def deliver(self, row):
         """Make one request and keep its outcome. Returns "delivered", "failed" (refused for
-        good), "retry" or "unreachable"."""
+        good), "retry" or "unreachable" (retried, and its receiver held: not answering, or not
+        there)."""
         attempt = row["attempts"] + 1
         started = time.monotonic()
         try:
@@ -276,20 +306,29 @@ class Sender:
             return self.unusable(row, attempt, describe_error(exc))
         elapsed = time.monotonic() - started
         target = self.target(row)
-        self.holds.pop(target, None)
         status = resp.status_code
-        if 200 <= status < 300:
+        outcome = classify(status)
+        if outcome == "delivered":
+            self.holds.pop(target, None)
             self.mark_delivered(row, body)
+            self._observe(target, "up", None, None)
             self.log.info("%s %s: HTTP %d, attempt %d, %.2fs", self.describe(row), self.done,
                           status, attempt, elapsed, extra=self.fields(row))
             return "delivered"
         excerpt = body[:self.body_excerpt]
-        if 400 <= status < 500 and status not in RETRYABLE_4XX:
+        if outcome == "not there":
+            return self._hold(row, attempt, "HTTP %d: %s" % (status, excerpt), status,
+                              "not there")
+        self.holds.pop(target, None)
+        if outcome == "refused":
             self.mark_failed(row, "HTTP %d: %s" % (status, excerpt))
+            self._observe(target, "up", None, None)
             self.log.warning("%s refused by %s, kept as failed: HTTP %d %r", self.describe(row),
                              target, status, excerpt, extra=self.fields(row))
             return "failed"
-        return self._retry(row, attempt, self.error_for(resp, excerpt))
+        error = self.error_for(resp, excerpt)
+        self._observe(target, "failing", status, error)
+        return self._retry(row, attempt, error)
 
     def backoff(self, attempt):
         """Seconds before try number attempt+1: base * 2^(attempt-1) with +-10% jitter, capped."""
@@ -303,13 +342,31 @@ class Sender:
         return "retry"
 
     def _unreachable(self, row, attempt, error):
+        return self._hold(row, attempt, error, None, "not answering")
+
+    def _hold(self, row, attempt, error, status, state):
+        """The row is retried and its receiver held: it cannot be reached, or is not there."""
         self._retry(row, attempt, error)
         target = self.target(row)
+        self._observe(target, state, status, error)
         hold = self.holds.setdefault(target, [0.0, 0])
         hold[1] += 1
         pause = self.backoff(hold[1])
         hold[0] = time.time() + pause
         if hold[1] == 1 or hold[1] % 10 == 0:
-            self.log.warning("receiver %s unreachable (%d in a row); holding its %s for %.1fs",
-                             target, hold[1], self.items, pause)
+            self.log.warning("receiver %s %s (%d in a row); holding its %s for %.1fs", target,
+                             "unreachable" if status is None else "answers HTTP %d" % status,
+                             hold[1], self.items, pause)
         return "unreachable"
+
+    def _observe(self, target, state, status, error):
+        """Pass a change in what the receiver's answers say to receiver_state (once)."""
+        if self.states.get(target) == (state, status):
+            return
+        try:
+            self.receiver_state(target, state, status, error)
+        except Exception:
+            # only a report (tried again at the next answer): the row's outcome is kept already
+            self.log.exception("recording the state of receiver %s failed", target)
+        else:
+            self.states[target] = (state, status)

@@ -12,9 +12,11 @@ filled in. The types (dlr-mask bits):
 
 The store queues each callback in the same transaction as its cause, so none is lost; this thread
 delivers them, by the rules of gsmbridge/delivery.py (shared with the forwarder). 2xx is done.
-4xx (but 408, 425, 429) is refused for good: kept as `failed`, logged, never retried; so is a
-URL requests cannot use. Anything else (5xx, a redirect, a timeout, a refused connection) is
-retried with capped exponential backoff, without end; while a host cannot be reached at all, its
+A 4xx about the request itself (400, 422, ...) is refused for good: kept as `failed`, logged,
+never retried (`gsmbridge requeue --direction callbacks` puts it back); so is a URL requests
+cannot use. Anything else (5xx, "try later", a redirect, a timeout, a refused connection, and a
+4xx saying the receiver is not there: 401, 403, 404, 405, 410, ...) is retried with capped
+exponential backoff, without end; while a host cannot be reached at all or is not there, its
 callbacks wait for the backoff instead of each being tried in turn. A message's callbacks go in
 the order of their events (8 before 1), because the store offers only a message's oldest pending
 one.

@@ -1,6 +1,6 @@
 """The forwarder: delivers stored inbound SMS to RapidSMS over HTTP, retrying until it takes them.
 
-Five request styles, one per way RapidSMS takes inbound SMS:
+Six request styles, one per way RapidSMS (or its successor RapidPro) takes inbound SMS:
 
 - ``kannel``: GET ``url?id=<sender>&text=<text>``, what RapidSMS's KannelBackendView takes (GET
   only; its URL ends in a slash, and that slash matters).
@@ -15,19 +15,35 @@ Five request styles, one per way RapidSMS takes inbound SMS:
 - ``httprouter``: GET ``url?backend=<modem name>&sender=<sender>&message=<text>``, what
   rapidsms-httprouter's /router/receive takes. The backend name comes back as ``%(backend)s`` in
   its ROUTER_URL, so a reply can name the same modem as ``smsc``.
+- ``rapidpro``: POST form-urlencoded ``id, ts, sender, message, to, backend`` to the receive URL of
+  a Kannel ("KN") channel of RapidPro's courier (``https://<host>/c/kn/<channel uuid>/receive``),
+  the fields RapidPro's own Kannel configuration sends. Courier requires ``id`` (our message id,
+  the same on every retry, which courier dedups on with the sender), ``ts`` (Unix seconds, not 0:
+  the SMSC's timestamp, else when the modem gave us the message) and ``sender``; ``message`` may
+  be empty. ``to`` is the modem's own number when the ini gives it (``[modem] number``), else its
+  name, and ``backend`` its name; courier does not read them, but they say which SIM it came to.
+  The fields go in the body, not the query string, though courier reads both: a body has no URL
+  length limit (a proxy in front of courier commonly refuses request lines over 8 KB, and a long
+  Unicode text percent-encoded is more than that), and neither the number nor the text ends up
+  in the access logs of every proxy on the way. Courier answers an alphanumeric sender (a bank,
+  an operator) 400 "not a possible number": a 4xx, so the message is kept as failed, visible in
+  the status, and not retried.
 
 Every request carries ``X-Message-Id: <inbound id>``, the same on every retry, so a receiver can
 recognise a message it already took (delivery is at-least-once: a reply lost on the way back
 means the message is sent again).
 
-Outcomes: 2xx delivered. 4xx refused for good: kept as `failed` with the status and the start of
-the body, logged at WARNING, never retried (408, 425 and 429 say "try later", so they are retried).
-Anything else (5xx, a redirect, a timeout, a refused connection) is retried with capped
-exponential backoff, without end. No style follows a redirect: a GET redirected to a login page
-that answers 200 would count as delivered while RapidSMS never saw the message. When the
-receiver cannot be reached at all, the whole forwarder holds off for the same backoff instead of
-trying every waiting message in turn. (These rules are gsmbridge/delivery.py's, shared with the
-delivery-report sender.) The metrics count each outcome and time each request.
+Outcomes: 2xx delivered. A 4xx about the message itself (400, 422, 413, 414, 415, ...) is a
+refusal for good: kept as `failed` with the status and the start of the body, logged at WARNING,
+never retried (`gsmbridge requeue` puts it back). A 4xx that says RapidSMS is not there (401,
+403, 404, 405, 410, ...: a deploy under way, a moved URL, a changed password) is no message's
+fault: the message waits and the forwarder holds off, as when RapidSMS cannot be reached at all,
+and tries again with capped exponential backoff, without end. So are 408, 425, 429, 5xx, a
+redirect and a timeout. No style follows a redirect: a GET redirected to a login page that
+answers 200 would count as delivered while RapidSMS never saw the message. (These rules are
+gsmbridge/delivery.py's `classify`, shared with the delivery-report sender.) What RapidSMS's
+answers say (up, failing, not there, not answering) is kept in the store for /health, under its
+masked URL. The metrics count each outcome and time each request.
 
 Each sender's messages go in arrival order: the store only offers a sender's oldest pending one.
 """
@@ -38,12 +54,13 @@ import urllib.parse
 from datetime import datetime, timezone
 
 from gsmbridge import httpclient, metrics
-from gsmbridge.delivery import RETRYABLE_4XX, Sender, describe_error
+from gsmbridge.delivery import NOT_THERE_4XX, RETRYABLE_4XX, Sender, classify, describe_error
 from gsmbridge.safeurl import mask_url
 
-__all__ = ["Forwarder", "vumi_message", "mask_url", "describe_error", "RETRYABLE_4XX", "STYLES"]
+__all__ = ["Forwarder", "vumi_message", "mask_url", "describe_error", "RETRYABLE_4XX",
+           "NOT_THERE_4XX", "classify", "STYLES"]
 
-STYLES = ("kannel", "http", "json", "vumi", "httprouter")
+STYLES = ("kannel", "http", "json", "vumi", "httprouter", "rapidpro")
 
 #: the styles whose receiver is a RapidSMS backend view, whose URL ends in a slash
 SLASHED_STYLES = ("kannel", "http", "vumi")
@@ -56,6 +73,23 @@ def _iso_utc(epoch):
 def _vumi_time(epoch):
     """Vumi's timestamp format: UTC, "%Y-%m-%d %H:%M:%S.%f", no zone."""
     return datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def unix_time(row):
+    """An inbound message's time as RapidPro's `ts` takes it: whole Unix seconds, never 0.
+
+    The SMSC's timestamp (when the phone's message reached the network) when the modem gave a
+    valid one, else when the bridge received the message: what a conversation should be ordered
+    by, and what courier keeps as the message's received_on."""
+    sent_at = row.get("sent_at")
+    if sent_at:
+        try:
+            seconds = int(datetime.fromisoformat(sent_at).timestamp())
+        except (TypeError, ValueError, OverflowError, OSError):
+            seconds = 0
+        if seconds > 0:
+            return seconds
+    return max(1, int(row["received_at"]))
 
 
 def vumi_message(row):
@@ -97,7 +131,10 @@ class Forwarder(Sender):
     topics = ("inbound",)
 
     def __init__(self, store, *, url, style="kannel", timeout=10.0, identity_name="identity",
-                 text_name="text", backoff_base=2.0, backoff_cap=300.0, session=None, logger=None):
+                 text_name="text", backoff_base=2.0, backoff_cap=300.0, session=None, logger=None,
+                 numbers=None):
+        """numbers: {modem name: the number of its SIM}, for the modems whose number is known
+        (the rapidpro style's `to`)."""
         if style not in STYLES:
             raise ValueError("style must be one of %s, not %r" % (", ".join(STYLES), style))
         parts = urllib.parse.urlsplit(url)
@@ -114,7 +151,9 @@ class Forwarder(Sender):
         self.style = style
         self.identity_name = identity_name
         self.text_name = text_name
+        self.numbers = dict(numbers or {})
         self.safe_url = mask_url(url)
+        self.receiver_name = self.safe_url     # what /health shows: masked
         if style in SLASHED_STYLES and not parts.path.endswith("/"):
             self.log.warning("forwarding URL %s has no trailing slash; RapidSMS's backend URLs "
                              "end in one", self.safe_url)
@@ -157,6 +196,11 @@ class Forwarder(Sender):
         self.store.inbound_failed(row["id"], error=error)
         metrics.FORWARD_FAILED.inc()
 
+    def receiver_state(self, target, state, status, error):
+        self.store.set_receiver(self.receiver_name, state, status=status, error=error)
+        if state == "up" and target in self.states:   # it was not up before
+            self.log.info("receiver %s takes messages again", self.safe_url)
+
     # -- one message ---------------------------------------------------------------------------
 
     def request_for(self, row):
@@ -171,6 +215,12 @@ class Forwarder(Sender):
             # params are added to any query the URL has (e.g. ?password= for ROUTER_PASSWORD)
             return "GET", {"params": {"backend": row["modem"], "sender": row["sender"],
                                       "message": row["text"]}, "headers": headers}
+        if self.style == "rapidpro":
+            modem = row["modem"]
+            return "POST", {"data": {"id": row["id"], "ts": str(unix_time(row)),
+                                     "sender": row["sender"], "message": row["text"],
+                                     "to": self.numbers.get(modem) or modem, "backend": modem},
+                            "headers": headers}
         if self.style == "vumi":
             payload = vumi_message(row)
         else:

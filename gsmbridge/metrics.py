@@ -40,3 +40,10 @@ MODEM_SIGNAL = Gauge("gsmbridge_modem_signal_csq", "signal quality from AT+CSQ (
                      ["modem"], registry=REGISTRY)
 RECONNECTS = Counter("gsmbridge_modem_reconnects", "times the modem was reopened", ["modem"],
                      registry=REGISTRY)
+
+# The SIM's services (worker/services.py). The balance itself is read from the store at scrape
+# time (overview.StoreCollector), like the queue depths.
+USSD = Counter("gsmbridge_ussd_requests", "USSD requests made for the HTTP API, by outcome",
+               ["modem", "status"], registry=REGISTRY)
+CALLS = Counter("gsmbridge_calls", "incoming voice calls (hung up at once)", ["modem"],
+                registry=REGISTRY)

@@ -19,9 +19,18 @@ The health rules, each a reason for 503 (there may be several):
 - inbound: a message has waited for RapidSMS more than QUEUE_STALE seconds (RapidSMS down or
   refusing it, or the forwarder stuck);
 - outbound: a message has been queued more than QUEUE_STALE seconds and the modem has sent
-  nothing for SEND_STALE seconds (a long but moving queue is not a problem; a stalled one is).
+  nothing for SEND_STALE seconds (a long but moving queue is not a problem; a stalled one is);
+- a receiver (RapidSMS: [rapidsms] url, a modem's url) has not taken messages for RECEIVER_STALE
+  seconds: it answers that it is not there (401, 403, 404, 405, 410, ...), fails (5xx), or does
+  not answer. Before that it is a warning (GET /health: 200 with "warnings"): a RapidSMS deploy
+  answers 404 for a while, and the messages wait for it, held and retried.
+
+A warning, never a reason for 503: a modem whose airtime balance (the balance watch, [modem]
+balance_code) is below its low_balance.  SMS still flow, but not for long: a prepaid SIM that
+runs out of credit is the commonest silent outage of an SMS service.
 """
 
+import http
 import os
 import time
 
@@ -35,6 +44,9 @@ from gsmbridge.store import MODEM_STALE
 QUEUE_STALE = 3600.0
 #: seconds without any send, with an old message queued, before outbound counts as stalled
 SEND_STALE = 900.0
+#: seconds a receiver may answer "not there", fail or not answer before /health fails (until
+#: then it is a warning)
+RECEIVER_STALE = 600.0
 #: free bytes on the store's disk below which /health fails (SQLite needs room to commit)
 MIN_FREE_BYTES = 20 * 1024 * 1024
 
@@ -62,9 +74,10 @@ def snapshot(store, config, *, now=None, recent=20, started_at=None):
     """Everything the status page shows, as one JSON-able dict (the body of GET /status).
 
     Keys: now, uptime (seconds since started_at, or None), modems {name: {...}}, counts
-    (store.counts()), activity {last_received, last_forwarded, last_sent}, traffic {start,
-    bucket, in: [24 counts], out: [24 counts]}, recent (store.recent()), health {ok, reasons,
-    and warnings when some modems of a pool cannot send but another can}.
+    (store.counts()), receivers (store.receivers(): what each RapidSMS URL answers), activity
+    {last_received, last_forwarded, last_sent}, traffic {start, bucket, in: [24 counts], out:
+    [24 counts]}, recent (store.recent()), health {ok, reasons, and warnings when some modems
+    of a pool cannot send but another can, or a receiver has not taken messages for a while}.
     Raises whatever the store raises when it cannot be read.
     """
     now = time.time() if now is None else now
@@ -75,6 +88,7 @@ def snapshot(store, config, *, now=None, recent=20, started_at=None):
         "uptime": None if started_at is None else now - started_at,
         "modems": modems_with_config(store.modems(), config),
         "counts": store.counts(),
+        "receivers": store.receivers(),
         "activity": {key: activity[key] for key in ("last_received", "last_forwarded",
                                                     "last_sent")},
         "traffic": {"start": start, "bucket": BUCKET, "in": activity["in"],
@@ -83,9 +97,12 @@ def snapshot(store, config, *, now=None, recent=20, started_at=None):
     }
     reasons = problems(data, config, now=now, disk=disk_problem(config.store.path))
     data["health"] = {"ok": not reasons, "reasons": reasons}
-    pool_warnings = warnings(data, config, now=now)
-    if pool_warnings:
-        data["health"]["warnings"] = pool_warnings
+    found = warnings(data, config, now=now)
+    if found:
+        data["health"]["warnings"] = found
+    low = [name for name in config.modem_names if low_balance(name, data["modems"], config)]
+    if low:
+        data["health"]["low_balance"] = low
     return data
 
 
@@ -93,9 +110,11 @@ def modems_with_config(modems, config):
     """The store's modem records, every configured modem included (a missing one as not
     started): the configured ones in the config file's order, then any others by name."""
     result = {}
-    for name in config.modem_names:
+    for name, modem in config.modems.items():
         result[name] = dict(modems.get(name) or {"state": "not started", "updated_at": None},
                             configured=True)
+        if getattr(modem, "low_balance", None) is not None:
+            result[name]["low_balance"] = modem.low_balance
     for name, state in sorted(modems.items()):
         result.setdefault(name, dict(state, configured=False))
     return result
@@ -108,11 +127,12 @@ def health(store, config, *, now=None):
 
 def health_report(store, config, *, now=None):
     """(reasons, warnings): what makes GET /health answer 503, and what it lists with a 200
-    (the modems of a pool that cannot send while another can)."""
+    (the modems of a pool that cannot send while another can, a receiver not taking messages
+    for less than RECEIVER_STALE). Its cost does not grow with the store."""
     now = time.time() if now is None else now
     try:
         data = {"modems": modems_with_config(store.modems(), config), "counts": store.counts(),
-                "activity": store.activity(now, buckets=0)}
+                "receivers": store.receivers(), "activity": store.activity(now, buckets=0)}
     except Exception:
         return ["the store cannot be read"], []
     return (problems(data, config, now=now, disk=disk_problem(config.store.path)),
@@ -127,9 +147,66 @@ def _modem_problems(data, config, now):
 
 
 def warnings(data, config, *, now):
-    """The modems of a pool that cannot send, while another can; [] otherwise."""
+    """The modems of a pool that cannot send, while another can, the receivers that have not
+    taken messages for less than RECEIVER_STALE, and the modems whose airtime balance is below
+    their low_balance; [] when there are none."""
     found, pool_is_fine = _modem_problems(data, config, now)
-    return found if pool_is_fine else []
+    found = (found if pool_is_fine else []) + _receiver_problems(data, now, lasting=False)
+    for name in config.modem_names:
+        low = low_balance(name, data["modems"], config)
+        if low:
+            found.append(low)
+    return found
+
+
+def _receiver_problems(data, now, *, lasting):
+    """The receivers not taking messages: for RECEIVER_STALE or longer (lasting), or not yet."""
+    found = []
+    for name, state in sorted((data.get("receivers") or {}).items()):
+        reason = receiver_problem(name, state, now)
+        since = age(state.get("since"), now)
+        if reason and lasting == (since is not None and since >= RECEIVER_STALE):
+            found.append(reason)
+    return found
+
+
+def receiver_problem(name, state, now):
+    """A receiver's state in words when it is not taking messages, else None."""
+    what = state.get("state")
+    if what in (None, "up"):
+        return None
+    if what == "not answering":
+        words = "does not answer"
+    else:
+        words = "answers %s" % status_text(state.get("status"))
+        if what == "not there":
+            words += " (not there: a wrong URL or password, or a deploy under way)"
+    since = age(state.get("since"), now)
+    return "receiver %s %s%s; inbound messages wait and are retried" % (
+        name, words, "" if since is None else " for %s" % duration(since))
+
+
+def status_text(status):
+    """404 -> "HTTP 404 Not Found"."""
+    try:
+        return "HTTP %d %s" % (status, http.HTTPStatus(status).phrase)
+    except (TypeError, ValueError):
+        return "HTTP %s" % status
+
+
+def low_balance(name, modems, config):
+    """The warning for a modem whose last balance is below its low_balance, else None."""
+    limit = getattr(config.modems[name], "low_balance", None)
+    balance = (modems.get(name) or {}).get("balance")
+    if limit is None or not isinstance(balance, (int, float)) or isinstance(balance, bool) \
+            or balance >= limit:
+        return None
+    return "modem %s: airtime balance %s is below low_balance %s" % (name, _amount(balance),
+                                                                     _amount(limit))
+
+
+def _amount(value):
+    return ("%.2f" % value).rstrip("0").rstrip(".") if isinstance(value, float) else str(value)
 
 
 def problems(data, config, *, now, disk=None):
@@ -150,6 +227,7 @@ def problems(data, config, *, now, disk=None):
         reasons.append("outbound: nothing sent %s; %d queued, the oldest for %s"
                        % ("ever" if idle is None else "for " + duration(idle),
                           counts["outbound"]["queued"], duration(queued)))
+    reasons.extend(_receiver_problems(data, now, lasting=True))
     return reasons
 
 
@@ -288,6 +366,7 @@ class StoreCollector:
             counts = self.store.counts()
             activity = self.store.activity(now, buckets=0)
             modems = self.store.modems()
+            receivers = self.store.receivers()
         except Exception:
             ok.add_metric([], 0)
             yield ok
@@ -332,9 +411,16 @@ class StoreCollector:
             if isinstance(state.get("updated_at"), (int, float)):
                 updated.add_metric([name], state["updated_at"])
         yield updated
+        taking = GaugeMetricFamily("gsmbridge_receiver_up",
+                                   "1 while the receiver (RapidSMS) takes messages, 0 while it "
+                                   "is not there, fails or does not answer", labels=["receiver"])
+        for name, state in sorted(receivers.items()):
+            taking.add_metric([name], 1 if state.get("state") == "up" else 0)
+        yield taking
         yield from pool_metrics(modems)
+        yield from service_metrics(modems)
         data = {"modems": modems_with_config(modems, self.config), "counts": counts,
-                "activity": activity}
+                "receivers": receivers, "activity": activity}
         healthy = not problems(data, self.config, now=now,
                                disk=disk_problem(self.config.store.path))
         yield GaugeMetricFamily("gsmbridge_healthy", "1 when GET /health answers 200",
@@ -371,4 +457,25 @@ def pool_metrics(modems):
             if not isinstance(value, (int, float)) or (key.endswith("_cap") and not value):
                 continue
             family.add_metric([name], value)
+        yield family
+
+
+#: per-modem gauges of the SIM's services, from the modem's state: (metric, key, help)
+SERVICE_GAUGES = (
+    ("gsmbridge_modem_balance", "balance",
+     "the SIM's airtime balance as its last check read it ([modem] balance_code)"),
+    ("gsmbridge_modem_balance_checked_timestamp_seconds", "balance_checked_at",
+     "when the balance was last read"),
+    ("gsmbridge_modem_calls", "calls", "incoming voice calls the modem has had (hung up)"),
+)
+
+
+def service_metrics(modems):
+    """The SIM services' gauges, one sample per modem that has the value."""
+    for metric, key, help in SERVICE_GAUGES:
+        family = GaugeMetricFamily(metric, help, labels=["modem"])
+        for name, state in sorted(modems.items()):
+            value = state.get(key)
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                family.add_metric([name], value)
         yield family

@@ -34,7 +34,8 @@ def free_port():
 
 
 def write_ini(path, *, rapidsms_url, store_path, http_port, modem_port, username="rapidsms",
-              password="s3cret", style="kannel", extra="", modem_extra="", log_level="DEBUG"):
+              password="s3cret", style="kannel", extra="", modem_extra="", log_level="DEBUG",
+              retry_cap=2):
     """extra goes at the end of the file (inside [log], or new sections); modem_extra into
     [modem]."""
     text = """\
@@ -51,7 +52,7 @@ password = {password}
 url = {rapidsms_url}
 style = {style}
 timeout = 5
-retry_cap = 2
+retry_cap = {retry_cap}
 
 [store]
 path = {store_path}
@@ -69,12 +70,14 @@ class BridgeProcess:
     """A gsmbridge subprocess plus handy clients for its API and its simulated modem."""
 
     def __init__(self, tmp_path, *, rapidsms_url, extra="", style="kannel", separate_modem=False,
-                 simulate_args=(), modem_extra="", log_level="DEBUG", modem_port=None):
+                 simulate_args=(), modem_extra="", log_level="DEBUG", modem_port=None,
+                 retry_cap=2):
         """separate_modem: run the simulated modem as a process of its own (`gsmbridge simulate`),
         so that it outlives the bridge the way a real modem and its SIM do; otherwise the bridge
         runs it in-process (`port = sim://`). simulate_args: more options for `gsmbridge
         simulate` (e.g. --cnma-timeout 1). modem_extra: lines for the ini's [modem] section.
-        modem_port: a modem of the test's own (a device path) instead of a simulated one."""
+        modem_port: a modem of the test's own (a device path) instead of a simulated one.
+        retry_cap: [rapidsms] retry_cap, the longest wait between two tries of a forward."""
         self.tmp_path = tmp_path
         self.http_port = free_port()
         self.control_port = free_port()
@@ -93,7 +96,7 @@ class BridgeProcess:
         self.ini = write_ini(str(tmp_path / "gsmbridge.ini"), rapidsms_url=rapidsms_url,
                              store_path=str(tmp_path / "store.sqlite3"), http_port=self.http_port,
                              modem_port=modem_port, style=style, extra=extra,
-                             modem_extra=modem_extra, log_level=log_level)
+                             modem_extra=modem_extra, log_level=log_level, retry_cap=retry_cap)
         self.api = "http://127.0.0.1:%d" % self.http_port
         self.control = "http://127.0.0.1:%d" % self.control_port
         self.auth = ("rapidsms", "s3cret")

@@ -10,6 +10,11 @@ import os
 import subprocess
 import sys
 
+import pytest
+
+#: minutes of wall time: left out of the quick run (pytest -m "not stress")
+pytestmark = pytest.mark.stress
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SUITES = "link,outbound,inbound,api,queue,footprint,load,gammu,kannel"
 

@@ -64,30 +64,41 @@ def test_kannel_sendsms_as_rapidsms_sends_it(bridge):
     assert r.status_code == 403
 
 
-def test_rapidsms_down_then_back_everything_arrives_in_order(bridge, sink):
-    sink.set_response(503, body="down for maintenance")
-    texts = ["message %d" % i for i in range(6)]
-    for text in texts:
-        bridge.inject("+255700000005", text)
-    wait_for(lambda: len(sink.requests) >= 3, message="retries while down")
-    assert all(r.status == 503 for r in sink.requests)
-    sink.set_response(200)
-    wait_for(lambda: len([r for r in sink.requests if r.status == 200]) == 6, timeout=60,
-             message="all delivered after recovery")
-    delivered = [r.args["text"] for r in sink.requests if r.status == 200]
-    assert delivered == texts
-    # A message's retries carry the same id as its final delivery.
-    ids = {}
-    for r in sink.requests:
-        ids.setdefault(r.args["text"], set()).add(r.headers["X-Message-Id"])
-    assert all(len(v) == 1 for v in ids.values())
+def test_rapidsms_down_then_back_everything_arrives_in_order(tmp_path, sink):
+    # Tries every half second at most (the forwarder backs off from 2 s up to retry_cap).
+    bridge = BridgeProcess(tmp_path, rapidsms_url=sink.url + "/backend/kannel-backend/",
+                           retry_cap=0.5)
+    bridge.start()
+    try:
+        sink.set_response(503, body="down for maintenance")
+        texts = ["message %d" % i for i in range(6)]
+        for text in texts:
+            bridge.inject("+255700000005", text)
+        wait_for(lambda: len(sink.requests) >= 3, message="retries while down")
+        assert all(r.status == 503 for r in sink.requests)
+        sink.set_response(200)
+        wait_for(lambda: len([r for r in sink.requests if r.status == 200]) == 6, timeout=60,
+                 message="all delivered after recovery")
+        delivered = [r.args["text"] for r in sink.requests if r.status == 200]
+        assert delivered == texts
+        # A message's retries carry the same id as its final delivery.
+        ids = {}
+        for r in sink.requests:
+            ids.setdefault(r.args["text"], set()).add(r.headers["X-Message-Id"])
+        assert all(len(v) == 1 for v in ids.values())
+    finally:
+        bridge.stop()
 
 
 def test_sigterm_exits_zero_and_sigkill_loses_nothing(tmp_path, sink):
     # The modem is a process of its own here, as a real one is: killing the bridge must not lose
     # what is on its SIM.
+    # The network's timers are cut from a real one's (12 s for +CNMA, 10 s to try again) to a
+    # second, and the bridge sweeps the SIM every 2 s instead of every minute: the same path, sooner.
     bridge = BridgeProcess(tmp_path, rapidsms_url=sink.url + "/backend/kannel-backend/",
-                           separate_modem=True)
+                           separate_modem=True,
+                           simulate_args=["--cnma-timeout", "1", "--redelivery-delay", "0.5"],
+                           modem_extra="sweep_interval = 2\n")
     bridge.start()
     try:
         for i in range(5):
@@ -97,8 +108,8 @@ def test_sigterm_exits_zero_and_sigkill_loses_nothing(tmp_path, sink):
         bridge.start()
         wait_for(lambda: {"out %d" % i for i in range(5)} <= {s["text"] for s in bridge.sent()},
                  message="outbound sent after restart")
-        # Unacknowledged at the kill, the SMS is redelivered by the network (the simulator's
-        # redelivery comes 15 s + 20 s later, as a real network's would, only later still).
+        # Unacknowledged at the kill, the SMS is redelivered by the network (after its +CNMA
+        # timeout and redelivery delay), into storage if the modem dropped routing meanwhile.
         wait_for(lambda: "in before kill" in [r.args.get("text") for r in sink.requests],
                  timeout=90, message="inbound forwarded after restart")
         assert bridge.terminate() == 0

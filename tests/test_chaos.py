@@ -12,10 +12,14 @@ import random
 import threading
 import time
 
+import pytest
 import requests
 
 from bridgeproc import BridgeProcess, wait_for
 from httpsink import HttpSink
+
+#: minutes of wall time: left out of the quick run (pytest -m "not stress")
+pytestmark = pytest.mark.stress
 
 INBOUND = 2000
 OUTBOUND = 2000

@@ -71,11 +71,32 @@ def test_sample_documents_every_key():
                 "[%s] %s is not documented in the sample" % (section, fld.name)
 
 
+def test_every_key_the_sample_shows_is_one_the_loader_takes():
+    """The other way round: every `key = ` line of the sample, set, commented out or in an
+    example ([modem:NAME] sections in comments too), is a key of its section that the loader
+    accepts, so the sample shows no key that a file could not use."""
+    section, seen = None, set()
+    with open(SAMPLE, encoding="utf-8") as f:
+        for number, line in enumerate(f, 1):
+            header = re.match(r"[;#]?\s*\[([a-z]+)(?::[^\]]+)?\]\s*$", line)
+            if header:
+                section = header.group(1)
+                continue
+            key = re.match(r"[;#]?\s*([a-z_]+) = ", line)
+            if key:
+                assert key.group(1) in config.CHECKS.get(section, ()), \
+                    "line %d: [%s] %s is not a key the loader takes" % (number, section,
+                                                                          key.group(1))
+                seen.add((section, key.group(1)))
+    assert set(config.SECTIONS) <= {section for section, _ in seen}
+
+
 def test_defaults_for_a_minimal_file(tmp_path):
     cfg = config.load(write(tmp_path, MINIMAL))
     assert cfg.modem == config.ModemConfig(port="sim://")
     assert cfg.modem.baudrate == 115200 and cfg.modem.receive == "auto"
-    assert cfg.modem.max_parts == 10 and cfg.modem.status_reports is False
+    # 27 parts: every GSM text RapidPro allows (4,096 characters) goes out whole
+    assert cfg.modem.max_parts == 27 and cfg.modem.status_reports is False
     assert cfg.http.listen == "127.0.0.1:13013" and cfg.http.max_body == 65536
     assert (cfg.http.connections, cfg.http.connections_per_client) == (1000, 100)
     assert (cfg.http.header_timeout, cfg.http.body_timeout, cfg.http.idle_timeout) == (10, 30, 15)
@@ -158,6 +179,7 @@ def test_accepted_ports(tmp_path, port):
     ("[modem]\nsend_timeout = 0\n", "modem", "send_timeout", "at least 5"),
     ("[modem]\ncommand_timeout = inf\n", "modem", "command_timeout", "not a finite number"),
     ("[modem]\nsmsc = +255-75\n", "modem", "smsc", "not a phone number"),
+    ("[modem]\nnumber = Vodacom\n", "modem", "number", "not a phone number"),
     ("[modem]\nbaudrate =\n", "modem", "baudrate", "is empty"),
     ("[rapidsms]\nstyle = soap\n", "rapidsms", "style", "kannel, http, json"),
     ("[rapidsms]\ntimeout = -1\n", "rapidsms", "timeout", "more than 0"),
@@ -238,6 +260,34 @@ def test_url_without_trailing_slash_warns(tmp_path):
 def test_the_per_client_cap_follows_a_smaller_connection_limit(tmp_path):
     cfg = config.load(write(tmp_path, MINIMAL + "[http]\nconnections = 40\n"))
     assert (cfg.http.connections, cfg.http.connections_per_client) == (40, 40)
+
+
+COURIER_URL = "https://textit.example/c/kn/8eb23e93-5ecb-45ba-b726-3b064e0c56ab/receive"
+
+
+@pytest.mark.parametrize("url", [COURIER_URL, COURIER_URL + "/"])
+def test_a_courier_receive_url_needs_no_trailing_slash(tmp_path, url):
+    cfg = config.from_dict({"modem": {"port": "sim://", "url": url},
+                            "rapidsms": {"url": url, "style": "rapidpro"}}, base_dir=str(tmp_path))
+    assert cfg.warnings == () and cfg.rapidsms.style == "rapidpro"
+
+
+def test_a_rapidpro_url_that_is_not_courier_s_receive_url_warns(tmp_path):
+    cfg = config.from_dict({"modem": {"port": "sim://"},
+                            "rapidsms": {"url": COURIER_URL.replace("receive", "status"),
+                                         "style": "rapidpro"}}, base_dir=str(tmp_path))
+    [warning] = cfg.warnings
+    assert "[rapidsms] url" in warning and "/c/kn/<channel uuid>/receive" in warning
+
+
+def test_two_modems_may_not_share_a_number(tmp_path):
+    with pytest.raises(ConfigError) as exc:
+        config.from_dict({"modem:a": {"port": "sim://", "number": "+255700000100"},
+                          "modem:b": {"port": "sim://", "number": "255700000100"},
+                          "rapidsms": {"url": COURIER_URL, "style": "rapidpro"}},
+                         base_dir=str(tmp_path))
+    assert (exc.value.section, exc.value.key) == ("modem:b", "number")
+    assert "[modem:a]'s too" in str(exc.value)
 
 
 def test_masked_hides_secrets_only(tmp_path):

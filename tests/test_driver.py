@@ -18,6 +18,9 @@ from gsmbridge.modem.driver import GsmModem
 from gsmbridge.modem.errors import CmeError, CmsError, ModemError, ModemGone, ModemTimeout
 from gsmbridge.simulator.runner import start_simulator
 
+from bridgeproc import wait_for
+from clock import Clock
+
 ALICE = "+255700000001"
 BOB = "+255711111111"
 
@@ -318,13 +321,15 @@ def test_slow_cmgs_within_timeout(simulator, driver):
 
 
 def test_slow_cmgs_past_timeout_then_recovers(simulator, driver):
-    sim = simulator()
+    clock = Clock(1000.0)
+    sim = simulator(clock=clock)                     # the simulator's time moves by hand
     modem = driver(sim.link, send_timeout=0.5).boot()
     sim.modem.set_faults(slow_cmgs=1.5)
     with pytest.raises(ModemTimeout):
         modem.send_sms(ALICE, "too slow")
     sim.modem.set_faults(slow_cmgs=0)
-    time.sleep(1.5)                                  # the late +CMGS / OK arrive meanwhile
+    clock.now += 1.5                                 # the late +CMGS / OK arrive meanwhile
+    wait_for(lambda: "+CMGS:" in sim.transcript(), message="the late +CMGS")
     assert len(modem.send_sms(ALICE, "next one")) == 1
     assert sim.modem.sent[-1]["text"] == "next one"
     assert modem.signal_strength() == 20
@@ -433,7 +438,9 @@ def test_storage_full_fault(simulator, driver):
     modem = driver(sim.link, receive_mode="stored").boot()
     sim.modem.set_faults(storage_full=True)
     sim.modem.deliver(BOB, "held by the network")
-    assert modem.poll(0.5) == []
+    assert sim.modem.state()["network_queue"] == 1
+    modem.signal_strength()         # a +CMTI would have come before this answer...
+    assert modem.poll(0) == []      # ...and been read with it
     sim.modem.set_faults(storage_full=False)
     assert [i.message.text for i in poll_until(modem, 1)] == ["held by the network"]
 
@@ -445,8 +452,9 @@ def test_hang_times_out_then_boot_recovers(simulator, driver):
     with pytest.raises(ModemTimeout):
         modem.signal_strength()
     modem.close()
-    time.sleep(0.3)                                 # the simulator notices the port closed:
-    modem.boot()                                    # like a USB reset, that revives it
+    wait_for(lambda: not sim.modem.faults()["hang"],    # the simulator notices the port closed:
+             message="hang cleared by the close")       # like a USB reset, that revives it
+    modem.boot()
     assert modem.signal_strength() == 20
 
 
@@ -633,7 +641,8 @@ def test_missed_cnma_loses_nothing(simulator, driver):
     modem = driver(sim.link, check_interval=1.0).boot()
     sim.modem.deliver(BOB, "acknowledge me in time")
     [first] = poll_until(modem, 1)
-    time.sleep(0.5)                                 # the worker was slow to commit
+    wait_for(lambda: sim.modem.state()["settings"]["cnmi"][1] == 0,   # the worker was slow to
+             message="the modem giving up on +CNMA")                 # commit: the modem gave up
     modem.done(first)                               # too late: +CNMA refused, CNMI re-issued
     [again] = poll_until(modem, 1, timeout=5)
     assert again.message.text == "acknowledge me in time"
@@ -647,7 +656,7 @@ def test_items_never_done_are_handed_out_again(simulator, driver):
     modem = driver(sim.link, receive_mode="stored", check_interval=0.5).boot()
     sim.modem.deliver(BOB, "commit failed")
     [item] = poll_until(modem, 1)
-    assert modem.poll(0.2) == []                    # not at once...
+    assert modem.poll(0) == []                      # not at once...
     [again] = poll_until(modem, 1, timeout=3)       # ...but after the next check
     assert (again.index, again.pdu) == (item.index, item.pdu)
 

@@ -7,7 +7,7 @@ import time
 import pytest
 
 from gsmbridge import metrics
-from gsmbridge.forwarder import Forwarder, describe_error, mask_url
+from gsmbridge.forwarder import Forwarder, describe_error, mask_url, unix_time
 from gsmbridge.store import Store
 
 FAR = 1e12  # a "now" at which every retry is due
@@ -86,6 +86,56 @@ def test_json_style_posts_the_whole_message(store, sink):
                - received_at) < 0.001
     assert "😀".encode("utf-8") in req.body  # sent as UTF-8, not \ud83d escapes
     assert req.headers["X-Message-Id"] == msg_id
+
+
+COURIER = "/c/kn/8eb23e93-5ecb-45ba-b726-3b064e0c56ab/receive"
+
+
+def test_rapidpro_style_posts_courier_s_fields_in_a_form_body(store, sink):
+    msg_id = add(store)
+    make(store, sink, style="rapidpro", path=COURIER, numbers={"m1": "+255700000100"}).step()
+    [req] = sink.requests
+    assert (req.method, req.raw_path) == ("POST", COURIER)     # nothing in the query string
+    assert req.header("content-type").startswith("application/x-www-form-urlencoded")
+    # ts: the SMSC's timestamp, 2024-05-01 10:00:00 +03:00, in Unix seconds
+    assert req.form == {"id": msg_id, "ts": "1714546800", "sender": "+255700000001",
+                        "message": TEXT, "to": "+255700000100", "backend": "m1"}
+    assert "%F0%9F%98%80".encode() in req.body                  # UTF-8, percent-encoded
+    assert store.get_inbound(msg_id)["status"] == "delivered"
+
+
+def test_rapidpro_style_without_the_sim_s_number_or_the_smsc_s_time(store, sink):
+    """`to` falls back to the modem's name, `ts` to when the message came; an empty text is
+    still a field (courier takes an empty message)."""
+    msg_id = store.add_inbound(modem="m1", sender="+255700000001", text="", sent_at=None,
+                               pdus=["AA"], keys=["k-no-date"])
+    make(store, sink, style="rapidpro", path=COURIER).step()
+    [req] = sink.requests
+    received_at = store.get_inbound(msg_id)["received_at"]
+    assert req.form == {"id": msg_id, "ts": str(int(received_at)), "sender": "+255700000001",
+                        "message": "", "to": "m1", "backend": "m1"}
+
+
+@pytest.mark.parametrize("sent_at, received_at, ts", [
+    ("2017-05-02T17:31:49+03:00", 1.0e9, 1493735509),
+    (None, 1714546800.9, 1714546800),
+    ("not a date", 1714546800.2, 1714546800),
+    ("1970-01-01T00:00:00+00:00", 1714546800.0, 1714546800),   # 0 is what courier refuses
+    (None, 0.4, 1),
+])
+def test_rapidpro_ts_is_whole_seconds_and_never_zero(sent_at, received_at, ts):
+    assert unix_time({"sent_at": sent_at, "received_at": received_at}) == ts
+
+
+def test_rapidpro_a_sender_courier_cannot_read_is_failed_for_good(store, sink):
+    sink.set_response(400, '{"message":"Error","data":[{"type":"error",'
+                           '"error":"not a possible number"}]}')
+    msg_id = add(store, sender="MPESA")
+    fwd = make(store, sink, style="rapidpro", path=COURIER)
+    assert fwd.step(now=FAR) == 1
+    row = store.get_inbound(msg_id)
+    assert row["status"] == "failed" and "not a possible number" in row["last_error"]
+    assert fwd.step(now=FAR) == 0 and len(sink.requests) == 1
 
 
 # -- outcomes ----------------------------------------------------------------------------------

@@ -9,13 +9,12 @@ inbound per modem with its own receiver URL, delivery-report %i, /health and /st
 
 import subprocess
 import sys
-import time
 
 import pytest
 import requests
 
 import gsmbridge.store as store_module
-from plans import assert_uses_index
+from plans import assert_uses_index, plan_problems
 from gsmbridge import config
 from gsmbridge.app import Bridge, forwarding_groups
 from gsmbridge.config import ConfigError
@@ -227,15 +226,17 @@ def test_inbound_of_some_modems(store, clock):
     assert store.pending_inbound_modems() == ["a", "b", "c"]
 
 
-@pytest.mark.parametrize("name, index", [
+POOL_QUERIES = [
     ("NEXT_OUTBOUND_ROUTE_SQL", "outbound_route"),
     ("SENT_SINCE_SQL", "outbound_sent_by"),
     ("DUE_INBOUND_OF_MODEM_SQL", "inbound_due_modem"),
     ("NEXT_INBOUND_DUE_OF_MODEM_SQL", "inbound_due_modem"),
-])
-def test_pool_queries_use_their_index_with_statistics(store, name, index):
-    """Each pool query is one index range, whatever the queue holds (1,000,000 queued:
-    bench/bench_pool.py --store)."""
+]
+
+
+def _fill_pool_queues(store, *, drop=None):
+    """Queues of several modems and routes with ANALYZE statistics; `drop`: an index to drop
+    first. Returns the connection."""
     db = store._conn()
     db.execute("BEGIN")
     db.executemany("INSERT INTO inbound (id, modem, sender, text, received_at, pdus, head,"
@@ -248,9 +249,28 @@ def test_pool_queries_use_their_index_with_statistics(store, name, index):
                    [("o%d" % i, ("m1", None, None)[i % 3], "queued" if i % 2 else "sent",
                      ("", "a", "a,b")[i % 3], None if i % 2 else "m%d" % (i % 4),
                      None if i % 2 else i, i) for i in range(3000)])
+    if drop:
+        db.execute("DROP INDEX %s" % drop)
     db.execute("COMMIT")
     db.execute("ANALYZE")
+    return db
+
+
+@pytest.mark.parametrize("name, index", POOL_QUERIES)
+def test_pool_queries_use_their_index_with_statistics(store, name, index):
+    """Each pool query is one index range, whatever the queue holds (1,000,000 queued:
+    bench/bench_pool.py --store)."""
+    db = _fill_pool_queues(store)
     assert_uses_index(db, getattr(store_module, name), index, no_sort=True)
+
+
+@pytest.mark.parametrize("name, index", POOL_QUERIES)
+def test_the_plan_check_reports_a_pool_query_whose_index_is_gone(store, name, index):
+    db = _fill_pool_queues(store, drop=index)
+    problems = plan_problems(db, getattr(store_module, name), index, no_sort=True)
+    assert "as the store runs it: no such index: %s" % index in problems, problems
+    assert any(p.startswith("left to the planner: %s is not used" % index)
+               for p in problems), problems
 
 
 # -- config ------------------------------------------------------------------------------------
@@ -355,6 +375,21 @@ def test_forwarding_groups():
 # -- whole bridges, one simulated modem per [modem:NAME] -----------------------------------------
 
 
+def watch_next_outbound(store):
+    """Record each (modem, row) store.next_outbound hands a worker, as it hands it: the list
+    grows with every pass of a worker's loop that looked for something to send."""
+    asked = []
+    real = store.next_outbound
+
+    def next_outbound(modem, now):
+        row = real(modem, now)
+        asked.append((modem, row))
+        return row
+
+    store.next_outbound = next_outbound
+    return asked
+
+
 class Pool:
     """A running in-process Bridge and handy views of it."""
 
@@ -445,13 +480,19 @@ def test_pinning_and_prefix_routes(pool):
 
 def test_a_capped_modem_waits_and_its_routed_messages_move(pool):
     p = pool(a={"routes": VODACOM, "hourly_cap": 3}, b={})
+    asked = watch_next_outbound(p.bridge.store)
     routed = p.send(["+25576100000%d" % i for i in range(6)])
     pinned = [p.sendsms("+25576200000%d" % i, smsc="a") for i in range(2)]
     assert all(r.status_code == 202 for r in pinned)
     p.all_sent(routed)
     assert len(p.sent("a")) == 3 and len(p.sent("b")) == 3
     assert all(number.startswith(VODACOM) for number in p.sent("b"))
-    time.sleep(0.5)         # a worker that ignored its cap would have sent the pinned ones now
+    # a's worker asks for work twice more (the second ask surely after the pinned ones were
+    # queued) and is given nothing: a worker that ignored its cap would have sent them then
+    since = len(asked)
+    p.bridge.store.notify()
+    wait_for(lambda: [row for modem, row in asked[since:] if modem == "a"][:2] == [None, None],
+             message="a's worker asking for work while at its cap")
     assert p.bridge.store.counts()["outbound"]["queued"] == 2 and len(p.sent("a")) == 3
     status = requests.get(p.api + "/status", auth=p.auth, timeout=10).json()
     assert status["modems"]["a"]["capped"] is True and status["modems"]["a"]["sent_last_hour"] == 3

@@ -20,6 +20,7 @@ from hypothesis import given, settings, strategies as st
 
 from clock import Clock
 from bridgeproc import wait_for
+from transcript import wire
 from gsmbridge.codec import pdu
 from gsmbridge.simulator.runner import loopback_address, start_simulator
 from gsmbridge.simulator.machine import SimulatedModem, parse_command_line
@@ -53,13 +54,14 @@ class Host:
                 raise AssertionError("no %r in %r" % (pattern.pattern, self.buffer))
             self.buffer += self.port.read(self.port.in_waiting or 1)
 
-    def read_for(self, seconds):
-        """Whatever arrives in `seconds` (for checking that nothing does)."""
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            self.buffer += self.port.read(self.port.in_waiting or 1)
-        out, self.buffer = self.buffer, b""
-        return out
+    def settle(self):
+        """Everything the modem sent up to its answer to a plain AT (for checking that nothing
+        else came): the modem answers in order, so a URC it had to send by the time it read the
+        AT -- on its clock -- comes before that answer."""
+        self.write(b"AT\r")
+        out = self.read_until(FINAL)
+        assert out.endswith(b"\r\nOK\r\n"), out
+        return out[:-len(b"\r\nOK\r\n")]
 
     def command(self, cmd, timeout=5.0):
         self.write(cmd.encode("latin-1") + b"\r")
@@ -337,10 +339,12 @@ def test_status_report_stored_with_ds2(make):
 
 
 def test_no_status_report_unless_requested(make):
-    sim, host = booted(make)
+    clock = Clock(1000.0)
+    sim, host = booted(make, clock=clock)
     host.command("AT+CNMI=2,1,0,1,0")
     host.send_pdu(*pdu.encode_submit("+255700000002", "no report"))
-    assert b"+CDS" not in host.read_for(0.3)
+    clock.now += 60                                 # long past report_delay
+    assert b"+CDS" not in host.settle()
 
 
 # -- receiving ----------------------------------------------------------------------------
@@ -404,16 +408,22 @@ def test_routed_cmt_acknowledged_with_cnma(make):
 
 
 def test_unacknowledged_cmt_is_redelivered_as_cmt(make):
-    sim, host = booted(make, cnma_timeout=0.1, redelivery_delay=0.1, cnma_disables_routing=False)
+    clock = Clock(1000.0)
+    sim, host = booted(make, clock=clock, cnma_timeout=0.1, redelivery_delay=0.1,
+                       cnma_disables_routing=False)
     host.command("AT+CSMS=1")
     host.command("AT+CNMI=2,2,0,0,0")
     sim.modem.deliver("+255700000001", "ack me")
     pattern = re.compile(rb"\+CMT: ,\d+\r\n[0-9A-F]+\r\n")
     first = pdu_lines(host.read_until(pattern).decode(), "+CMT:")
+    clock.now += 0.15                               # no +CNMA in time: the network takes it back
+    sim.modem.tick()
+    clock.now += 0.15                               # ...and tries again
     again = pdu_lines(host.read_until(pattern).decode(), "+CMT:")
     assert first == again, "the same TPDU again (same timestamp): the bridge's dedup relies on it"
     assert lines(host.command("AT+CNMA")) == ["OK"]
-    assert b"+CMT" not in host.read_for(0.4)
+    clock.now += 60                                 # long past any further try
+    assert b"+CMT" not in host.settle()
 
 
 def test_unacknowledged_cmt_stops_routing_and_is_stored(make):
@@ -466,7 +476,7 @@ def test_mode_zero_buffers_indications_until_cnmi_flushes(make):
     sim, host = booted(make)
     host.command("AT+CNMI=0,1,0,0,0")
     sim.modem.deliver("+255700000001", "buffered")
-    assert b"+CMTI" not in host.read_for(0.2)
+    assert b"+CMTI" not in host.settle()
     host.command("AT+CNMI=2,1,0,0,0")
     host.read_until(re.compile(rb'\+CMTI: "SM",1\r\n'))
 
@@ -511,7 +521,7 @@ def test_no_network_refuses_sends_and_holds_inbound(make):
     assert lines(host.command("AT+COPS?")) == ["+COPS: 0", "OK"]
     assert lines(host.send_pdu(*pdu.encode_submit("+255700000002", "x"))) == ["+CMS ERROR: 331"]
     sim.modem.deliver("+255700000001", "waits for coverage")
-    assert b"+CMTI" not in host.read_for(0.2)
+    assert b"+CMTI" not in host.settle()
     sim.modem.set_faults(registration=5)
     urcs = host.read_until(re.compile(rb'\+CMTI: "SM",1\r\n')).decode()
     assert "+CREG: 5" in urcs
@@ -534,7 +544,7 @@ def test_storage_full_fault(make):
     host.command("AT+CNMI=2,1,0,0,0")
     sim.modem.set_faults(storage_full=True)
     sim.modem.deliver("+255700000001", "no room")
-    assert b"+CMTI" not in host.read_for(0.2)
+    assert b"+CMTI" not in host.settle()
     hex_pdu, length = pdu.encode_submit("+255700000002", "draft")
     host.write(b"AT+CMGW=%d\r" % length)
     host.read_until(re.compile(rb"\r\n> "))
@@ -547,11 +557,15 @@ def test_storage_full_fault(make):
 def test_hang_fault_until_the_port_is_reopened(make):
     sim, host = booted(make)
     sim.modem.set_faults(hang=True)
+    since = len(sim.transcript())
     host.write(b"AT\r")
-    assert host.read_for(0.3) == b""
+    wait_for(lambda: wire(sim, since)[0] == b"AT\r", message="the AT read by the modem")
     assert sim.modem.faults()["hang"] == -1
     host.close()
     wait_for(lambda: not sim.modem.faults()["hang"], message="hang cleared by the close")
+    # The close is noticed in a later pass of the port's pump than the one that read the AT,
+    # so whatever the modem answered to it is in the transcript by now.
+    assert wire(sim, since)[1] == b""
     host.port.open()
     assert host.command("AT") == "AT\r\r\nOK\r\n", "it came back as after power-up"
 

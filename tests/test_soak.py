@@ -10,12 +10,16 @@ import collections
 import threading
 import time
 
+import pytest
 import requests
 
 from bridgeproc import BridgeProcess, wait_for
 from gsmbridge.store import Store
 from httpsink import HttpSink
 from test_worker import DeadModem
+
+#: minutes of wall time: left out of the quick run (pytest -m "not stress")
+pytestmark = pytest.mark.stress
 
 ALICE = "+255700000001"
 BOB = "+255711000002"

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 import gsmbridge.store as store_module
 from clock import Clock
-from plans import assert_uses_index
+from plans import assert_uses_index, plan_problems
 from gsmbridge.store import SCHEMA_VERSION, Store, StoreClosed, StoreError
 
 FAR = 1e12  # a "now" at which everything is due
@@ -304,6 +304,95 @@ def test_next_outbound_is_the_oldest_due_for_this_modem_or_any(store, clock):
     row = store.next_outbound("m1", clock.now + 60)
     assert (row["id"], row["attempts"], row["last_error"]) == (b, 1, "+CMS ERROR: 500")
     assert store.next_outbound("m3", clock.now) is None
+
+
+def test_a_higher_priority_goes_first_and_equal_ones_in_the_order_queued(store, clock):
+    """Kannel's priority (0 to 3; courier sends 1 for a reply in a conversation): the reply goes
+    ahead of the bulk queued before it, pinned or not; the bulk keeps its own order."""
+    def add(number, text, priority=0, modem=None):
+        return store.add_outbound([number], text, encoding="gsm7", parts=1, modem=modem,
+                                  priority=priority)[0]
+
+    bulk = [add("+255700000001", "bulk 1"), add("+255700000002", "bulk 2", modem="m1"),
+            add("+255700000003", "bulk 3")]
+    reply = add("+255700000002", "reply", priority=1)
+    urgent = add("+255700000004", "urgent", priority=2, modem="m1")
+    order = []
+    while True:
+        row = store.next_outbound("m1", clock.now)
+        if row is None:
+            break
+        assert store.outbound_sending(row["id"], modem="m1")
+        store.outbound_sent(row["id"], references=[1])
+        order.append(row["id"])
+    assert order == [urgent, reply] + bulk
+    assert store.get_outbound(reply)["priority"] == 1
+
+
+def test_a_priority_message_waiting_for_a_retry_lets_the_others_by(store, clock):
+    bulk = store.add_outbound(["+1"], "bulk", encoding="gsm7", parts=1)[0]
+    reply = store.add_outbound(["+2"], "reply", encoding="gsm7", parts=1, priority=1)[0]
+    assert store.next_outbound("m1", clock.now)["id"] == reply
+    store.outbound_sending(reply, modem="m1")
+    store.outbound_retry(reply, error="+CMS ERROR: 500", next_attempt=clock.now + 60)
+    assert store.next_outbound("m1", clock.now)["id"] == bulk
+    assert store.next_outbound("m1", clock.now + 60)["id"] == reply
+
+
+def test_priority_goes_first_across_the_pool_s_routes(store, clock):
+    store.set_pool({"a": {"routes": ["+25576"]}, "b": {"routes": ["+25568"]}})
+    routed = store.add_outbound(["+255760000001"], "routed to a", encoding="gsm7", parts=1)[0]
+    anyone = store.add_outbound(["+255999000001"], "a reply, any modem", encoding="gsm7",
+                                parts=1, priority=1)[0]
+    assert store.next_outbound("a", clock.now)["id"] == anyone
+    assert store.next_outbound("b", clock.now)["id"] == anyone
+    store.outbound_sending(anyone, modem="b")
+    assert store.next_outbound("a", clock.now)["id"] == routed
+
+
+@pytest.mark.parametrize("priority", [-1, 4])
+def test_a_priority_out_of_kannel_s_range_is_refused(store, priority):
+    with pytest.raises(ValueError, match="priority"):
+        store.add_outbound(["+1"], "x", encoding="gsm7", parts=1, priority=priority)
+
+
+@pytest.mark.parametrize("name", ["NEXT_OUTBOUND_PINNED_SQL", "NEXT_OUTBOUND_ANY_SQL",
+                                  "NEXT_OUTBOUND_ROUTE_SQL"])
+def test_the_next_message_by_priority_is_one_index_walk_without_a_sort(store, name):
+    db = store._conn()
+    db.execute("BEGIN")
+    db.executemany("INSERT INTO outbound (id, recipient, text, parts, modem, status, route,"
+                   " priority, next_attempt, created_at) VALUES (?, '+1', 't', 1, ?, ?, ?, ?, ?,"
+                   " 0)", [("o%d" % i, ("m1", None, None)[i % 3], "queued" if i % 2 else "sent",
+                            ("", "a")[i % 2], i % 4 if i % 7 == 0 else 0, i)
+                           for i in range(3000)])
+    db.execute("COMMIT")
+    db.execute("ANALYZE")
+    index = "outbound_route" if name == "NEXT_OUTBOUND_ROUTE_SQL" else "outbound_queue"
+    assert_uses_index(db, getattr(store_module, name), index, no_sort=True)
+
+
+def test_a_version_3_store_is_migrated_with_its_queue_in_order(path, clock):
+    db = sqlite3.connect(path)
+    for version in (1, 2, 3):
+        for statement in store_module._split_sql(store_module.schema._MIGRATIONS[version]):
+            db.execute(statement)
+    db.execute("PRAGMA user_version = 3")
+    db.executemany("INSERT INTO outbound (id, recipient, text, parts, next_attempt, created_at)"
+                   " VALUES (?, '+1', ?, 1, 0, 0)", [("a", "first"), ("b", "second")])
+    db.commit()
+    db.close()
+    s = Store(path, clock=clock)
+    try:
+        assert s.get_outbound("a")["priority"] == 0
+        reply = s.add_outbound(["+2"], "reply", encoding="gsm7", parts=1, priority=1)[0]
+        order = []
+        while (row := s.next_outbound("m1", clock.now)) is not None:
+            s.outbound_sending(row["id"], modem="m1")
+            order.append(row["id"])
+        assert order == [reply, "a", "b"]
+    finally:
+        s.close()
 
 
 def test_a_queued_message_is_claimed_by_one_worker_only(store, clock):
@@ -624,19 +713,24 @@ def test_a_notify_while_busy_is_not_lost(store):
 # -- query plans -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name, index", [
-    ("DUE_INBOUND_SQL", "inbound_due"),
-    ("NEXT_INBOUND_DUE_SQL", "inbound_due"),
-    ("OLDEST_PENDING_OF_SENDER_SQL", "inbound_sender_pending"),
-    ("DEMOTE_HEADS_SQL", "inbound_sender_pending"),
-    ("NEXT_OUTBOUND_PINNED_SQL", "outbound_queue"),
-    ("NEXT_OUTBOUND_ANY_SQL", "outbound_queue"),
-    ("COUNT_INBOUND_SQL", "inbound_status"),
-    ("COUNT_OUTBOUND_SQL", "outbound_status"),
-])
-def test_queue_queries_use_their_index_with_statistics(store, name, index):
-    """With a queue of mixed rows and ANALYZE statistics (as PRAGMA optimize makes), every queue
-    query still walks its index rather than the table (timings at 1,000,000 rows: bench/)."""
+QUEUE_QUERIES = [
+    ("DUE_INBOUND_SQL", "inbound_due", {}),
+    ("NEXT_INBOUND_DUE_SQL", "inbound_due", {}),
+    ("OLDEST_PENDING_OF_SENDER_SQL", "inbound_sender_pending", {}),
+    ("DEMOTE_HEADS_SQL", "inbound_sender_pending", {}),
+    ("NEXT_OUTBOUND_PINNED_SQL", "outbound_queue", {}),
+    # SQLite rates "modem IS NULL" as matching more rows than "modem = ?", so even with
+    # statistics it picks outbound_status and walks every queued message, pinned ones too:
+    # the hint is what keeps it on outbound_queue.
+    ("NEXT_OUTBOUND_ANY_SQL", "outbound_queue", {"hint_needed": True}),
+    ("COUNT_INBOUND_SQL", "inbound_status", {"whole_index": True}),
+    ("COUNT_OUTBOUND_SQL", "outbound_status", {"whole_index": True}),
+]
+
+
+def _fill_queues(store, *, drop=None):
+    """A queue of mixed rows with ANALYZE statistics (as PRAGMA optimize makes); `drop`: an index
+    to drop first. Returns the connection."""
     db = store._conn()
     db.execute("BEGIN")
     db.executemany("INSERT INTO inbound (id, modem, sender, text, received_at, pdus, status, head,"
@@ -647,6 +741,40 @@ def test_queue_queries_use_their_index_with_statistics(store, name, index):
                    " created_at) VALUES (?, '+1', 't', 1, ?, ?, ?, 0)",
                    [("o%d" % i, ("m1", "m2", None)[i % 3], "queued" if i % 2 else "sent", i)
                     for i in range(3000)])
+    if drop:
+        db.execute("DROP INDEX %s" % drop)
     db.execute("COMMIT")
     db.execute("ANALYZE")
-    assert_uses_index(db, getattr(store_module, name), index, no_sort=True)
+    return db
+
+
+@pytest.mark.parametrize("name, index, options", QUEUE_QUERIES)
+def test_queue_queries_use_their_index_with_statistics(store, name, index, options):
+    """With a queue of mixed rows and ANALYZE statistics (as PRAGMA optimize makes), every queue
+    query still walks its index rather than the table (timings at 1,000,000 rows: bench/)."""
+    db = _fill_queues(store)
+    assert_uses_index(db, getattr(store_module, name), index, no_sort=True, **options)
+
+
+@pytest.mark.parametrize("name, index, options", QUEUE_QUERIES)
+def test_the_plan_check_reports_a_queue_query_whose_index_is_gone(store, name, index, options):
+    db = _fill_queues(store, drop=index)
+    problems = plan_problems(db, getattr(store_module, name), index, no_sort=True, **options)
+    assert problems and all(index in p for p in problems), problems
+    if not options.get("hint_needed"):      # the planner itself, not only the hint, misses it
+        assert any(p.startswith("left to the planner: %s is not used" % index)
+                   for p in problems), problems
+
+
+@pytest.mark.parametrize("name", ["NEXT_OUTBOUND_PINNED_SQL", "NEXT_OUTBOUND_ANY_SQL"])
+def test_the_plan_check_reports_an_index_that_does_not_fit_its_query(store, name):
+    """INDEXED BY takes any index of that name: one on the right columns in the wrong order is
+    still used, but walked whole, and the check says so."""
+    db = store._conn()
+    db.execute("DROP INDEX outbound_queue")
+    db.execute("CREATE INDEX outbound_queue ON outbound (seq, modem) WHERE status = 'queued'")
+    db = _fill_queues(store)
+    problems = plan_problems(db, getattr(store_module, name), "outbound_queue", no_sort=True,
+                             hint_needed=True)
+    assert ("as the store runs it: outbound_queue is walked whole, not searched:"
+            " 'SCAN outbound USING INDEX outbound_queue'") in problems, problems

@@ -7,8 +7,12 @@ import signal
 import subprocess
 import sys
 
+import pytest
 
 from bridgeproc import BridgeProcess, pid_alive, wait_for
+
+#: minutes of wall time: left out of the quick run (pytest -m "not stress")
+pytestmark = pytest.mark.stress
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -92,8 +92,9 @@ def bridge(serve):
 
 @pytest.fixture
 def open_bridge(serve):
-    """No credentials configured (loopback)."""
-    return serve()
+    """No credentials configured (loopback); the longest message 10 parts, the limit its
+    refusals are written against (the shipped default is larger: test_long_texts_...)."""
+    return serve(modem={"max_parts": 10})
 
 
 @pytest.fixture
@@ -267,6 +268,73 @@ def test_undecodable_text_is_refused(open_bridge, query, charset):
     assert open_bridge.outbound() == []
 
 
+# -- RapidPro's courier ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("query, text", [
+    # courier's handler_test.go: "☺" and "Hi ☺" as UTF-16BE bytes, coding=2, no charset; Go's
+    # QueryEscape writes the byte 0x20 as '+'
+    ("text=%26%3A&coding=2", "\u263a"),
+    ("text=%00H%00i%00+%26%3A&coding=2", "Hi \u263a"),
+    # emoji are surrogate pairs in UTF-16: a face, a thumb with its skin tone, a flag
+    ("text=%D8%3D%DE%00%00+%D8%3D%DC%4D%D8%3C%DF%FD%00+%D8%3C%DD%F9%D8%3C%DD%FF&coding=2",
+     "\U0001F600 \U0001F44D\U0001F3FD \U0001F1F9\U0001F1FF"),
+    ("text=%00%2B%00%26%00%25&coding=2", "+&%"),                    # bytes that are separators
+])
+def test_courier_s_utf16be_text_without_a_charset(open_bridge, query, text):
+    status, body, _ = open_bridge.raw("GET", "/cgi-bin/sendsms?to=%2B255700000001&" + query)
+    assert (status, body) == (202, "0: Accepted for delivery")
+    [msg] = open_bridge.outbound()
+    assert (msg["text"], msg["encoding"]) == (text, "gsm7" if text == "+&%" else "ucs2")
+
+
+@pytest.mark.parametrize("query", [
+    "text=%00H%00i%26&coding=2",                   # an odd number of bytes
+    "text=%00H%D8%3D&coding=2",                    # a high surrogate with nothing after it
+    "text=%DE%00%00H&coding=2",                    # a low surrogate alone
+    "text=%D8%3D%D8%3D%DE%00&coding=2",            # a high surrogate before a pair
+])
+def test_utf16be_that_is_not_whole_is_refused(open_bridge, query):
+    status, body, _ = open_bridge.raw("GET", "/cgi-bin/sendsms?to=%2B255700000001&" + query)
+    assert (status, body) == (400, "The text is not valid utf-16-be, rejected")
+    assert open_bridge.outbound() == []
+
+
+def test_long_texts_go_out_whole_with_the_shipped_default(serve):
+    bridge = serve()                                # max_parts as shipped
+    for text, parts, encoding in (("a" * 1600, 11, "gsm7"), ("a" * 4096, 27, "gsm7"),
+                                  ("\u0436" * 1600, 24, "ucs2")):
+        resp = bridge.sendsms(to=A, text=text.encode("utf-16-be"), coding="2")
+        assert resp.status_code == 202, resp.text
+        assert (bridge.outbound()[-1]["parts"], bridge.outbound()[-1]["encoding"]) == \
+            (parts, encoding)
+    resp = bridge.sendsms(to=A, text="a" * (27 * 153 + 1))
+    assert (resp.status_code, resp.text) == (400, "Message too long: 28 parts, at most 27")
+
+
+def test_sendsms_priority(open_bridge):
+    for priority in ("1", "", "3"):
+        assert open_bridge.sendsms(to=A, text="hi", priority=priority).status_code == 202
+    assert [m["priority"] for m in open_bridge.outbound()] == [1, 0, 3]
+    for priority in ("4", "-1", "high"):
+        resp = open_bridge.sendsms(to=A, text="hi", priority=priority)
+        assert (resp.status_code, resp.text) == (
+            400, "priority field misformed (a whole number 0 to 3), rejected")
+    assert len(open_bridge.outbound()) == 3
+
+
+def test_from_naming_a_modem_or_its_number_pins_the_message(serve):
+    pool = serve(modem={"number": "+255700000100"},
+                 **{"modem:airtel": {"port": "sim://", "number": "0780000200"}})
+    cases = [({"from": "+255700000100"}, "modem"), ({"from": "0700000100"}, "modem"),
+             ({"from": "255780000200"}, "airtel"), ({"from": "airtel"}, "airtel"),
+             ({"from": "Clinic"}, None), ({"from": ""}, None), ({}, None),
+             ({"from": "+255700000100", "smsc": "airtel"}, "airtel")]   # smsc says it first
+    for params, modem in cases:
+        assert pool.sendsms(to=A, text="hi", **params).status_code == 202
+        assert pool.outbound()[-1]["modem"] == modem, params
+        assert pool.outbound()[-1]["sender"] == (params.get("from") or None)
+
+
 # -- POST ------------------------------------------------------------------------------------------
 
 def test_post_form(bridge):
@@ -410,6 +478,19 @@ def test_json_smsc_pins_to_a_modem_of_the_pool(serve):
         assert pool.store.get_outbound(resp.json()["id"])["modem"] == modem
     resp = api(pool, "GET", "/api/v1/messages/%s" % pool.outbound()[0]["id"])
     assert resp.json()["modem"] == "airtel"
+
+
+def test_json_priority(bridge):
+    for priority, stored in ((2, 2), (None, 0), (0, 0)):
+        resp = api(bridge, "POST", "/api/v1/messages",
+                   json={"to": A, "text": "hi", "priority": priority})
+        assert resp.status_code == 202, resp.text
+        assert bridge.store.get_outbound(resp.json()["id"])["priority"] == stored
+    for priority in (4, -1, "1", True, 1.5):
+        resp = api(bridge, "POST", "/api/v1/messages",
+                   json={"to": A, "text": "hi", "priority": priority})
+        assert resp.status_code == 400 and "priority" in resp.json()["error"]
+    assert len(bridge.outbound()) == 3
 
 
 @pytest.mark.parametrize("smsc", ["vodacom", "Airtel", "airtel,modem"])

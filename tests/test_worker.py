@@ -17,6 +17,8 @@ from datetime import datetime, timezone
 import pytest
 
 from bridgeproc import wait_for
+from clock import Clock
+from transcript import wire
 from gsmbridge import metrics
 from gsmbridge.codec import pdu
 from gsmbridge import simulator
@@ -330,19 +332,36 @@ def test_send_rate_holds_messages_in_the_queue_and_counts_parts():
     assert unlimited.ready()
 
 
+class CountingBucket(TokenBucket):
+    """A TokenBucket that counts the times it held a send back: each is a pass of the worker's
+    loop that looked at the queue and decided to wait."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.refusals = 0
+
+    def ready(self):
+        ready = super().ready()
+        self.refusals += not ready
+        return ready
+
+
 def test_the_worker_sends_no_faster_than_send_rate(sim, store, worker):
     s = sim()
     w = worker(s.link, send_rate=6, start=False)            # one SMS per 10 s
+    w.idle_poll = 0.05                                      # loop passes come quickly
     now = [0.0]
-    w.throttle = TokenBucket(6, clock=lambda: now[0])       # time under the test's control
+    w.throttle = CountingBucket(6, clock=lambda: now[0])    # time under the test's control
     w.start()
     ids = [queue(store, BOB, "throttled %d" % i) for i in range(3)]
     wait_for(lambda: outbound(store, ids[0])["status"] == "sent", message="first sent")
-    time.sleep(1.0)                                         # the worker would have had time
+    held = w.throttle.refusals                              # the worker had its chances:
+    wait_for(lambda: w.throttle.refusals >= held + 3, message="sends held back")
     assert [outbound(store, i)["status"] for i in ids] == ["sent", "queued", "queued"]
     now[0] += 10
     wait_for(lambda: outbound(store, ids[1])["status"] == "sent", message="second sent")
-    time.sleep(0.5)
+    held = w.throttle.refusals
+    wait_for(lambda: w.throttle.refusals >= held + 3, message="sends held back")
     assert outbound(store, ids[2])["status"] == "queued"
     assert outbound(store, ids[2])["attempts"] == 0        # waiting, not failing
     now[0] += 10
@@ -429,13 +448,19 @@ def test_a_vanished_port_is_reopened_when_it_comes_back(sim, store, worker):
 
 
 def test_watchdog_brings_back_a_modem_that_was_stuck_for_a_while(sim, store, worker):
-    s = sim()
+    clock = Clock(1000.0)
+    s = sim(clock=clock)                                    # the modem's time moves by hand
     w = worker(s.link, start=False)
     w.status_interval = 3600                                # the only command: the send below
     w.start()
     wait_for(lambda: "registered" in state(store, w), message="modem up, status known")
     s.modem.set_faults(hang=3.0)                            # drops all input for 3 s
+    since = len(s.transcript())
     msg_id = queue(store, BOB, "after the hang")            # its AT+CMGS gets no answer
+    wait_for(lambda: b"\x1b" in wire(s, since)[0].split(b"AT+CMGS=")[-1]   # ESC, then AT:
+                     and b"AT\r" in wire(s, since)[0],                     # dropped too
+             message="the watchdog's ESC and AT")
+    clock.now += 3.0                                        # the hang ends while it tries AT
     wait_for(lambda: outbound(store, msg_id)["status"] == "sent", message="sent")
     assert w.boots == 1                                     # ESC and AT did it: no reopen
     assert outbound(store, msg_id)["attempts"] == 2         # into the hang, and after it

@@ -16,6 +16,12 @@ ALLOWED = {
     "gsmbridge.modem": {"gsmbridge.codec"},
     "gsmbridge.simulator": {"gsmbridge.codec", "gsmbridge.modem.errors"},
     "gsmbridge.store": {"gsmbridge.codec"},
+    # the leaves every part may use: nothing of gsmbridge but, for the server, config's error
+    "gsmbridge.safeurl": set(),
+    "gsmbridge.backoff": set(),
+    "gsmbridge.jsonlog": set(),
+    "gsmbridge.metrics": set(),
+    "gsmbridge.httpserver": {"gsmbridge.config"},
 }
 
 # part -> parts it must never import, whatever else it does.
@@ -28,12 +34,16 @@ FORBIDDEN = {
                             "gsmbridge.worker"},
     "gsmbridge.dlr": {"gsmbridge.modem", "gsmbridge.simulator", "gsmbridge.web",
                       "gsmbridge.worker"},
+    "gsmbridge.calls": {"gsmbridge.modem", "gsmbridge.simulator", "gsmbridge.web",
+                        "gsmbridge.worker"},
     "gsmbridge.delivery": {"gsmbridge.modem", "gsmbridge.simulator", "gsmbridge.web",
                            "gsmbridge.worker", "gsmbridge.store"},
     "gsmbridge.cluster": {"gsmbridge.modem", "gsmbridge.simulator", "gsmbridge.web",
                           "gsmbridge.worker"},
     "gsmbridge.overview": {"gsmbridge.modem", "gsmbridge.simulator", "gsmbridge.web",
                            "gsmbridge.worker"},
+    "gsmbridge.housekeeping": {"gsmbridge.modem", "gsmbridge.simulator", "gsmbridge.web",
+                               "gsmbridge.worker"},
 }
 
 # Nothing in the standard library's database driver above the store: the store raises its own errors.

@@ -31,3 +31,15 @@ _PHONE_NUMBER = re.compile(PHONE_NUMBER)
 def is_phone_number(text):
     """True when text is one phone number (PHONE_NUMBER), nothing around it."""
     return _PHONE_NUMBER.fullmatch(text) is not None
+
+
+def same_number(a, b):
+    """Whether two renderings of a phone number are the same line (+255712..., 0712...,
+    255712...): compared on their last 9 digits, the national significant number in most
+    countries. Short numbers (under 6 digits) and alphanumeric addresses are compared as they
+    are, but for case."""
+    da = "".join(ch for ch in a if ch.isdigit())
+    db = "".join(ch for ch in b if ch.isdigit())
+    if len(da) < 6 or len(db) < 6:
+        return a.strip().lower() == b.strip().lower()
+    return da[-9:] == db[-9:]

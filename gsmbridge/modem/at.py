@@ -24,7 +24,14 @@ here is to tell them apart the way real modems need:
   or the text in text mode -- which belongs to them, even if it begins with "OK";
 * the ``"> "`` prompt of ``AT+CMGS`` has no line end after it;
 * echo left on after ``ATE0``, ``\\r\\r\\n`` line ends, bytes that are not UTF-8 and stray finals
-  while idle are all tolerated, never raised on.
+  while idle are all tolerated, never raised on;
+* a ``+CUSD`` reply whose quoted string holds line breaks (a USSD menu) arrives as several lines:
+  they are joined (with LF) into one event while the quote stays open (``codec.ussd.incomplete``),
+  at most ``MAX_USSD`` characters; a line that is plainly something else (a final result, a known
+  URC) ends the joining, and so does the driver, by ``release_partial``, when no more comes;
+* ``NO CARRIER``, ``BUSY``, ``NO ANSWER`` and ``NO DIALTONE`` are final results only of a command
+  about a call (ATD, ATA, ATO, ATH, AT+CHUP); at any other time ``NO CARRIER`` is a caller who hung
+  up, so it is Unsolicited and cannot end an unrelated command.
 
 Line ends: any ``\\r`` or ``\\n`` ends a line and empty lines are dropped, so ``\\r\\n``,
 ``\\r\\r\\n`` and the bare ``\\r`` after an echo all look alike.  (The price: a text-mode body with
@@ -37,10 +44,12 @@ results) in lines.py; this module holds the states, and everything that moves be
 import re
 from collections import deque
 
+from ..codec.ussd import incomplete as ussd_incomplete
 from .events import NEED_DATA, Echo, Final, Noise, Prompt, Response, Unsolicited, UsageError
 from .fields import split_params
 from .lines import (
-    BARE_URCS, FINAL_RESULTS, HEX, INT, NAMED, URC_NAMES, final_result, pdu_shaped, urc_name,
+    BARE_URCS, CALL_RESULTS, FINAL_RESULTS, HEX, INT, NAMED, URC_NAMES, final_result, pdu_shaped,
+    urc_name,
 )
 
 __all__ = [
@@ -56,6 +65,11 @@ _BAD = re.compile("[\x00-\x08\x0a-\x1f\x7f\ufffd]")             # junk inside a 
 _CMD_PREFIX = re.compile(r"^\s*([+^#*$%][A-Za-z0-9_]+)")
 
 MAX_LINE = 4096   # a PDU line is under 400 characters; longer runs without a line end are noise
+MAX_USSD = 4096   # a +CUSD reply joined from its lines is released at this length (codec's MAX_RAW)
+MAX_USSD_LINES = 40
+
+# Commands whose answer may be NO CARRIER, BUSY, NO ANSWER or NO DIALTONE (V.250 6.3, 27.007 6.5).
+_CALL_COMMAND = re.compile(r"^AT\s*(?:[DAOH]|\+CHUP)", re.IGNORECASE)
 
 
 class _Command:
@@ -75,6 +89,7 @@ class _Command:
                 self.prefixes.add(m.group(1).upper())
         m = re.match(r"^AT\+CMGF=([01])$", text.strip(), re.IGNORECASE)
         self.sets_mode = int(m.group(1)) if m else None
+        self.about_a_call = _CALL_COMMAND.match(text) is not None
 
     def is_echo(self, line):
         upper = line.upper()
@@ -98,6 +113,7 @@ class Engine:
         self._events = deque()
         self._cmd = None
         self._held = None         # a header waiting for its second line: Response or Unsolicited
+        self._partial = None      # [text, lines] of a +CUSD reply whose quote is still open
 
     # --- the driver's side ------------------------------------------------------------------
 
@@ -152,6 +168,7 @@ class Engine:
         modem says about it (OK on most, nothing on some) arrives as Noise."""
         self._cmd = None
         self._drop_held_response()
+        self.release_partial()
         return b"\x1b"
 
     def abandon(self):
@@ -159,6 +176,18 @@ class Engine:
         or, for named lines, Unsolicited."""
         self._cmd = None
         self._drop_held_response()
+        self.release_partial()
+
+    @property
+    def partial(self):
+        """A +CUSD reply is being joined from its lines (its quoted string is still open)."""
+        return self._partial is not None
+
+    def release_partial(self):
+        """The driver has waited long enough for the rest of a +CUSD reply: hand it over as it
+        is (the codec reads an odd number of quotes too).  No-op when none is being joined."""
+        if self._partial is not None:
+            self._release_ussd()
 
     def receive_data(self, data):
         """Feed bytes read from the modem, in any chunking."""
@@ -243,6 +272,8 @@ class Engine:
             if raw.strip(b" \t"):
                 self._events.append(Noise(raw))
             return
+        if self._partial is not None and self._join(clean):
+            return
         held = self._held
         if held is not None and self._take_body(held, clean):
             return
@@ -272,6 +303,29 @@ class Engine:
         self._release(line)
         return True
 
+    def _join(self, line):
+        """The next line of a +CUSD reply being joined; False if the line is something else."""
+        if final_result(line) is not None or urc_name(line) is not None or _BAD.search(line):
+            self._release_ussd()            # the reply ended without closing its quote
+            return False
+        self._partial[0] += "\n" + line
+        self._partial[1] += 1
+        text, lines = self._partial
+        if not ussd_incomplete(text) or len(text) >= MAX_USSD or lines >= MAX_USSD_LINES:
+            self._release_ussd()
+        return True
+
+    def _release_ussd(self):
+        """The joined +CUSD reply: the answer of AT+CUSD if that is in progress, else a URC."""
+        text = self._partial[0]
+        self._partial = None
+        cmd = self._cmd
+        if cmd is not None and "+CUSD" in cmd.prefixes:
+            self._events.append(Response(text))
+        else:
+            self._events.append(Unsolicited("+CUSD", text.partition(":")[2].strip(), None,
+                                            text))
+
     def _release(self, body):
         held, self._held = self._held, None
         if isinstance(held, Response):
@@ -293,6 +347,10 @@ class Engine:
             self._prompt()
             return
         final = final_result(line)
+        if final is not None and final[0] in CALL_RESULTS and (
+                cmd is None or not cmd.about_a_call):
+            self._events.append(Unsolicited(line.upper(), "", None, line))   # a caller hung up
+            return
         if final is not None:
             if cmd is None:
                 self._events.append(Noise(raw))     # a stray OK, or one after done_on
@@ -302,6 +360,9 @@ class Engine:
         m = NAMED.match(line)
         if m:
             name, value = m.group(1).upper(), (m.group(2) or "").strip()
+            if name == "+CUSD" and ussd_incomplete(line):
+                self._partial = [line, 1]     # a menu: its other lines follow
+                return
             if cmd is not None and name in cmd.prefixes:
                 self._response(name, value, line)
             elif cmd is None or name in URC_NAMES:
@@ -353,6 +414,8 @@ class Engine:
     def _finish(self, kind, code, line):
         if isinstance(self._held, Response):
             self._release(None)
+        if self._partial is not None:
+            self._release_ussd()
         cmd, self._cmd = self._cmd, None
         if kind == "OK" and cmd.sets_mode is not None:
             self.pdu_mode = cmd.sets_mode == 0

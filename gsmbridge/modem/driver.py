@@ -10,7 +10,12 @@ a few objects, each owning its own state and asking the others for what it needs
 * ``Receiver`` (receive.py) -- ``poll``, ``sweep``, ``done``, ``next_message``: one path for
   every message in, and nothing deleted or acknowledged before the caller has committed it;
 * ``Sender`` (send.py) -- ``send_sms``, the "> " prompt and ESC;
-* ``Health`` (health.py) -- ``signal_strength``, ``network``, ``probe``, ``reset``.
+* ``Health`` (health.py) -- ``signal_strength``, ``network``, ``probe``, ``reset``;
+* ``Ussd`` (ussd.py) -- USSD requests and their replies, however the modem writes them;
+* ``Calls`` (calls.py) -- incoming voice calls, hung up at once and handed over.
+
+``identity()`` reads what the modem and SIM are (identity.py); a port given as ``imei:<IMEI>``
+is found afresh at every boot among the serial ports (locate.py).
 
 This module only builds and wires them, so the whole of who-tells-whom is in ``__init__``.
 
@@ -21,7 +26,10 @@ line is logged at DEBUG on the logger ``gsmbridge.modem``.
 """
 
 import logging
+import time
 
+from . import identity, locate
+from .calls import Call, Calls
 from .errors import ModemError, ModemGone, ModemTimeout
 from .health import Health, Network
 from .incoming import Incoming
@@ -29,8 +37,10 @@ from .port import Port
 from .receive import Receiver
 from .send import Sender
 from .setup import Setup
+from .ussd import Ussd, UssdAnswer
 
-__all__ = ["GsmModem", "Incoming", "Network", "ModemError", "ModemGone", "ModemTimeout"]
+__all__ = ["GsmModem", "Incoming", "Network", "ModemError", "ModemGone", "ModemTimeout",
+           "Call", "UssdAnswer"]
 
 log = logging.getLogger("gsmbridge.modem")
 
@@ -44,15 +54,23 @@ class GsmModem:
     ``smsc``: put this service centre number in every PDU instead of the SIM's.
     ``more_messages``: AT+CMMS=2, keeping the radio link to the SMSC open between back-to-back
     sends (TS 27.005 3.5.6); it goes off for good on a modem that fails sends with it.
+    ``port`` may also be ``imei:<IMEI>[@<glob>]``: the serial port whose modem has that IMEI.
+    ``ussd_encoding``: "auto", "text", "packed" or "ucs2" (ussd.py); ``ussd_timeout``: seconds a
+    USSD request waits for its reply.
     """
 
     def __init__(self, port, baudrate=115200, pin=None, *, logger=None, command_timeout=10.0,
                  send_timeout=90.0, receive_mode="auto", smsc=None, storage=None,
                  boot_timeout=60.0, reassembly_timeout=3600.0, check_interval=300.0,
-                 more_messages=True):
+                 more_messages=True, ussd_encoding="auto", ussd_timeout=30.0):
         if receive_mode not in ("auto", "routed", "stored"):
             raise ValueError("receive_mode is auto, routed or stored, not %r" % receive_mode)
         logger = logger or log
+        self._locate = port if str(port).startswith(locate.PREFIX) else None
+        if self._locate:
+            locate.parse(port)          # ValueError now rather than at boot
+        self._held = None               # the device path registered with locate.hold
+        self._log = logger
         self._port = Port(port, baudrate, log=logger, command_timeout=command_timeout)
         self._setup = Setup(self._port, log=logger, pin=pin, receive_mode=receive_mode,
                             storage=(storage or "SM").upper(), boot_timeout=boot_timeout,
@@ -63,33 +81,52 @@ class GsmModem:
         self._sender = Sender(self._port, self._setup, log=logger, send_timeout=send_timeout,
                               smsc=smsc)
         self._health = Health(self._port, log=logger)
+        self._ussd = Ussd(self._port, log=logger, encoding=ussd_encoding, timeout=ussd_timeout)
+        self._calls = Calls(self._port, log=logger)
         # A restart shows as an echo or a start-up URC: the setup's to notice.  Messages and a
         # full storage are the receiver's; after every setup it sweeps what came meanwhile.
         self._port.listen(unsolicited=self._setup.unsolicited, echo=self._setup.echoed)
         self._port.listen(unsolicited=self._receiver.unsolicited,
                           error=self._receiver.command_failed)
         self._setup.after_setup(self._receiver.resume)
+        # USSD replies and calls come unasked; a restart forgets a USSD session, and AT+CLIP.
+        self._port.listen(unsolicited=self._ussd.unsolicited, noise=self._ussd.noise)
+        self._port.listen(unsolicited=self._calls.unsolicited)
+        self._setup.after_setup(self._ussd.reset)
+        self._setup.after_setup(self._calls.setup)
 
     # --- the port ------------------------------------------------------------------------------
 
     def boot(self):
         """Open the port and set the modem up for PDU-mode SMS.  Safe to call again after
         ModemGone or a restart.  Returns self; on failure the port is closed again."""
-        self._port.open()
+        self._open()
         try:
             self._setup.start()
         except BaseException:
-            self._port.close()         # and its lock: the next attempt may be another instance
+            self.close()               # and its lock: the next attempt may be another instance
             raise
         return self
 
+    def _open(self):
+        """Open the port; an ``imei:`` port is looked for first (it may have moved)."""
+        self.close()
+        if self._locate:
+            self._port.url = locate.find(self._locate, self._port.baudrate, self._log)
+        self._port.open()
+        self._held = self._port.url
+        locate.hold(self._held, self._port)
+
     def connect(self):
         """Open the port (again) without setting the modem up.  ModemGone if it cannot."""
-        self._port.open()
+        self._open()
         return self
 
     def close(self):
         self._port.close()
+        held, self._held = self._held, None
+        if held is not None:
+            locate.release(held, self._port)
 
     def wake(self):
         """Cut short a poll() that is waiting on the port. Safe from any thread."""
@@ -107,7 +144,7 @@ class GsmModem:
 
     @property
     def port(self):
-        """The device path or URL it was made with."""
+        """The device path or URL it was made with (for ``imei:``, where it was last found)."""
         return self._port.url
 
     @property
@@ -212,7 +249,58 @@ class GsmModem:
 
     def reset(self, command, timeout=None):
         """Write ``command`` (e.g. AT+CFUN=1,1) to restart the modem, then close the port."""
-        self._health.reset(command, timeout)
+        if not self._port.is_open:
+            self._open()                # an imei: port is looked for first
+        try:
+            self._health.reset(command, timeout)
+        finally:
+            self.close()
+
+    # --- SIM services --------------------------------------------------------------------------
+
+    def identity(self):
+        """{manufacturer, model, revision, imei, imsi, iccid, own_number}: what the modem and
+        its SIM say they are (None where they would not say)."""
+        return identity.read(self._port, self._log)
+
+    def ussd(self, code, timeout=None):
+        """Send a USSD request and wait for its reply -> ``UssdAnswer`` (status "done", "more",
+        "failed" or "timeout").  Answer a menu ("more") with another call."""
+        answer = self._ussd.start(code)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while answer is None:
+            self._port.wait(0.1)
+            answer = self._ussd.answer()
+            if answer is None and deadline is not None and time.monotonic() >= deadline:
+                self._ussd.cancel()
+                answer = UssdAnswer("timeout", error="no reply within %.0f s" % timeout)
+        return answer
+
+    def ussd_start(self, code):
+        """Send a USSD request without waiting: its ``UssdAnswer`` when known at once, else
+        None (then ask ``ussd_answer()``, from the loop that polls)."""
+        return self._ussd.start(code)
+
+    def ussd_answer(self):
+        """The reply to the request of ``ussd_start`` once it came (or timed out), else None."""
+        return self._ussd.answer()
+
+    def ussd_cancel(self):
+        """AT+CUSD=2: end the USSD session (an ERROR is harmless)."""
+        self._ussd.cancel()
+
+    @property
+    def ussd_session_open(self):
+        return self._ussd.session_open
+
+    def ussd_ended_by_network(self):
+        """Whether the network ended an open USSD session since last asked."""
+        return self._ussd.ended_by_network()
+
+    def take_calls(self):
+        """Hang up a call that rings (once its number is known) -> the ``Call`` items that are
+        over since the last time."""
+        return self._calls.take()
 
     def __enter__(self):
         return self

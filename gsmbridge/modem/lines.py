@@ -33,6 +33,9 @@ FINAL_RESULTS = frozenset([
     "TOO MANY PARAMETERS",
 ])
 
+# Result codes of a call attempt (V.250 6.3.1); at.py makes them finals only of a call command.
+CALL_RESULTS = frozenset(["NO CARRIER", "BUSY", "NO ANSWER", "NO DIALTONE"])
+
 CMX_ERROR = re.compile(r"^\+?(CME|CMS) ERROR\s*:?\s*(.*)$", re.IGNORECASE)
 NAMED = re.compile(r"^([+^#*$%][A-Za-z0-9_]+)\s*(?::\s*(.*))?$")
 HEX = re.compile(r"^[0-9A-Fa-f]+$")

@@ -24,6 +24,10 @@ from .events import NEED_DATA, Echo, Final, Noise, Prompt, Response, Unsolicited
 
 ESC = b"\x1b"       # leaves a "> " prompt without sending (TS 27.005 3.5.1)
 
+#: a +CUSD reply whose quote is still open this long after the last bytes came is handed over as
+#: it is (a text with a quote of its own); a real modem writes a menu's lines in one go
+USSD_JOIN_WAIT = 1.0
+
 
 class Port:
     """The line to the modem at ``url`` (a device path or a pyserial URL), with its engine.
@@ -46,12 +50,15 @@ class Port:
         self._unsolicited = []          # listeners, see listen()
         self._echo = []
         self._error = []
+        self._noise = []
+        self._last_data = 0.0           # when bytes last came (for USSD_JOIN_WAIT)
 
-    def listen(self, *, unsolicited=None, echo=None, error=None):
+    def listen(self, *, unsolicited=None, echo=None, error=None, noise=None):
         """Ask for what the modem says besides answers: ``unsolicited(event)`` for each URC,
-        ``echo()`` for each echoed command line, ``error(exc)`` for each error result."""
+        ``echo()`` for each echoed command line, ``error(exc)`` for each error result,
+        ``noise(event)`` for each line that meant nothing (a stray final result among them)."""
         for listeners, fn in ((self._unsolicited, unsolicited), (self._echo, echo),
-                              (self._error, error)):
+                              (self._error, error), (self._noise, noise)):
             if fn is not None:
                 listeners.append(fn)
 
@@ -151,6 +158,11 @@ class Port:
         if self._fds is not None:
             return self._read_direct(timeout, wakeable)
         deadline = time.monotonic() + max(timeout, 0.0)
+        if self._engine.partial:                # a USSD menu's lines: wait for the rest, briefly
+            if time.monotonic() - self._last_data >= USSD_JOIN_WAIT:
+                self._engine.release_partial()
+                return True
+            deadline = min(deadline, self._last_data + USSD_JOIN_WAIT)
         while True:
             try:
                 waiting = self._serial.in_waiting
@@ -159,8 +171,12 @@ class Port:
                 self._gone(exc)
             if data:
                 self._engine.receive_data(data)
+                self._last_data = time.monotonic()
                 return True
             if time.monotonic() >= deadline or (wakeable and self._woken):
+                if self._engine.partial and time.monotonic() - self._last_data >= USSD_JOIN_WAIT:
+                    self._engine.release_partial()
+                    return True
                 return False
 
     def _paced_wait(self, deadline):
@@ -313,6 +329,8 @@ class Port:
                 listener(event)
         elif isinstance(event, Noise):
             self._log.debug("%s < noise %r", self.url, event.data)
+            for listener in self._noise:
+                listener(event)
         elif isinstance(event, Echo):
             self._log.debug("%s < echo %s", self.url, event.line)
             for listener in self._echo:

@@ -9,7 +9,8 @@ together, like a +CMGL header and its PDU), a `Prompt` when the command takes a 
 
 
 class Error(Exception):
-    """A command failed: becomes ERROR, +CME ERROR or +CMS ERROR as AT+CMEE says."""
+    """A command failed: becomes ERROR, +CME ERROR or +CMS ERROR as AT+CMEE says (or, for
+    kind "NO CARRIER", that result code: ATA with no call to answer)."""
 
     def __init__(self, kind="ERROR", code=None):
         super().__init__(kind, code)

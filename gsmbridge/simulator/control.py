@@ -6,8 +6,21 @@ no authentication).
     GET  /sent     what the modem was asked to send, one entry per SMS (parts joined)
     DELETE /sent   forget it
     GET  /faults   POST /faults {"name": value, ...}           see faults.Faults
-    GET  /state    storage, settings, queues
+    GET  /state    storage, settings, queues, identity, the call and USSD session in progress
     POST /reset    power-cycle the modem (storage kept)
+
+    GET  /ussd     the USSD service: style, early, delay, balance, currency, session_timeout,
+                   menu, and the session in progress
+    POST /ussd     {"style": "packed", "balance": 99.5, ...}: change any of those
+    GET  /ussd/requests   what the host asked over AT+CUSD (code, raw string, dcs, the
+                          network's status and reply; cancels and expiries)
+    DELETE /ussd/requests forget them
+    POST /calls    {"from": "+255700000001", "rings": 3}: a voice call rings the modem
+                   ("from": "" withholds the number); 409 while another call is in progress
+    POST /calls/end       the caller hangs up the call in progress (409 when there is none)
+    GET  /calls    every call: from, rings, state, answered, ended_by ("host", "caller",
+                   "reset"), started, ended
+    DELETE /calls  forget the ended calls
 """
 
 import ipaddress
@@ -18,8 +31,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
 from ..codec import pdu
+from .calls import CallError
 
 log = logging.getLogger("gsmbridge.simulator")
+
+#: the largest request body taken (a USSD menu is the biggest thing anyone sends)
+MAX_BODY = 1 << 20
 
 
 def loopback_address(control):
@@ -59,6 +76,12 @@ class _Handler(BaseHTTPRequestHandler):
             return self._reply(200, sim.modem.faults())
         if self.path == "/state":
             return self._reply(200, sim.modem.state())
+        if self.path == "/ussd":
+            return self._reply(200, sim.modem.ussd_settings())
+        if self.path == "/ussd/requests":
+            return self._reply(200, sim.modem.ussd_requests())
+        if self.path == "/calls":
+            return self._reply(200, sim.modem.calls_made())
         return self._reply(404, {"error": "no such resource: %s" % self.path})
 
     def do_POST(self):
@@ -77,12 +100,31 @@ class _Handler(BaseHTTPRequestHandler):
         if self.path == "/reset":
             sim.modem.power_cycle()
             return self._reply(200, sim.modem.state())
+        if self.path == "/ussd":
+            try:
+                return self._reply(200, sim.modem.ussd_settings(**body))
+            except (TypeError, ValueError) as exc:
+                return self._reply(400, {"error": str(exc)})
+        if self.path == "/calls":
+            return self._call(sim, body)
+        if self.path == "/calls/end":
+            try:
+                return self._reply(200, sim.modem.end_call())
+            except CallError as exc:
+                return self._reply(409, {"error": str(exc)})
         return self._reply(404, {"error": "no such resource: %s" % self.path})
 
     def do_DELETE(self):
+        modem = self.server.simulator.modem
         if self.path == "/sent":
-            self.server.simulator.modem.clear_sent()
+            modem.clear_sent()
             return self._reply(200, [])
+        if self.path == "/ussd/requests":
+            modem.forget_ussd_requests()
+            return self._reply(200, [])
+        if self.path == "/calls":
+            modem.forget_calls()
+            return self._reply(200, modem.calls_made())
         return self._reply(404, {"error": "no such resource: %s" % self.path})
 
     def _inbound(self, sim, body):
@@ -103,10 +145,30 @@ class _Handler(BaseHTTPRequestHandler):
         except (pdu.TooLong, ValueError) as exc:
             return self._reply(400, {"error": str(exc)})
 
+    def _call(self, sim, body):
+        number, rings = body.get("from"), body.get("rings")
+        unknown = set(body) - {"from", "rings"}
+        if unknown:
+            return self._reply(400, {"error": "unknown field %r" % sorted(unknown)[0]})
+        try:
+            return self._reply(200, sim.modem.place_call(number, rings))
+        except ValueError as exc:
+            return self._reply(400, {"error": str(exc)})
+        except CallError as exc:
+            return self._reply(409, {"error": str(exc)})
+
     # plumbing
 
     def _body(self):
-        length = int(self.headers.get("Content-Length") or 0)
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = -1
+        if not 0 <= length <= MAX_BODY:
+            self.close_connection = True
+            self._reply(400 if length < 0 else 413,
+                        {"error": "a body of up to %d bytes, with its Content-Length" % MAX_BODY})
+            return None
         raw = self.rfile.read(length) if length else b"{}"
         try:
             body = json.loads(raw.decode("utf-8"))

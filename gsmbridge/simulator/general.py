@@ -68,7 +68,7 @@ def _refuse(modem, op, args):
 BASIC = {
     "E": _flag("echo"), "V": _flag("verbose"), "Q": _quiet, "Z": _reset, "&F": _reset,
     "I": _identify, "S": _register, "D": _refuse,
-    "X": _ok, "&C": _ok, "&D": _ok, "&K": _ok, "&W": _ok, "H": _ok, "L": _ok, "M": _ok,
+    "X": _ok, "&C": _ok, "&D": _ok, "&K": _ok, "&W": _ok, "L": _ok, "M": _ok,
 }
 
 
@@ -239,7 +239,9 @@ def _cfun(modem, op, args):
 
 @extended("+CPAS")
 def _cpas(modem, op, args):
-    return [["+CPAS: 0"]] if op == "exec" else [["+CPAS: (0-5)"]]
+    if op == "exec":
+        return [["+CPAS: %d" % modem.calls.activity()]]
+    return [["+CPAS: (0-5)"]]
 
 
 @extended("+CSCS")
@@ -269,3 +271,30 @@ def _cgsms(modem, op, args):
     modem.cgsms = integer(args, 0, 3)
     return []
 
+
+@extended("^CURC")
+def _curc(modem, op, args):
+    """Huawei's switch for its periodic result codes (^RSSI, ^MODE, ...): gammu and other Huawei
+    drivers send AT^CURC=0 first and give up on an ERROR."""
+    if op == "test":
+        return [["^CURC: (0-1)"]]
+    if op == "read":
+        return [["^CURC: %d" % modem.curc]]
+    if op != "set":
+        raise Error()
+    modem.curc = integer(args, 0, 1)
+    return []
+
+
+@extended("^PORTSEL")
+def _portsel(modem, op, args):
+    """Huawei: which of its ports gets the result codes (0 the modem port, 1 the PCUI port).
+    A real dongle sends a +CUSD reply only there; the simulated modem has one port for all."""
+    if op == "test":
+        return [["^PORTSEL: (0-1)"]]
+    if op == "read":
+        return [["^PORTSEL: %d" % modem.portsel]]
+    if op != "set":
+        raise Error()
+    modem.portsel = integer(args, 0, 1)
+    return []

@@ -18,7 +18,8 @@ control thread may call `deliver()` or `set_faults()` while a port thread feeds 
 
 The parts live in their own modules: command-line syntax (command.py), the general and SMS
 command handlers (general.py, sms.py), message storage (storage.py), how messages look
-on the line (render.py), the network side (network.py) and the faults (faults.py).  This
+on the line (render.py), the network side (network.py), the faults (faults.py), and the SIM
+services: identity (identity.py), USSD (ussd.py) and incoming calls (calls.py).  This
 module is the state machine that ties them together: input, prompts, delayed answers, output
 framing, timers.
 """
@@ -29,10 +30,10 @@ import time
 from datetime import datetime, timezone
 
 from ..modem import errors
-from . import general, sms
+from . import calls, general, identity, sms, ussd
 from .command import Error, Later, Prompt, cme, cms, normalise, parse_command_line
 from .faults import FAULTS, NOISE, WINDOWS, Faults, fault_value
-from .network import NetworkSide
+from .network import NetworkSide, Notice, Pending
 from .storage import STAT_NAMES, Combined, Memory, Message
 
 __all__ = ["SimulatedModem", "Faults", "FAULTS", "Message", "parse_command_line"]
@@ -45,10 +46,11 @@ BACKSPACE = 0x08
 SMS_COMMANDS = frozenset(sms.EXTENDED)
 #: commands that need the SIM: they fail while it is locked or busy
 SIM_COMMANDS = {"+CIMI", "+CPMS", "+CSCA", "+CMGL", "+CMGR", "+CMGD", "+CMGS", "+CMGW", "+CMSS",
-                "+CNMA"}
+                "+CNMA", "+CNUM"}
 
-_BASIC = general.BASIC
-_EXTENDED = {**general.EXTENDED, **sms.EXTENDED}
+_BASIC = {**general.BASIC, **calls.BASIC}
+_EXTENDED = {**general.EXTENDED, **sms.EXTENDED, **identity.EXTENDED, **ussd.EXTENDED,
+             **calls.EXTENDED}
 
 
 def wallclock():
@@ -60,7 +62,12 @@ class SimulatedModem(NetworkSide):
 
     Options (keyword): pin (None: no PIN), puk, capacity (SIM slots, 30), me_capacity (100),
     first_index (1; some Huawei modems count from 0), smsc, manufacturer, model, revision, imei,
-    imsi, operator, operator_numeric, report_delay (seconds before a requested status report,
+    imsi, iccid, own_number (None: the SIM holds none, AT+CNUM answers only OK), operator,
+    operator_numeric, ussd_style ("text", "ucs2" or "packed": see ussd.py), ussd_early (the
+    +CUSD before the OK), ussd_delay (seconds the network takes to answer, 0.2), ussd_menu
+    (ussd.DEFAULT_MENU), ussd_session_timeout (seconds a menu waits for its answer, 30),
+    balance (1234.5), currency ("TZS"), ring_interval (seconds between RINGs, 3), rings (RINGs
+    before a caller gives up, 5), report_delay (seconds before a requested status report,
     1.0), cnma_timeout (seconds the network waits for AT+CNMA, 12.0: TS 24.011's TR2M),
     redelivery_delay (seconds before the network tries again, 10.0), cnma_disables_routing
     (True, as TS 27.005 3.4.4 says),
@@ -75,7 +82,10 @@ class SimulatedModem(NetworkSide):
     def __init__(self, *, pin=None, puk="12345678", capacity=30, me_capacity=100, first_index=1,
                  smsc="+255790000000", manufacturer="gsmbridge", model="SIM-27005",
                  revision="1.0.0", imei="356938035643809", imsi="640040000000001",
-                 operator="SimTel", operator_numeric="64004", report_delay=1.0,
+                 iccid="8925504000000000019", own_number=None,
+                 operator="SimTel", operator_numeric="64004", ussd_style="text",
+                 ussd_early=False, ussd_delay=0.2, ussd_menu=None, ussd_session_timeout=30.0,
+                 balance=1234.5, currency="TZS", ring_interval=3.0, rings=5, report_delay=1.0,
                  cnma_timeout=12.0, redelivery_delay=10.0, cnma_disables_routing=True,
                  reset_time=0.2, seed=None, clock=time.monotonic, now=wallclock,
                  on_output=None, **faults):
@@ -87,8 +97,9 @@ class SimulatedModem(NetworkSide):
         self.pin = pin
         self.puk = puk
         self.smsc = smsc
+        identity.check_identity(imei, imsi, iccid, own_number)
         self.identity = {"+CGMI": manufacturer, "+CGMM": model, "+CGMR": revision,
-                         "+CGSN": imei, "+CIMI": imsi}
+                         "+CGSN": imei, "+CIMI": imsi, "iccid": iccid, "own_number": own_number}
         self.operator = (operator, operator_numeric)
         self.reset_time = reset_time
         self.sm = Memory("SM", capacity, first_index)
@@ -104,6 +115,10 @@ class SimulatedModem(NetworkSide):
                             cnma_disables_routing=cnma_disables_routing)
         self._storm_next = None
         self._storm_count = 0
+        self.ussd = ussd.UssdService(self, style=ussd_style, early=ussd_early, delay=ussd_delay,
+                                     menu=ussd_menu, balance=balance, currency=currency,
+                                     session_timeout=ussd_session_timeout)
+        self.calls = calls.CallService(self, ring_interval=ring_interval, rings=rings)
         self.power_cycle()
         self.set_faults(**faults)
 
@@ -154,8 +169,10 @@ class SimulatedModem(NetworkSide):
         with self._lock:
             now = self._clock()
             held = self._unacked is not None or self._cannot_receive()
+            notices_held = self._cannot_receive() or self._line_in_use()
             dues = [t[0] for t in self._timers]
-            dues += [p.due for p in self._network if not (held and p.due <= now)]
+            dues += [p.due for p in self._network
+                     if not ((notices_held if isinstance(p, Notice) else held) and p.due <= now)]
             dues += [d for d in self._deadlines.values() if d != float("inf")]
             if self._storm_next is not None:
                 dues.append(self._storm_next)
@@ -222,14 +239,68 @@ class SimulatedModem(NetworkSide):
                 "settings": {"echo": self.echo, "cmee": self.cmee, "cmgf": self.cmgf,
                              "cscs": self.cscs, "csms": self.csms, "cnmi": list(self.cnmi),
                              "cpms": list(self.cpms), "creg": self.creg, "cfun": self.cfun,
-                             "pin": self._pin_state, "csca": self.csca, "cmms": self.cmms},
-                "network_queue": len(self._network),
+                             "pin": self._pin_state, "csca": self.csca, "cmms": self.cmms,
+                             "clip": self.calls.clip, "crc": self.calls.crc,
+                             "cusd": self.ussd.presentation},
+                "identity": {"imei": self.identity["+CGSN"], "imsi": self.identity["+CIMI"],
+                             "iccid": self.identity["iccid"],
+                             "own_number": self.identity["own_number"]},
+                "call": self.calls.current.describe() if self.calls.current else None,
+                "ussd_session": self.ussd.session.get("text") if self.ussd.session else None,
+                "network_queue": sum(isinstance(p, Pending) for p in self._network),
                 "unacknowledged": self._unacked.pdu if self._unacked else None,
                 "sent": len(self.sent),
                 "partial_sends": len(self._partial),
                 "rejected": self.rejected,
                 "state": "hung" if self._hung() else self._state,
             }
+
+    # -- the SIM services (control API) ---------------------------------------------------
+
+    def place_call(self, number, rings=None):
+        """A voice call from `number` ("" withheld) reaches the modem and rings; the caller
+        gives up after `rings` rings.  ValueError for a bad number, calls.CallError when a call
+        is in progress or the modem cannot be reached."""
+        with self._lock:
+            call = self.calls.place(number, rings)
+            self.tick()
+            self._notify()
+            return call
+
+    def end_call(self):
+        """The caller hangs up the call in progress (calls.CallError when there is none)."""
+        with self._lock:
+            call = self.calls.caller_hangs_up()
+            self.tick()
+            self._notify()
+            return call
+
+    def calls_made(self):
+        """Every call kept, oldest first: from, rings, state, answered, ended_by, times."""
+        with self._lock:
+            self.tick()
+            return self.calls.describe()
+
+    def forget_calls(self):
+        with self._lock:
+            self.calls.forget()
+
+    def ussd_settings(self, **values):
+        """Change the USSD service (style, early, delay, balance, currency, session_timeout,
+        menu; ValueError if any is wrong, and then none changes); returns them all."""
+        with self._lock:
+            self.ussd.configure(**values)
+            return self.ussd.describe()
+
+    def ussd_requests(self):
+        """What the host asked for over AT+CUSD, oldest first (cancels and expiries too)."""
+        with self._lock:
+            self.tick()
+            return [dict(entry) for entry in self.ussd.requests]
+
+    def forget_ussd_requests(self):
+        with self._lock:
+            self.ussd.requests.clear()
 
     def power_cycle(self):
         """Switch off and on: settings back to defaults, SIM locked again, storage kept."""
@@ -258,7 +329,11 @@ class SimulatedModem(NetworkSide):
             self.cops_format = 0
             self.cmms = 0
             self.cgsms = 1
+            self.curc = 1                # Huawei's periodic result codes (^RSSI) on
+            self.portsel = 0
             self._last_submit = None
+            self.ussd.reset()
+            self.calls.reset()
             self._defaults()
 
     def hangup(self):
@@ -302,6 +377,8 @@ class SimulatedModem(NetworkSide):
     def _final(self, error=None):
         if error is None:
             text, number = "OK", "0"
+        elif error.kind == "NO CARRIER":
+            text, number = "NO CARRIER", "3"
         elif error.kind == "ERROR" or self.cmee == 0:
             text, number = "ERROR", "4"
         elif self.cmee == 1 or error.code is None:
@@ -336,7 +413,7 @@ class SimulatedModem(NetworkSide):
 
     def _storm_urc(self):
         self._storm_count += 1
-        if self._storm_count % 2:
+        if self._storm_count % 2 and self.curc:
             self._write(self._frame(["^RSSI: %d" % self._faults.signal]))
         else:
             self._write(self._frame(["+CREG: %d" % self._reg_stat()]))
@@ -508,6 +585,8 @@ class SimulatedModem(NetworkSide):
         self._buffered = []
         self.creg = 0
         self.cgreg = 0
+        self.ussd.defaults()
+        self.calls.defaults()
 
     def _run(self, name, op, args):
         """One command -> list of line groups, a Prompt or a Later; raises Error."""

@@ -9,6 +9,12 @@ hung or off; then AT+CNMI decides whether it is routed to the host (+CMT/+CDS) o
 tries again after redelivery_delay (and, as TS 27.005 3.4.4 says, routing is switched off); a full
 storage makes the network hold messages until the modem says there is room (SMMA).
 
+Other services (a USSD reply, an incoming call's RING) reach the host as `Notice`s through the
+same queue: held while the modem cannot receive, and also while a command is in flight (the host
+typing a PDU after "> ", or waiting for +CMGS), then written whole between two answers, the way
+modems that queue their URCs behind a command do.  (A +CMT, as before, goes out at once: the
+simulator shows both habits, and a driver must take both.)
+
 `NetworkSide` is a base class of `SimulatedModem`, not a modem of its own: it works on the
 modem's state (its clock, faults, settings and timers) under the modem's lock.
 """
@@ -35,6 +41,18 @@ class Pending:
         return Pending(self.pdu, self.kind, due)
 
 
+class Notice:
+    """An unsolicited result code some service of the network causes (see the module's
+    docstring): its lines, when it is due, and which service sent it (to take it back)."""
+
+    __slots__ = ("lines", "due", "owner")
+
+    def __init__(self, lines, due, owner):
+        self.lines = lines
+        self.due = due
+        self.owner = owner
+
+
 class NetworkSide:
     """The SMSC's half of the simulated modem (see the module's docstring)."""
 
@@ -47,7 +65,7 @@ class NetworkSide:
         self.sent = []            # complete messages the host submitted (dicts, JSON-ready)
         self.rejected = 0         # submits answered with an error by the "network"
         self._partial = {}        # concatenated sends still missing parts
-        self._network = []        # messages the network holds for us: [Pending]
+        self._network = []        # what the network holds for us: [Pending or Notice]
         self._unacked = None      # the routed +CMT/+CDS waiting for AT+CNMA
         self._mr = 0              # TP-MR of the next submit
         self._concat = self._random.randrange(256)
@@ -74,6 +92,19 @@ class NetworkSide:
         with self._lock:
             self._arrive([pdu_hex.upper()], kind)
             return {"parts": 1, "pdus": [pdu_hex.upper()]}
+
+    def notice(self, lines, owner, delay=0.0):
+        """A service's result code for the host (a list of lines), due after `delay` seconds."""
+        self._network.append(Notice(list(lines), self._clock() + delay, owner))
+
+    def withdraw(self, owner):
+        """Take back the notices of `owner` not yet written (a cancelled session, an ended call)."""
+        self._network = [item for item in self._network
+                         if not (isinstance(item, Notice) and item.owner == owner)]
+
+    def _line_in_use(self):
+        """A command is in flight: the host is typing after "> " or waits for a late answer."""
+        return self._state in ("prompt", "busy")
 
     def _arrive(self, pdus, kind):
         """The network has these for the modem now: route them at once if it can take them."""
@@ -178,6 +209,12 @@ class NetworkSide:
         queue, self._network = self._network, []
         blocked = False
         for item in queue:
+            if isinstance(item, Notice):
+                if item.due > now or self._line_in_use():
+                    keep.append(item)
+                else:
+                    self._urc(item.lines)
+                continue
             if blocked or item.due > now or not self._deliver_item(item):
                 keep.append(item)
                 blocked = blocked or self._unacked is not None and item.due <= now
@@ -241,7 +278,7 @@ class NetworkSide:
         """Storage has room again: the ME tells the network (SMMA), which retries at once."""
         now = self._clock()
         for item in self._network:
-            if item.full:
+            if isinstance(item, Pending) and item.full:
                 item.due = now
                 item.full = False
 

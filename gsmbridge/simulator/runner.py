@@ -3,6 +3,7 @@
 """
 
 import argparse
+import json
 import logging
 import signal
 import sys
@@ -70,7 +71,8 @@ def start_simulator(link_path, control=None, baudrate=None, **options):
 
 
 def main(argv=None):
-    """`gsmbridge simulate --link PATH [--control HOST:PORT] [--baud N] [--pin PIN]`."""
+    """`gsmbridge simulate --link PATH [--control HOST:PORT] [--baud N] [--pin PIN] ...`
+    (--help lists the rest: storage, network timings, identity, USSD, calls)."""
     parser = argparse.ArgumentParser(
         prog="gsmbridge simulate",
         description="Run a simulated GSM modem (TS 27.005/27.007) on a pseudo-terminal.")
@@ -90,16 +92,58 @@ def main(argv=None):
     parser.add_argument("--redelivery-delay", type=float, default=10.0,
                         help="seconds before the network retries an SMS it could not deliver (10)")
     parser.add_argument("--seed", type=int, help="seed for the random faults")
+    sim = parser.add_argument_group("SIM identity")
+    sim.add_argument("--imei", default="356938035643809", help="AT+CGSN (%(default)s)")
+    sim.add_argument("--imsi", default="640040000000001", help="AT+CIMI (%(default)s)")
+    sim.add_argument("--iccid", default="8925504000000000019",
+                     help="AT+CCID, AT^ICCID? and the other forms (%(default)s)")
+    sim.add_argument("--own-number", help="AT+CNUM (default: the SIM holds none)")
+    ussd = parser.add_argument_group("USSD")
+    ussd.add_argument("--ussd-style", default="text", choices=("text", "ucs2", "packed"),
+                      help="text: TE character set, dcs 15; ucs2: UCS-2 hex, dcs 72; packed: "
+                           "packed GSM 7-bit hex both ways, as Huawei E1550/E173 (text)")
+    ussd.add_argument("--ussd-early", action="store_true",
+                      help="the +CUSD reply comes before the OK of AT+CUSD")
+    ussd.add_argument("--ussd-delay", type=float, default=0.2,
+                      help="seconds the network takes to answer (0.2; real ones 5-20)")
+    ussd.add_argument("--ussd-menu", metavar="FILE",
+                      help='a JSON menu: {"*100#": {"text": "1. Balance", "options": '
+                           '{"1": "Your balance is {balance} {currency}"}}}')
+    ussd.add_argument("--ussd-session-timeout", type=float, default=30.0,
+                      help="seconds a menu waits for its answer before +CUSD: 2 (30)")
+    ussd.add_argument("--balance", type=float, default=1234.5,
+                      help="airtime balance the network reports (1234.5)")
+    ussd.add_argument("--currency", default="TZS", help="its currency (TZS)")
+    calls = parser.add_argument_group("incoming calls")
+    calls.add_argument("--ring-interval", type=float, default=3.0,
+                       help="seconds between RINGs (3)")
+    calls.add_argument("--rings", type=int, default=5,
+                       help="RINGs before a caller gives up (5)")
     parser.add_argument("--trace", action="store_true", help="log every byte both ways")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.trace else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    menu = None
+    if args.ussd_menu:
+        try:
+            with open(args.ussd_menu, encoding="utf-8") as handle:
+                menu = json.load(handle)
+        except (OSError, ValueError) as exc:
+            print("gsmbridge simulate: --ussd-menu %s: %s" % (args.ussd_menu, exc),
+                  file=sys.stderr)
+            return 2
     try:
         sim = start_simulator(args.link, control=args.control, baudrate=args.baud, pin=args.pin,
                               capacity=args.capacity, first_index=args.first_index,
                               network_delay=args.network_delay, report_delay=args.report_delay,
                               cnma_timeout=args.cnma_timeout,
-                              redelivery_delay=args.redelivery_delay, seed=args.seed)
+                              redelivery_delay=args.redelivery_delay, seed=args.seed,
+                              imei=args.imei, imsi=args.imsi, iccid=args.iccid,
+                              own_number=args.own_number, ussd_style=args.ussd_style,
+                              ussd_early=args.ussd_early, ussd_delay=args.ussd_delay,
+                              ussd_menu=menu, ussd_session_timeout=args.ussd_session_timeout,
+                              balance=args.balance, currency=args.currency,
+                              ring_interval=args.ring_interval, rings=args.rings)
     except (OSError, ValueError) as exc:
         print("gsmbridge simulate: %s" % exc, file=sys.stderr)
         return 2

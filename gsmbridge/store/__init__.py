@@ -24,8 +24,14 @@ Layout. ``Store`` is composed of one class per part, each in a module named for 
     pool.py         modems' routes and caps
     reports.py      status reports, matched to sent parts
     callbacks.py    delivery-report callbacks (Kannel dlr-url)
+    ussd.py         USSD requests, from the HTTP API to a modem's worker and back
+    calls.py        incoming calls, and the queue of their notifications (call_url)
     views.py        the operators' read queries
-    upkeep.py       maintenance() and check()
+    tallies.py      counts(): queue depths in constant time, kept by triggers
+    receivers.py    what the forwarders' receivers answer, for /health
+    requeue.py      finished rows back in their queue (gsmbridge requeue)
+    retention.py    pruning what is finished, in small batches
+    upkeep.py       maintenance(), compact(), check()
     errors.py       StoreError and StoreClosed: what every public method raises where SQLite
                     refused, so no caller catches (or imports) sqlite3
     rows.py, numbers.py   row dicts, ids, number comparison
@@ -37,6 +43,8 @@ import os
 import threading
 import time
 
+from . import calls as _calls, ussd as _ussd
+from .calls import CALL_STATUSES, CallsMixin
 from .callbacks import (CALLBACK_STATUSES, COUNT_CALLBACKS_SQL, DLR_DELIVERED, DLR_QUEUED,
                         DLR_SMSC_ACK, DLR_SMSC_REJECT, DLR_UNDELIVERED, DUE_CALLBACKS_SQL,
                         NEXT_CALLBACK_DUE_SQL, CallbacksMixin)
@@ -47,18 +55,23 @@ from .inbound import (DEMOTE_HEADS_SQL, DUE_INBOUND_OF_MODEM_SQL, DUE_INBOUND_SQ
                       OLDEST_PENDING_OF_SENDER_SQL, InboundMixin)
 from .numbers import route_digits
 from .outbound import (NEXT_OUTBOUND_ANY_SQL, NEXT_OUTBOUND_PINNED_SQL, NEXT_OUTBOUND_ROUTE_SQL,
-                       OutboundMixin)
+                       PRIORITIES, OutboundMixin)
 from .pool import DAY, HOUR, MODEM_STALE, SENT_SINCE_SQL, USAGE_TTL, PoolMixin
+from .receivers import RECEIVER_STATES, ReceiversMixin
 from .reports import REPORT_WINDOW, ReportsMixin
+from .requeue import DIRECTIONS, REQUEUEABLE, RequeueMixin, why_not
+from .retention import PRUNE_BATCH, RetentionMixin
 from .rows import INBOUND_STATUSES, OUTBOUND_STATUSES, new_id
-from .schema import SCHEMA_VERSION
-from .schema import _SCHEMA_V1, _split_sql  # noqa: F401  (tests build a version-1 store with them)
+from .schema import SCHEMA_VERSION, _split_sql
+from .tallies import (OLDEST_PENDING_INBOUND_SQL, OLDEST_QUEUED_OUTBOUND_SQL, TALLIES_SQL,
+                      TalliesMixin)
 from .upkeep import UpkeepMixin
+from .ussd import QUEUE_WAIT as USSD_QUEUE_WAIT, USSD_STATUSES, UssdMixin
 from .views import COUNT_INBOUND_SQL, COUNT_OUTBOUND_SQL, ViewsMixin
 
 __all__ = [
     "Store", "StoreError", "StoreClosed", "SCHEMA_VERSION", "new_id", "route_digits",
-    "INBOUND_STATUSES", "OUTBOUND_STATUSES", "CALLBACK_STATUSES",
+    "INBOUND_STATUSES", "OUTBOUND_STATUSES", "CALLBACK_STATUSES", "PRIORITIES",
     "DLR_DELIVERED", "DLR_UNDELIVERED", "DLR_QUEUED", "DLR_SMSC_ACK", "DLR_SMSC_REJECT",
     "REPORT_WINDOW", "MODEM_STALE", "HOUR", "DAY", "USAGE_TTL",
     "DUE_INBOUND_SQL", "NEXT_INBOUND_DUE_SQL", "DUE_INBOUND_OF_MODEM_SQL",
@@ -66,12 +79,16 @@ __all__ = [
     "NEXT_OUTBOUND_PINNED_SQL", "NEXT_OUTBOUND_ANY_SQL", "NEXT_OUTBOUND_ROUTE_SQL",
     "SENT_SINCE_SQL", "COUNT_INBOUND_SQL", "COUNT_OUTBOUND_SQL", "DUE_CALLBACKS_SQL",
     "NEXT_CALLBACK_DUE_SQL", "COUNT_CALLBACKS_SQL",
+    "RECEIVER_STATES", "DIRECTIONS", "REQUEUEABLE", "why_not", "PRUNE_BATCH",
+    "TALLIES_SQL", "OLDEST_PENDING_INBOUND_SQL", "OLDEST_QUEUED_OUTBOUND_SQL",
+    "USSD_STATUSES", "USSD_QUEUE_WAIT", "CALL_STATUSES",
 ]
 
 
 @raises_store_errors
 class Store(InboundMixin, OutboundMixin, ReportsMixin, CallbacksMixin, PoolMixin, ViewsMixin,
-            UpkeepMixin, Connections):
+            TalliesMixin, ReceiversMixin, RequeueMixin, RetentionMixin, UpkeepMixin, UssdMixin,
+            CallsMixin, Connections):
     """SQLite queues shared by the bridge's threads. See the package docstring for the rules."""
 
     def __init__(self, path, *, timeout=30.0, clock=time.time):
@@ -98,4 +115,12 @@ class Store(InboundMixin, OutboundMixin, ReportsMixin, CallbacksMixin, PoolMixin
         self._usage = {}                # modem -> (counted at, sent last hour, sent last day)
         self._usage_lock = threading.Lock()
         self._open()
+        self._add_tables(_ussd.SCHEMA + _calls.SCHEMA)
         self._load_pool()
+
+    def _add_tables(self, script):
+        """Tables that only add to the numbered schema (schema.py), made when missing: an older
+        gsmbridge opening the same file leaves them alone."""
+        with self._write() as db:
+            for statement in _split_sql(script):
+                db.execute(statement)

@@ -25,6 +25,10 @@ class Connections:
 
     def _open(self):
         db = self._conn()
+        if db.execute("PRAGMA page_count").fetchone()[0] == 0:
+            # A new file: space freed by pruning can then go back to the disk a little at a
+            # time (upkeep's incremental vacuum). Only possible before the first table is made.
+            db.execute("PRAGMA auto_vacuum=INCREMENTAL")
         mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
         if mode.lower() != "wal":
             log.warning("store %s: WAL not available (journal_mode=%s); commits stay durable but "

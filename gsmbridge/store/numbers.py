@@ -1,6 +1,8 @@
 """Phone numbers as the store compares them: for routes (a prefix) and for matching status
 reports and operators' searches (the same line written several ways)."""
 
+from gsmbridge.codec.address import same_number
+
 
 def _digits(number):
     return "".join(ch for ch in number if ch.isdigit())
@@ -17,14 +19,5 @@ def route_digits(number):
     return number
 
 
-def _same_number(a, b):
-    """Whether two renderings of a phone number are the same line (+255712..., 0712..., 255712...).
-
-    Numbers are compared on their last 9 digits, which is the national significant number in most
-    countries; alphanumeric addresses are compared as they are.
-    """
-    da, db = _digits(a), _digits(b)
-    if len(da) < 6 or len(db) < 6:
-        return a.strip().lower() == b.strip().lower()
-    return da[-9:] == db[-9:]
-
+#: whether two renderings of a number are one line: the codec's one definition
+_same_number = same_number

@@ -3,6 +3,13 @@ as a modem worker sends it (queued, sending, sent, failed, unknown).
 
 Which modem takes an unpinned message is decided by the pool (pool.py): workers pull, and
 next_outbound offers each only what its routes and caps allow.
+
+The queue's order is priority first (Kannel's `priority`, 0 to 3, higher first), then arrival:
+a reply in a conversation (RapidPro's courier sends priority=1) goes ahead of the bulk queued
+before it. Within one priority the queue is first in, first out. Nothing promises more than
+that for one recipient: a higher-priority message to a number may go ahead of an earlier bulk
+one to the same number (as in courier's own queues), and a message waiting for a retry lets
+the later ones go by, whatever their priority.
 """
 
 import json
@@ -10,21 +17,25 @@ import json
 from .callbacks import DLR_SMSC_ACK, DLR_SMSC_REJECT, _queue_callback
 from .rows import _exists, _outbound_dict, _short, new_id
 
+#: the range of a message's priority, as Kannel's sendsms takes it: 0 to 3, higher goes first
+PRIORITIES = (0, 3)
+
 # Tests check the plans of this module's *_SQL queries: each must use the index meant for it.
 NEXT_OUTBOUND_PINNED_SQL = (
     "SELECT * FROM outbound INDEXED BY outbound_queue"
     " WHERE status = 'queued' AND modem = ? AND next_attempt <= ? "
-    "ORDER BY seq LIMIT 1")
+    "ORDER BY priority DESC, seq LIMIT 1")
 NEXT_OUTBOUND_ANY_SQL = (
     "SELECT * FROM outbound INDEXED BY outbound_queue"
     " WHERE status = 'queued' AND modem IS NULL AND next_attempt <= ? "
-    "ORDER BY seq LIMIT 1")
+    "ORDER BY priority DESC, seq LIMIT 1")
+# Each is one seek in its index, which is ordered (priority DESC, seq) like the query.
 # The pool: an unpinned message's route is the set of modems whose prefixes match its recipient
 # ('' for none), so "the oldest one this modem may take" is one index seek per route value.
 NEXT_OUTBOUND_ROUTE_SQL = (
     "SELECT * FROM outbound INDEXED BY outbound_route"
     " WHERE status = 'queued' AND modem IS NULL AND route = ? AND next_attempt <= ? "
-    "ORDER BY seq LIMIT 1")
+    "ORDER BY priority DESC, seq LIMIT 1")
 
 
 class OutboundMixin:
@@ -33,8 +44,10 @@ class OutboundMixin:
     # -- outbound, written by the web side -------------------------------------------------
 
     def add_outbound(self, recipients, text, *, encoding, parts, modem=None, sender=None,
-                     dlr_url=None, dlr_mask=0):
-        """Queue one message per recipient, all in one transaction. Returns their ids in order."""
+                     dlr_url=None, dlr_mask=0, priority=0):
+        """Queue one message per recipient, all in one transaction. Returns their ids in order.
+
+        priority (0 to 3): higher goes out first; equal priorities in the order queued."""
         if isinstance(recipients, str):
             raise TypeError("recipients must be a list of numbers, not one string")
         recipients = list(recipients)
@@ -47,15 +60,18 @@ class OutboundMixin:
             raise TypeError("text must be str")
         if int(parts) < 1:
             raise ValueError("parts must be at least 1")
+        priority = int(priority or 0)
+        if not PRIORITIES[0] <= priority <= PRIORITIES[1]:
+            raise ValueError("priority must be %d to %d, not %d" % (*PRIORITIES, priority))
         now = self.clock()
         ids = [new_id() for _ in recipients]
         with self._write() as db:
             db.executemany(
                 "INSERT INTO outbound (id, recipient, text, encoding, parts, modem, sender, dlr_url,"
-                " dlr_mask, next_attempt, created_at, route)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " dlr_mask, next_attempt, created_at, route, priority)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [(msg_id, number, text, encoding, int(parts), modem, sender, dlr_url,
-                  int(dlr_mask or 0), now, now, self.route_of(number))
+                  int(dlr_mask or 0), now, now, self.route_of(number), priority)
                  for msg_id, number in zip(ids, recipients)])
         self.notify("outbound")
         return ids
@@ -78,10 +94,11 @@ class OutboundMixin:
     # -- outbound, read by the worker ------------------------------------------------------
 
     def next_outbound(self, modem, now):
-        """The oldest queued message, due by `now`, that this modem should send: pinned to it,
-        or unpinned and either routed to it (its prefixes match the recipient), routed nowhere,
-        or routed only to modems that cannot send now (see available()). None when there is
-        none, or when this modem is at one of its caps (then even its pinned messages wait).
+        """The first queued message (highest priority, then oldest), due by `now`, that this
+        modem should send: pinned to it, or unpinned and either routed to it (its prefixes
+        match the recipient), routed nowhere, or routed only to modems that cannot send now
+        (see available()). None when there is none, or when this modem is at one of its caps
+        (then even its pinned messages wait).
 
         Workers pull, so an unrouted message goes to whichever modem asks first: the least
         busy one. The cost is one index seek per route value, however long the queue.
@@ -232,13 +249,14 @@ class OutboundMixin:
 
 
 def _oldest_for(db, modem, now, values):
-    """The oldest queued message due by `now` pinned to `modem` or on one of the route
-    `values`, or None."""
+    """The first queued message (highest priority, then oldest) due by `now` pinned to `modem`
+    or on one of the route `values`, or None."""
     candidates = [db.execute(NEXT_OUTBOUND_PINNED_SQL, (modem, now)).fetchone()]
     candidates += [db.execute(NEXT_OUTBOUND_ROUTE_SQL, (value, now)).fetchone()
                    for value in values]
     candidates = [row for row in candidates if row is not None]
-    return min(candidates, key=lambda row: row["seq"]) if candidates else None
+    return min(candidates, key=lambda row: (-row["priority"], row["seq"])) if candidates \
+        else None
 
 
 def _claim(db, id, modem, now):

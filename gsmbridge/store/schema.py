@@ -5,8 +5,10 @@ by any older gsmbridge is brought up to date in place when it is opened, and one
 gsmbridge is refused rather than misread.
 """
 
+import sqlite3
+
 #: the schema version this code writes (PRAGMA user_version)
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 5
 
 _SCHEMA_V1 = """
 CREATE TABLE inbound (
@@ -164,11 +166,110 @@ CREATE TABLE pool (                                   -- the modems' routes and 
 );
 """
 
+# A message's priority (Kannel's sendsms `priority`, 0 to 3; RapidPro's courier sends 1 for a
+# reply in a conversation): the queue indexes order by it first, so "the next message this modem
+# sends" stays one index seek and a reply goes ahead of the bulk queued before it.
+_SCHEMA_V4 = """
+ALTER TABLE outbound ADD COLUMN priority INTEGER NOT NULL DEFAULT 0;
+DROP INDEX outbound_queue;
+CREATE INDEX outbound_queue ON outbound (modem, priority DESC, seq) WHERE status = 'queued';
+DROP INDEX outbound_route;
+CREATE INDEX outbound_route ON outbound (route, priority DESC, seq)
+    WHERE status = 'queued' AND modem IS NULL;
+"""
+
+#: the tables whose rows the tallies count: table -> the statuses their CHECK allows (("",):
+#: one count for the table)
+TALLIED = {
+    "inbound": ("pending", "delivered", "failed"),
+    "outbound": ("queued", "sending", "sent", "delivered", "failed", "unknown"),
+    "callbacks": ("pending", "delivered", "failed"),
+    "parts": ("",), "bad_pdus": ("",), "reports": ("",),
+}
+
+
+def _tally_triggers(table, statuses):
+    """The triggers that keep a table's tallies in step with its rows, inside the very statement
+    (so the very transaction) that inserts, deletes or moves a row: no code path can forget.
+
+    Every (table, status) row of the tallies exists from the start (tally_seed_sql), so each
+    change is one UPDATE by primary key, and the tallies are exactly the sum of what the triggers
+    added and took away: a count gone wrong stays wrong, for check() to see. A new status needs
+    its row seeded by the migration that allows it."""
+    column = "status" if statuses != ("",) else None
+    new = "NEW.status" if column else "''"
+    old = "OLD.status" if column else "''"
+    change = "UPDATE tallies SET n = n %%s 1 WHERE name = '%s' AND status = %%s;" % table
+    plus, minus = change % ("+", new), change % ("-", old)
+    statements = [
+        "CREATE TRIGGER %s_tally_insert AFTER INSERT ON %s BEGIN %s END;" % (table, table, plus),
+        "CREATE TRIGGER %s_tally_delete AFTER DELETE ON %s BEGIN %s END;" % (table, table, minus),
+    ]
+    if column:
+        statements.append(
+            "CREATE TRIGGER %s_tally_update AFTER UPDATE OF status ON %s"
+            " WHEN OLD.status IS NOT NEW.status BEGIN %s %s END;" % (table, table, minus, plus))
+    return "\n".join(statements)
+
+
+def tally_seed_sql():
+    """Statements that make every tallies row and fill it with a full count (the migration, and
+    recount() after emptying the table)."""
+    rows = ", ".join("('%s', '%s')" % (table, status)
+                     for table, statuses in TALLIED.items() for status in statuses)
+    statements = ["INSERT INTO tallies (name, status) VALUES %s;" % rows]
+    for table, statuses in TALLIED.items():
+        where = " WHERE status = tallies.status" if statuses != ("",) else ""
+        statements.append("UPDATE tallies SET n = (SELECT COUNT(*) FROM %s%s) WHERE name = '%s';"
+                          % (table, where, table))
+    return statements
+
+
+def tally_rows_sql(table):
+    """A query giving (name, status, n) for a table's rows, counted in full: what the tallies
+    must equal (check() compares)."""
+    if TALLIED[table] != ("",):
+        return "SELECT '%s', status, COUNT(*) FROM %s GROUP BY status" % (table, table)
+    return "SELECT '%s', '', COUNT(*) FROM %s" % (table, table)
+
+
+_SCHEMA_V5 = """
+CREATE TABLE tallies (                                -- row counts, kept by triggers: O(1) counts()
+    name   TEXT NOT NULL,                             -- the table
+    status TEXT NOT NULL DEFAULT '',                  -- its rows' status ('' for one count)
+    n      INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (name, status)
+) WITHOUT ROWID;
+%s
+%s
+CREATE TABLE receivers (                              -- what the forwarders' receivers answer
+    name       TEXT PRIMARY KEY,                      -- the URL, without credentials or query
+    state      TEXT NOT NULL,                         -- up, failing, not there, not answering
+    status     INTEGER,                               -- the HTTP status it answers, if any
+    error      TEXT,
+    since      REAL NOT NULL,                         -- when it came to this state
+    updated_at REAL NOT NULL
+);
+""" % ("\n".join(tally_seed_sql()),
+       "\n".join(_tally_triggers(t, s) for t, s in TALLIED.items()))
+
 #: schema version -> script taking the database from the version before to it
-_MIGRATIONS = {1: _SCHEMA_V1, 2: _SCHEMA_V2, 3: _SCHEMA_V3}
+_MIGRATIONS = {1: _SCHEMA_V1, 2: _SCHEMA_V2, 3: _SCHEMA_V3, 4: _SCHEMA_V4,
+               5: _SCHEMA_V5}
 
 
 def _split_sql(script):
-    """Split a schema script into statements (it has no semicolons inside strings or triggers)."""
+    """Split a schema script into statements: at each semicolon that ends one, as SQLite reads
+    them, so a trigger's body stays whole. Comments ("--" to the end of a line; none inside
+    strings) are dropped."""
     lines = [line.split("--", 1)[0] for line in script.splitlines()]
-    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
+    statements, current = [], ""
+    for piece in "\n".join(lines).split(";"):
+        current += piece + ";"
+        if sqlite3.complete_statement(current):
+            if current.strip(" \n;"):
+                statements.append(current.strip().rstrip(";"))
+            current = ""
+    if current.strip(" \n;"):
+        statements.append(current.strip().rstrip(";"))
+    return statements

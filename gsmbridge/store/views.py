@@ -1,14 +1,14 @@
-"""The operators' read queries: modem states, queue counts, recent messages, traffic and the
-message search (web.py, overview.py, the status page). Reads only, except set_modem, which the
-workers call to say how their modem is."""
+"""The operators' read queries: modem states, recent messages, traffic and the message search
+(web.py, overview.py, the status page); the queue counts are tallies.py's. Reads only, except
+set_modem, which the workers call to say how their modem is."""
 
 import json
 
-from .callbacks import CALLBACK_STATUSES, COUNT_CALLBACKS_SQL
 from .numbers import _digits
 from .rows import INBOUND_STATUSES, OUTBOUND_STATUSES, _inbound_dict, _outbound_dict
 
 # Tests check the plans of this module's *_SQL queries: each must use the index meant for it.
+# Full counts by status (counts() reads the tallies instead: tallies.py).
 COUNT_INBOUND_SQL = "SELECT status, COUNT(*) FROM inbound GROUP BY status"
 COUNT_OUTBOUND_SQL = "SELECT status, COUNT(*) FROM outbound GROUP BY status"
 
@@ -49,33 +49,6 @@ class ViewsMixin:
                              sent_last_day=day, capped=self.capped(name),
                              available=name in usable)
         return result
-
-    def counts(self):
-        """Queue depths: {"inbound": {status: n}, "outbound": {status: n}, "callbacks":
-        {status: n}, "parts", "bad_pdus",
-        "reports", "oldest_pending_inbound", "oldest_queued_outbound"} (the last two are
-        epoch seconds or None)."""
-        with self._read() as db:
-            inbound = dict.fromkeys(INBOUND_STATUSES, 0)
-            inbound.update(db.execute(COUNT_INBOUND_SQL).fetchall())
-            outbound = dict.fromkeys(OUTBOUND_STATUSES, 0)
-            outbound.update(db.execute(COUNT_OUTBOUND_SQL).fetchall())
-            oldest_in = db.execute("SELECT received_at FROM inbound WHERE status = 'pending'"
-                                   " ORDER BY status, seq LIMIT 1").fetchone()
-            oldest_out = db.execute("SELECT created_at FROM outbound WHERE status = 'queued'"
-                                    " ORDER BY status, seq LIMIT 1").fetchone()
-            callbacks = dict.fromkeys(CALLBACK_STATUSES, 0)
-            callbacks.update(db.execute(COUNT_CALLBACKS_SQL).fetchall())
-            return {
-                "inbound": inbound,
-                "outbound": outbound,
-                "callbacks": callbacks,
-                "parts": db.execute("SELECT COUNT(*) FROM parts").fetchone()[0],
-                "bad_pdus": db.execute("SELECT COUNT(*) FROM bad_pdus").fetchone()[0],
-                "reports": db.execute("SELECT COUNT(*) FROM reports").fetchone()[0],
-                "oldest_pending_inbound": oldest_in[0] if oldest_in else None,
-                "oldest_queued_outbound": oldest_out[0] if oldest_out else None,
-            }
 
     def recent(self, limit=20):
         """The latest messages both ways, newest first. Each has "direction": "in" or "out";

@@ -1,12 +1,14 @@
 """The HTTP side of the bridge: Kannel's /cgi-bin/sendsms (kannel.py), a JSON API (api.py), the
-send endpoints of RapidSMS's other backends (dialects.py), and the operators' view (the status
-page at /, /status, /health, /metrics, /openapi.json: operators.py), as one Flask application.
+send endpoints of RapidSMS's other backends (dialects.py), USSD (ussd.py), and the operators'
+view (the status page at /, /status, /health, /metrics, /openapi.json: operators.py), as one
+Flask application.
 
-The views are thin on purpose: they check the request (checks.py), commit the message to the
-store and answer. They never touch the modem; its worker picks the message up from the store. A
-202 therefore means "committed to disk", which matters because RapidSMS's KannelBackend ignores
-our answer and never retries: whatever we accept must not be lost, and whatever we cannot take
-must be refused loudly.
+Before any view, guard.py refuses what a web page could make the operator's browser do (a
+foreign Host, a cross-site request that sends). The views are thin on purpose: they check the
+request (checks.py), commit the message to the store and answer. They never touch the modem;
+its worker picks the message up from the store. A 202 therefore means "committed to disk",
+which matters because RapidSMS's KannelBackend ignores our answer and never retries: whatever
+we accept must not be lost, and whatever we cannot take must be refused loudly.
 
 Bad input of any kind gets a 4xx with a plain reason, never a 500 or a traceback. Credentials
 and query strings are never logged; every log line about a message starts with id=<its id>, so
@@ -20,7 +22,7 @@ from prometheus_client import CollectorRegistry
 from werkzeug.exceptions import HTTPException
 
 from gsmbridge import overview
-from gsmbridge.web import api, dialects, kannel, operators
+from gsmbridge.web import api, dialects, guard, kannel, operators, ussd
 from gsmbridge.web.checks import Refused, Served, json_response, log
 
 __all__ = ["create_app"]
@@ -36,7 +38,9 @@ def create_app(store, config):
     registry.register(overview.StoreCollector(store, config))
     app.extensions["gsmbridge"] = Served(store=store, config=config, started_at=time.time(),
                                          registry=registry)
-    for blueprint in (kannel.bp, api.bp, operators.bp, dialects.bp):
+    # the Host and cross-site checks, before every view (guard.py says why)
+    app.before_request(guard.check_request)
+    for blueprint in (kannel.bp, api.bp, operators.bp, dialects.bp, ussd.bp):
         app.register_blueprint(blueprint)
 
     @app.errorhandler(Refused)

@@ -5,39 +5,31 @@ For callers that are not RapidSMS's backends: JSON in, JSON out, HTTP basic auth
 texts are shown in full here (the caller holds the credentials); the status page masks them.
 """
 
-import json
 import re
 import urllib.parse
 
 from flask import Blueprint, request
 
 from gsmbridge.store import INBOUND_STATUSES, OUTBOUND_STATUSES
-from gsmbridge.web.checks import (LIST_DEFAULT, LIST_LIMIT, MAX_SENDER, TEMPORARY, Refused,
-                                  add_outbound, check_numbers, check_unicode, check_url,
-                                  count_parts, json_response, log, log_accepted, pinned_modem,
-                                  require_basic_auth, served, small_int)
+from gsmbridge.web.checks import (LIST_DEFAULT, LIST_LIMIT, MAX_SENDER, PRIORITY, TEMPORARY,
+                                  Refused, add_outbound, check_numbers, check_unicode, check_url,
+                                  count_parts, json_object, json_request_body, json_response, log,
+                                  log_accepted, pinned_modem, require_basic_auth, served,
+                                  small_int)
+from gsmbridge.web.guard import changes_state
 
 #: the fields of POST /api/v1/messages; any other is refused, so a typo does not go unnoticed
-API_FIELDS = ("to", "text", "dlr_url", "smsc")
+API_FIELDS = ("to", "text", "dlr_url", "smsc", "priority")
 
 bp = Blueprint("api", __name__)
 
 
 @bp.route("/api/v1/messages", methods=["POST"])
+@changes_state
 def post_message():
     store, config = served().store, served().config
     require_basic_auth(config)
-    body = request.get_data(cache=True)
-    try:
-        data = json.loads(body)
-    except (ValueError, RecursionError) as exc:
-        raise Refused(400, "The body is not JSON: %s" % str(exc)[:100]) from None
-    if not isinstance(data, dict):
-        raise Refused(400, "The body must be a JSON object with to and text")
-    for key in data:
-        if key not in API_FIELDS:
-            raise Refused(400, "Unknown field %r (known: %s)"
-                          % (str(key)[:40], ", ".join(API_FIELDS)))
+    data = json_object(json_request_body(), "with to and text", API_FIELDS)
     smsc = data.get("smsc")
     if smsc is not None and not isinstance(smsc, str):
         raise Refused(400, "smsc must be a modem's name (or null or \"\" for any modem)")
@@ -63,8 +55,16 @@ def post_message():
             raise Refused(400, "dlr_url must be a string")
         check_url(dlr_url, "dlr_url")
 
+    priority = data.get("priority", 0)
+    if priority is None:
+        priority = 0
+    if isinstance(priority, bool) or not isinstance(priority, int) \
+            or not PRIORITY[0] <= priority <= PRIORITY[1]:
+        raise Refused(400, "priority must be a whole number %d to %d (higher goes out first)"
+                      % PRIORITY)
+
     ids = add_outbound(store, numbers, text, encoding=encoding, parts=parts, modem=smsc,
-                       dlr_url=dlr_url, dlr_mask=31 if dlr_url else 0)
+                       dlr_url=dlr_url, dlr_mask=31 if dlr_url else 0, priority=priority)
     log_accepted("api", ids, numbers, parts, encoding, modem=smsc)
     answer = {"id": ids[0], "ids": ids, "status": "queued", "parts": parts, "encoding": encoding}
     response = json_response(answer, 202)

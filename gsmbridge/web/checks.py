@@ -20,6 +20,7 @@ from flask import Response, current_app, request
 
 from gsmbridge import overview, safeurl
 from gsmbridge.codec import address, pdu
+from gsmbridge.store import PRIORITIES
 
 #: one logger for the whole HTTP side: operators filter the bridge's log on it
 log = logging.getLogger("gsmbridge.web")
@@ -38,6 +39,9 @@ MAX_IN_REPLY_TO = 64
 CODING = (0, 2)
 DLR_MASK = (0, 255)
 VALIDITY = (-1, 999999)
+#: a message's priority: Kannel's range (0 to 3, higher goes out first; RapidPro's courier
+#: sends 1 for a reply in a conversation), which is the store's
+PRIORITY = PRIORITIES
 #: GET /api/v1/messages: how many messages by default, and the range of ?limit=
 LIST_DEFAULT = 50
 LIST_LIMIT = (1, 1000)
@@ -99,6 +103,50 @@ def parse_form(raw):
 def form_bytes(raw):
     """An encoded form value -> its bytes ('+' is a space, %XX a byte)."""
     return urllib.parse.unquote_to_bytes(raw.replace(b"+", b" "))
+
+
+# ---------------------------------------------------------------------------------------------
+# JSON bodies
+
+
+def is_json_type(mimetype):
+    """application/json, or a type with the +json suffix (RFC 6839), parameters aside."""
+    return mimetype == "application/json" or (mimetype.startswith("application/")
+                                              and mimetype.endswith("+json"))
+
+
+def json_request_body():
+    """The body of a request that must carry JSON, still bytes; Refused(415) unless its
+    Content-Type says JSON.
+
+    A body labelled text/plain or as a form is what an HTML form on any web site can make the
+    operator's browser post, with no CORS preflight; JSON the bridge reads must come labelled
+    application/json, which a page can only send with a preflight that the bridge never grants.
+    The body is read first, so an oversized one is a 413 whatever it says it is.
+    """
+    body = request.get_data(cache=True)  # raises 413 beyond MAX_CONTENT_LENGTH
+    if not is_json_type(request.mimetype):
+        given = request.headers.get("Content-Type")
+        raise Refused(415, "The body must be JSON with Content-Type: application/json (%s), "
+                           "rejected" % ("not %r" % given[:60] if given else "none was given"))
+    return body
+
+
+def json_object(body, shape, fields=None):
+    """A JSON body (bytes or str) -> the object in it. Refused(400) when it is not JSON, when it
+    is not an object ("The body must be a JSON object " + shape), and, with `fields`, when it
+    has a field not among them: a typo is refused, not left unnoticed."""
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError) as exc:
+        raise Refused(400, "The body is not JSON: %s" % str(exc)[:100]) from None
+    if not isinstance(data, dict):
+        raise Refused(400, "The body must be a JSON object %s" % shape)
+    unknown = [key for key in data if key not in fields] if fields is not None else []
+    if unknown:
+        raise Refused(400, "Unknown field %r (known: %s)" % (str(unknown[0])[:40],
+                                                              ", ".join(fields)))
+    return data
 
 
 # ---------------------------------------------------------------------------------------------
@@ -179,6 +227,23 @@ def pinned_modem(config, smsc):
     return smsc or None
 
 
+def modem_of_sender(config, sender):
+    """The modem a sender address (Kannel's `from`) names, or None: one whose name it is, or
+    whose SIM's number ([modem] number) it is, in any rendering (+255..., 0..., 255...).
+
+    RapidPro's courier sends its channel's address as `from`. With one RapidPro channel per
+    modem, the reply must leave through the SIM the contact wrote to, or it comes from a number
+    the conversation never saw: so a `from` that names a modem pins the message to it, as
+    `smsc` would. Any other `from` is only recorded (a modem cannot choose its sender)."""
+    sender = (sender or "").strip()
+    if not sender:
+        return None
+    for name, modem in config.modems.items():
+        if sender == name or modem.number and address.same_number(sender, modem.number):
+            return name
+    return None
+
+
 # ---------------------------------------------------------------------------------------------
 # Credentials
 
@@ -199,6 +264,15 @@ def basic_auth_ok(config):
     if auth is None or auth.type != "basic":
         return False
     return credentials_match(config, auth.username, auth.password)
+
+
+def credentials_ok(config, username, password):
+    """Whether a request carries the [http] credentials the way Kannel's sendsms takes them
+    (and /http/send, like it): as username/password parameters when either is given, else as
+    HTTP basic auth."""
+    if username is None and password is None:
+        return basic_auth_ok(config)
+    return credentials_match(config, username, password)
 
 
 def require_basic_auth(config):

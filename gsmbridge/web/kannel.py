@@ -1,11 +1,17 @@
 """Kannel's /cgi-bin/sendsms: what RapidSMS's KannelBackend (and rapidsms-httprouter's
-ROUTER_URL) calls to send an SMS.
+ROUTER_URL, and RapidPro's courier for its Kannel channel) calls to send an SMS.
 
 KannelBackend ignores our answer and never retries, so a 202 means "committed to disk", and
 whatever we cannot take is refused loudly with Kannel's own words. The query string and form body
 are parsed here from their raw bytes, because the text must be decoded in the charset the caller
 names, and because a literal '+' in `to` may be a separator or an international prefix.
 Credentials and query strings are never logged.
+
+Text with `coding=2` and no charset is UTF-16BE, Kannel's rule, which current courier relies on:
+it sends the raw UTF-16BE bytes percent-encoded (an emoji as its surrogate pair), and an odd
+number of bytes or a lone surrogate is refused with 400. `priority` (0 to 3) orders the queue:
+courier's replies (priority=1) go ahead of bulk messages. A `from` that names a modem (its name,
+or its SIM's `number`) pins the message to it when no `smsc` is given (see checks.modem_of_sender).
 """
 
 import codecs
@@ -14,10 +20,12 @@ import urllib.parse
 
 from flask import Blueprint, Response, request
 
-from gsmbridge.web.checks import (CODING, DLR_MASK, MAX_SENDER, VALIDITY, Refused, add_outbound,
-                                  basic_auth_ok, check_numbers, check_unicode, check_url,
-                                  count_parts, credentials_match, decode_text, form_bytes, log,
-                                  log_accepted, parse_form, pinned_modem, served, small_int)
+from gsmbridge.web.checks import (CODING, DLR_MASK, MAX_SENDER, PRIORITY, VALIDITY, Refused,
+                                  add_outbound, check_numbers, check_unicode, check_url,
+                                  count_parts, credentials_ok, decode_text, form_bytes, log,
+                                  log_accepted, modem_of_sender, parse_form, pinned_modem,
+                                  served, small_int)
+from gsmbridge.web.guard import changes_state
 
 ACCEPTED = "0: Accepted for delivery"
 AUTH_FAILED = "Authorization failed for sendsms"
@@ -65,7 +73,7 @@ class SendsmsRequest:
                "X-Kannel-To": "to", "X-Kannel-From": "from", "X-Kannel-SMSC": "smsc",
                "X-Kannel-Coding": "coding", "X-Kannel-DLR-Mask": "dlr-mask",
                "X-Kannel-DLR-Url": "dlr-url", "X-Kannel-Validity": "validity",
-               "X-Kannel-UDH": "udh"}
+               "X-Kannel-UDH": "udh", "X-Kannel-Priority": "priority"}
 
     def __init__(self, max_body):
         self.raw = {}          # name -> encoded value bytes (first occurrence)
@@ -130,21 +138,17 @@ class SendsmsRequest:
 
 
 @bp.route("/cgi-bin/sendsms", methods=["GET", "POST"])
+@changes_state  # sends on GET too: a cross-site <img> must not
 def sendsms():
     if request.method == "HEAD":
         raise Refused(405, "Method not allowed", {"Allow": "GET, POST"})
     store, config = served().store, served().config
     req = SendsmsRequest(config.http.max_body)
 
-    if config.http.auth_required:
-        username, password = req.get("username"), req.get("password")
-        if username is None and password is None:
-            ok = basic_auth_ok(config)
-        else:
-            ok = credentials_match(config, username, password)
-        if not ok:
-            log.warning("sendsms refused: bad credentials from %s", request.remote_addr)
-            raise Refused(403, AUTH_FAILED)
+    if config.http.auth_required and not credentials_ok(config, req.get("username"),
+                                                        req.get("password")):
+        log.warning("sendsms refused: bad credentials from %s", request.remote_addr)
+        raise Refused(403, AUTH_FAILED)
 
     smsc = pinned_modem(config, req.get("smsc"))
 
@@ -168,6 +172,9 @@ def sendsms():
     sender = req.get("from") or None
     if sender is not None and len(sender) > MAX_SENDER:
         raise Refused(400, "from field misformed (at most %d characters), rejected" % MAX_SENDER)
+    if smsc is None:
+        smsc = modem_of_sender(config, sender)
+    priority = small_int(req.get("priority") or "0", "priority", *PRIORITY)
     dlr_mask = small_int(req.get("dlr-mask") or "0", "dlr-mask", *DLR_MASK)
     dlr_url = req.get("dlr-url") or None
     if dlr_url is not None:
@@ -175,7 +182,7 @@ def sendsms():
     if req.get("validity"):
         small_int(req.get("validity"), "validity", *VALIDITY)
 
-    ids = add_outbound(store, numbers, text, encoding=encoding, parts=parts,
-                       modem=smsc, sender=sender, dlr_url=dlr_url, dlr_mask=dlr_mask)
+    ids = add_outbound(store, numbers, text, encoding=encoding, parts=parts, modem=smsc,
+                       sender=sender, dlr_url=dlr_url, dlr_mask=dlr_mask, priority=priority)
     log_accepted("sendsms", ids, numbers, parts, encoding, modem=smsc)
     return Response(ACCEPTED, 202, mimetype="text/plain")

@@ -14,7 +14,8 @@ from gsmbridge.codec.address import PHONE_NUMBER
 from gsmbridge.config import HttpConfig
 from gsmbridge.store import INBOUND_STATUSES, OUTBOUND_STATUSES
 from gsmbridge.web.checks import (CODING, DLR_MASK, LIST_DEFAULT, LIST_LIMIT, MAX_IN_REPLY_TO,
-                                  MAX_SENDER, MAX_URL, REFRESH, VALIDITY)
+                                  MAX_SENDER, MAX_URL, PRIORITY, REFRESH, VALIDITY)
+from gsmbridge.web.ussd import MAX_ACTIVE as USSD_MAX_ACTIVE, MAX_CODE as USSD_MAX_CODE
 
 NUMBER_PATTERN = "^%s$" % PHONE_NUMBER
 #: what Kannel's `to` takes: numbers separated by spaces or '+'
@@ -41,7 +42,8 @@ def numbers(max_items):
 EPOCH = {"type": "number", "description": "seconds since the epoch, UTC"}
 WARNINGS = {"type": "array", "items": {"type": "string"},
             "description": "the modems of a pool that cannot send, while another can (their "
-                           "unpinned messages go out through it)"}
+                           "unpinned messages go out through it), and a receiver (RapidSMS) "
+                           "that has not taken messages for less than 10 minutes"}
 TEXT_ERROR = {"description": "refused, with the reason as plain text",
               "content": {"text/plain": {"schema": {"type": "string"}}}}
 
@@ -58,6 +60,20 @@ UNAUTHORIZED = {
                 "text/plain": {"schema": {"type": "string"}}},
 }
 UNAVAILABLE = json_error("the store cannot be read or written just now; try again later")
+#: guard.py's refusals, which every endpoint may answer in its own kind (JSON or text)
+CROSS_SITE = ("a browser sent it from a page on another site (Sec-Fetch-Site other than "
+              "same-origin or none, or an Origin that is not the bridge's own)")
+NOT_JSON = json_error("the body is not labelled application/json (or application/*+json)")
+
+
+def either_error(description):
+    return {"description": description,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}},
+                        "text/plain": {"schema": {"type": "string"}}}}
+
+
+MISDIRECTED = either_error("the Host header is not a name of this bridge (checked when no "
+                           "credentials are configured, or when [http] hosts is set)")
 
 SENDSMS_FIELDS = {
     "username": {"type": "string", "description": "[http] username (alias: user)"},
@@ -69,7 +85,10 @@ SENDSMS_FIELDS = {
     "charset": {"type": "string", "description": "the charset of text, e.g. UTF-8, UCS-2"},
     "coding": integer(CODING, description="Kannel's coding; the bridge picks GSM 7-bit "
                                           "whenever it can"),
-    "from": {"type": "string", "maxLength": MAX_SENDER, "description": "sender, recorded only"},
+    "from": {"type": "string", "maxLength": MAX_SENDER,
+             "description": "sender, recorded; when it is a modem's name or its SIM's number "
+                            "([modem] number) and no smsc is given, the message is pinned to "
+                            "that modem"},
     "smsc": {"type": "string", "description": "a modem name to send through (empty: any)"},
     "dlr-mask": integer(DLR_MASK, description="Kannel's delivery-report mask (alias: dlrmask)"),
     "dlr-url": {"type": "string", "format": "uri", "maxLength": MAX_URL,
@@ -77,6 +96,8 @@ SENDSMS_FIELDS = {
                                "Called only at public addresses, the receivers' origins and "
                                "[http] callback_allow"},
     "validity": integer(VALIDITY, description="accepted for compatibility"),
+    "priority": integer(PRIORITY, description="higher goes out first (RapidPro sends 1 for "
+                                              "replies); the same priority in arrival order"),
 }
 
 SCHEMAS = {
@@ -93,6 +114,9 @@ SCHEMAS = {
                      "description": "the name of the modem to send through (its [modem:NAME] "
                                     "section), as Kannel's smsc; null or empty: any modem. "
                                     "A name the bridge has no modem by is refused (403)."},
+            "priority": integer(PRIORITY, nullable=True,
+                                description="higher goes out first; the same priority in "
+                                            "arrival order (default 0)"),
         },
     },
     "Accepted": {
@@ -126,6 +150,7 @@ SCHEMAS = {
             "sent_by": nullable({"type": "string"}),
             "dlr_url": nullable({"type": "string"}),
             "dlr_mask": {"type": "integer"},
+            "priority": {"type": "integer"},
             "references": {"type": "array", "items": {"type": "integer"},
                            "description": "TP-MR of each part, once sent"},
             "created_at": EPOCH,
@@ -236,6 +261,19 @@ SCHEMAS = {
             "modems": {"type": "object",
                        "additionalProperties": {"$ref": "#/components/schemas/Modem"}},
             "counts": {"$ref": "#/components/schemas/Counts"},
+            "receivers": {
+                "type": "object",
+                "description": "what each receiver (RapidSMS URL, without credentials or "
+                               "query) answered last, by URL",
+                "additionalProperties": {
+                    "type": "object", "required": ["state", "since"],
+                    "properties": {
+                        "state": {"type": "string",
+                                  "enum": ["up", "failing", "not there", "not answering"]},
+                        "status": nullable({"type": "integer",
+                                            "description": "the HTTP status it answers"}),
+                        "error": nullable({"type": "string"}),
+                        "since": EPOCH, "updated_at": EPOCH}}},
             "activity": {
                 "type": "object",
                 "required": ["last_received", "last_forwarded", "last_sent"],
@@ -350,7 +388,7 @@ PATHS = {
                            "the other fields in the query or, for a text/plain body only, in "
                            "Kannel's X-Kannel-To, X-Kannel-From, X-Kannel-Coding, "
                            "X-Kannel-Username, X-Kannel-Password, X-Kannel-DLR-Mask, "
-                           "X-Kannel-DLR-Url headers.",
+                           "X-Kannel-DLR-Url, X-Kannel-Priority headers.",
             "security": BASIC,
             "requestBody": {"required": True, "content": {
                 "application/x-www-form-urlencoded": {"schema": {
@@ -382,8 +420,9 @@ PATHS = {
                 "400": json_error("refused, with the reason"),
                 "401": UNAUTHORIZED,
                 "403": json_error("smsc names no modem of this bridge: "
-                                  "\"Not routable. Do not try again.\""),
+                                  "\"Not routable. Do not try again.\"; or " + CROSS_SITE),
                 "413": json_error("the body is too large"),
+                "415": NOT_JSON,
                 "503": UNAVAILABLE,
             },
         },
@@ -474,7 +513,9 @@ PATHS = {
                            "one of them; while one can send, the others are listed in "
                            "warnings with the 200); an inbound message waiting over an hour "
                            "for RapidSMS; outbound stalled (a message queued over an hour and "
-                           "nothing sent for 15 minutes).",
+                           "nothing sent for 15 minutes); RapidSMS not taking messages for 10 "
+                           "minutes (answering 401, 403, 404, 405, 410..., failing, or silent; "
+                           "before that, a warning with the 200).",
             "security": [],
             "responses": {
                 "200": {"description": "healthy", "content": {"application/json": {
@@ -515,7 +556,9 @@ PATHS = {
                             "schema": {"$ref": "#/components/schemas/VumiAccepted"}}}},
                 "400": json_error("refused, with the reason"),
                 "401": UNAUTHORIZED,
+                "403": json_error(CROSS_SITE),
                 "413": json_error("the body is too large"),
+                "415": NOT_JSON,
                 "503": UNAVAILABLE,
             },
         },
@@ -547,8 +590,8 @@ PATHS = {
                                                      "description": "the message's id"}},
                         "content": {"text/plain": {"schema": {
                             "type": "string", "pattern": "^Accepted for delivery: "}}}},
-                "400": TEXT_ERROR, "401": UNAUTHORIZED, "413": TEXT_ERROR, "415": TEXT_ERROR,
-                "503": TEXT_ERROR,
+                "400": TEXT_ERROR, "401": UNAUTHORIZED, "403": TEXT_ERROR, "413": TEXT_ERROR,
+                "415": TEXT_ERROR, "503": TEXT_ERROR,
             },
         },
     },
@@ -563,6 +606,138 @@ PATHS = {
     },
 }
 
+# -- the SIM's services: USSD, the balance watch, identity, calls --------------------------------
+
+NULLABLE_TEXT = {"type": "string", "nullable": True}
+
+SCHEMAS["Modem"]["properties"].update({
+    "identity": {
+        "type": "object",
+        "description": "what the modem and its SIM say they are, read at every boot; null "
+                       "where the modem would not say",
+        "properties": {key: dict(NULLABLE_TEXT, description=words) for key, words in (
+            ("manufacturer", "AT+CGMI"), ("model", "AT+CGMM"), ("revision", "AT+CGMR"),
+            ("imei", "AT+CGSN"), ("imsi", "AT+CIMI"),
+            ("iccid", "the SIM's serial number (AT+CCID, AT^ICCID?, ... AT+CRSM)"),
+            ("own_number", "AT+CNUM: null when the SIM holds none"))}},
+    "balance": nullable({"type": "number",
+                         "description": "the airtime balance the last check read"}),
+    "balance_text": nullable({"type": "string",
+                              "description": "the network's reply to balance_code"}),
+    "balance_checked_at": nullable(dict(EPOCH, description="when the balance was last read")),
+    "balance_tried_at": nullable(dict(EPOCH, description="when it was last asked for")),
+    "balance_error": nullable({"type": "string",
+                               "description": "why the last check found no balance"}),
+    "low_balance": {"type": "number",
+                    "description": "[modem] low_balance: /health warns below it"},
+    "calls": {"type": "integer", "minimum": 0,
+              "description": "incoming voice calls the modem has had (each hung up at once)"},
+    "last_call": nullable(dict(EPOCH, description="when the latest call rang")),
+})
+PATHS["/health"]["get"]["description"] += (
+    " A modem whose airtime balance is below its low_balance is listed in warnings too (SMS "
+    "still flow; the SIM needs topping up).")
+SCHEMAS["Status"]["properties"]["health"]["properties"]["low_balance"] = {
+    "type": "array", "items": {"type": "string"},
+    "description": "the modems whose balance is below their low_balance"}
+
+SCHEMAS.update({
+    "UssdRequest": {
+        "type": "object", "required": ["code"], "additionalProperties": False,
+        "properties": {
+            "code": {"type": "string", "minLength": 1, "maxLength": USSD_MAX_CODE,
+                     "description": "a service code (*102#), or in a session the menu's next "
+                                    "answer (1); GSM 7-bit characters, no quotes"},
+            "modem": {"type": "string", "nullable": True,
+                      "description": "the modem to ask through; may be left out when the "
+                                     "bridge has one (or when continuing a session)"},
+            "session": {"type": "string", "nullable": True,
+                        "description": "continue this session (a menu that answered more)"},
+        },
+    },
+    "UssdAnswer": {
+        "type": "object", "required": ["modem", "code", "reply", "status", "session", "error"],
+        "properties": {
+            "modem": {"type": "string"},
+            "code": {"type": "string"},
+            "reply": nullable({"type": "string", "description": "the network's text"}),
+            "status": {"type": "string", "enum": ["done", "more", "failed", "timeout"],
+                       "description": "more: a menu, the network waits for the next answer "
+                                      "in this session"},
+            "session": {"type": "string",
+                        "description": "the session: POST its next answer with it, or "
+                                       "DELETE /api/v1/ussd/{session} to end it"},
+            "error": nullable({"type": "string",
+                               "description": "why it failed or timed out"}),
+        },
+    },
+    "UssdEnded": {
+        "type": "object", "required": ["session", "modem", "status", "was_open"],
+        "properties": {
+            "session": {"type": "string"},
+            "modem": {"type": "string"},
+            "status": {"type": "string", "enum": ["ended"]},
+            "was_open": {"type": "boolean",
+                         "description": "false when the session had ended already"},
+        },
+    },
+})
+
+RETRY_LATER = {"Retry-After": {"schema": {"type": "string"}, "required": False,
+                               "description": "seconds to wait"}}
+
+PATHS.update({
+    "/api/v1/ussd": {
+        "post": {
+            "summary": "Ask the network a USSD code (a balance, a menu) through a modem",
+            "description": "Answers once the network did (5 to 20 s on real networks), or the "
+                           "time is up (status timeout). The request waits its turn between "
+                           "the modem's SMS commands. A menu answers status more: send its "
+                           "next answer with the session; a session nobody answers ends after "
+                           "a minute. At most %d requests per modem at once." % USSD_MAX_ACTIVE,
+            "security": BASIC,
+            "requestBody": {"required": True, "content": {"application/json": {
+                "schema": {"$ref": "#/components/schemas/UssdRequest"}}}},
+            "responses": {
+                "200": {"description": "what the network answered, or why it did not",
+                        "content": {"application/json": {
+                            "schema": {"$ref": "#/components/schemas/UssdAnswer"}}}},
+                "400": json_error("refused, with the reason (e.g. modem left out in a pool)"),
+                "401": UNAUTHORIZED,
+                "404": json_error("no such modem, or no such session"),
+                "409": json_error("the session has ended"),
+                "413": json_error("the body is too large"),
+                "415": NOT_JSON,
+                "429": dict(json_error("the modem has as many USSD requests in hand as it "
+                                       "takes"), headers=RETRY_LATER),
+                "503": dict(json_error("the modem is not up, or the store cannot be written"),
+                            headers=RETRY_LATER),
+            },
+        },
+    },
+    "/api/v1/ussd/{session}": {
+        "delete": {
+            "summary": "End a USSD session (a menu)",
+            "security": BASIC,
+            "parameters": [{"name": "session", "in": "path", "required": True,
+                            "schema": {"type": "string", "minLength": 1}}],
+            "responses": {
+                "200": {"description": "ended (the modem sends AT+CUSD=2 if it is still open)",
+                        "content": {"application/json": {
+                            "schema": {"$ref": "#/components/schemas/UssdEnded"}}}},
+                "401": UNAUTHORIZED,
+                "404": json_error("no such session"),
+                "503": UNAVAILABLE,
+            },
+        },
+    },
+})
+
+
+for _path in PATHS.values():
+    for _operation in _path.values():
+        _operation["responses"]["421"] = MISDIRECTED
+
 
 def document(config=None):
     """The OpenAPI document as a dict; with a Config, its limits filled in."""
@@ -574,7 +749,10 @@ def document(config=None):
             "description": "An SMS gateway between a GSM modem and RapidSMS. When [http] "
                            "username and password are set, every endpoint but /health and "
                            "/openapi.json needs them (HTTP basic auth; sendsms also takes them "
-                           "as parameters).",
+                           "as parameters). Requests that send (every POST, and sendsms's GET) "
+                           "are refused 403 when a browser sends them from a page on another "
+                           "site; servers send no Origin or Sec-Fetch-Site and are not "
+                           "affected. JSON bodies must be labelled application/json (415).",
         },
         "paths": copy.deepcopy(PATHS),
         "components": {

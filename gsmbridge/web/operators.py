@@ -63,10 +63,13 @@ def health():
     No credentials needed (it shows no message). The rules (gsmbridge/overview.py):
     the store is readable, its directory writable and its disk has at least 20 MB free; every
     configured modem is "up", has reported within 5 minutes and is not known to be unregistered
-    from the network; no inbound message has waited over an hour for RapidSMS; and the outbound
-    queue is not stalled (a message queued over an hour while nothing was sent for 15 minutes).
+    from the network; no inbound message has waited over an hour for RapidSMS; the outbound
+    queue is not stalled (a message queued over an hour while nothing was sent for 15 minutes);
+    and RapidSMS has not failed to take messages for 10 minutes (answering 401, 403, 404, 405,
+    410..., failing or silent: before that it is listed in "warnings" with the 200).
     In a pool of modems, one that is fine is enough: the others are listed in "warnings"
-    with the 200 (their unpinned messages go out through the modems that can send).
+    with the 200 (their unpinned messages go out through the modems that can send). A modem
+    whose airtime balance is below its low_balance is listed in "warnings" too.
     """
     reasons, warnings = overview.health_report(served().store, served().config)
     if reasons:

@@ -8,7 +8,9 @@ page fetches itself every `refresh` seconds and swaps the figures in place; if t
 answering it keeps the last figures and says since when it has had no answer.
 
 Phone numbers are shown masked (overview.mask_number) and message texts not at all: the page is
-for seeing whether SMS flow, and a screen in a district office is seen by passers-by. Everything
+for seeing whether SMS flow, and a screen in a district office is seen by passers-by. Of a SIM's
+identity the page shows what finds the SIM and the dongle (ICCID, IMEI) and the gateway's own
+number, which its users text anyway; the IMSI, which identifies the subscriber, is masked. Everything
 from the store reaches the page through Jinja's autoescaping, modem errors and ids included.
 
 The markup lives in the template; what is here turns parts of the snapshot into the words and
@@ -237,6 +239,7 @@ FILTERS = {
     "chart": chart,
     "clock": clock,
     "duration": overview.duration,
+    "mask": overview.mask_number,
     "modem_look": modem_look,
     "registration": overview.registration_text,
     "row": row,

@@ -32,9 +32,14 @@ import time
 
 from gsmbridge import metrics
 from gsmbridge.modem import errors
+from gsmbridge.store import DLR_DELIVERED, DLR_QUEUED, DLR_UNDELIVERED
 
 # Send errors that mean "no network right now": the message is fine and waits, however often.
 NO_NETWORK = frozenset({("CMS", 331), ("CME", 30), ("CME", 32)})
+
+#: the delivery-report types only a status report from the network can tell (dlr-mask bits): a
+#: message whose mask asks for one of them is sent asking for a report; 8 and 16 need none
+REPORTED_TYPES = DLR_DELIVERED | DLR_UNDELIVERED | DLR_QUEUED
 
 
 class OutboundSender:
@@ -116,7 +121,8 @@ class OutboundSender:
         msg_id = row["id"]
         fields = {"msg_id": msg_id}
         resume = self._partial.get(msg_id)
-        wants_report = self.status_reports or bool(row.get("dlr_mask") and row.get("dlr_url"))
+        wants_report = self.status_reports or bool(
+            row.get("dlr_url") and (row.get("dlr_mask") or 0) & REPORTED_TYPES)
         started = time.monotonic()
         try:
             refs = modem.send_sms(

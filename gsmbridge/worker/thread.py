@@ -15,6 +15,9 @@ will not be completed. Around the loop is its recovery:
   and after a while the modem is asked to register again (AT+COPS=0);
 * the store failing: nothing was committed, so the modem keeps what it had; the worker closes the
   port and starts again after the same backoff, logging it as an error.
+
+Between two SMS commands it also runs the SIM's services (services.py, when given): USSD
+requests from the store, the balance watch, incoming calls.
 """
 
 import logging
@@ -71,7 +74,7 @@ class ModemWorker(threading.Thread):
     def __init__(self, name, store, open_modem, *, max_parts=10, status_reports=False,
                  sweep_interval=60.0, reassembly_timeout=3600.0, max_attempts=5,
                  retry_base=5.0, retry_cap=300.0, reconnect_cap=60.0, send_rate=0.0,
-                 reset_command=None, watchdog_exit_after=5, on_giveup=None):
+                 reset_command=None, watchdog_exit_after=5, on_giveup=None, services=None):
         super().__init__(name="modem-%s" % name, daemon=True)
         self.modem_name = name
         self.store = store
@@ -90,6 +93,7 @@ class ModemWorker(threading.Thread):
         self.reset_command = reset_command or None
         self.watchdog_exit_after = watchdog_exit_after
         self.on_giveup = on_giveup
+        self.services = services        # services.SimServices, or None
         self.stopping = threading.Event()
         self.modem = None
         self.port = None                # the device path, known once a modem was built
@@ -148,6 +152,8 @@ class ModemWorker(threading.Thread):
         self._next_status = 0.0
         self._set_state("up", last_error=None, recoveries=self.failed_recoveries)
         metrics.MODEM_UP.labels(**self._labels).set(1)
+        if self.services is not None:
+            self.services.started(self.modem)
         if self._recovering:
             self.log.warning("watchdog: modem=%s answers again after %d failed recoveries",
                              self.modem_name, self.failed_recoveries)
@@ -315,6 +321,8 @@ class ModemWorker(threading.Thread):
                     self._hold_sending()
             self.inbound.take_all(self.modem, self.modem.poll(
                 self.idle_poll if outcome is None else 0))
+            if self.services is not None:
+                self.services.step(self.modem)
             now = time.monotonic()
             if now >= min(next_sweep, self._next_status, next_expire):
                 self.outbound.flush()   # the message sent last is recorded before other work
