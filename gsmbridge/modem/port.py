@@ -155,14 +155,20 @@ class Port:
         bytes).  True if something came; False at the timeout, or at a wake() if wakeable."""
         if self._serial is None:
             raise ModemGone("%s is not open" % self.url)
-        if self._fds is not None:
-            return self._read_direct(timeout, wakeable)
         deadline = time.monotonic() + max(timeout, 0.0)
         if self._engine.partial:                # a USSD menu's lines: wait for the rest, briefly
             if time.monotonic() - self._last_data >= USSD_JOIN_WAIT:
                 self._engine.release_partial()
                 return True
             deadline = min(deadline, self._last_data + USSD_JOIN_WAIT)
+        if self._fds is not None:
+            if self._read_direct(deadline, wakeable):
+                self._last_data = time.monotonic()
+                return True
+            if self._engine.partial and time.monotonic() - self._last_data >= USSD_JOIN_WAIT:
+                self._engine.release_partial()
+                return True
+            return False
         while True:
             try:
                 waiting = self._serial.in_waiting
@@ -197,10 +203,10 @@ class Port:
         if pause > 0.0005:
             time.sleep(pause)
 
-    def _read_direct(self, timeout, wakeable):
-        """read() on the descriptors: one select, then everything that has come."""
+    def _read_direct(self, deadline, wakeable):
+        """read() on the descriptors until `deadline`: one select, then everything that has
+        come. True if something came."""
         fd, cancel = self._fds
-        deadline = time.monotonic() + max(timeout, 0.0)
         if not (wakeable and self._woken):
             self._paced_wait(deadline)
         while True:
