@@ -21,7 +21,10 @@ ALLOWED = {
     "gsmbridge.backoff": set(),
     "gsmbridge.jsonlog": set(),
     "gsmbridge.metrics": set(),
+    "gsmbridge.httpclient": set(),
     "gsmbridge.httpserver": {"gsmbridge.config"},
+    # safeurl's requests side
+    "gsmbridge.guardedhttp": {"gsmbridge.safeurl"},
 }
 
 # part -> parts it must never import, whatever else it does.

@@ -254,13 +254,14 @@ class OutboundMixin:
 
 
 def _oldest_for(db, modem, now, values):
-    """The first queued message (highest priority, then oldest) due by `now` pinned to
-    `modem` or on one of the route `values`, or None."""
+    """The first queued message (highest priority, then oldest) due by `now` pinned to `modem`
+    or on one of the route `values`, or None."""
     candidates = [db.execute(NEXT_OUTBOUND_PINNED_SQL, (modem, now)).fetchone()]
     candidates += [db.execute(NEXT_OUTBOUND_ROUTE_SQL, (value, now)).fetchone()
                    for value in values]
     candidates = [row for row in candidates if row is not None]
-    return min(candidates, key=lambda row: (-row["priority"], row["seq"])) if candidates else None
+    return min(candidates, key=lambda row: (-row["priority"], row["seq"])) if candidates \
+        else None
 
 
 def _claim(db, id, modem, now):
