@@ -15,7 +15,6 @@ simulated modems' records) and what the accepting node says of them:
 """
 
 import collections
-import json
 import subprocess
 import sys
 import uuid
@@ -50,14 +49,12 @@ def sink():
 def cluster(broker, sink, tmp_path_factory):
     """Nodes a, b and c, up, each having heard of every modem able to send."""
     tmp = tmp_path_factory.mktemp("cluster")
-    # each broker gets queues of its own: a vhost or database per module would do as well
-    url = broker.url
+    # RabbitMQ with its default queue type here (quorum); the chaos tests use classic queues
+    common = dict(broker_url=broker.url, rapidsms_url=sink.url + "/rs/", queue_type="quorum")
     nodes = {
-        "a": Node(tmp, node="a", modem="ma", broker_url=url, rapidsms_url=sink.url + "/rs/"),
-        "b": Node(tmp, node="b", modem="mb", routes=["+25572"], broker_url=url,
-                  rapidsms_url=sink.url + "/rs/"),
-        "c": Node(tmp, node="c", modem="mc", routes=["+25573"], broker_url=url,
-                  rapidsms_url=sink.url + "/rs/"),
+        "a": Node(tmp, node="a", modem="ma", **common),
+        "b": Node(tmp, node="b", modem="mb", routes=["+25572"], **common),
+        "c": Node(tmp, node="c", modem="mc", routes=["+25573"], **common),
     }
     try:
         start_all(list(nodes.values()))
@@ -202,7 +199,7 @@ def test_the_accepting_node_calls_the_dlr_url_once_per_report(cluster, sink):
 
 def test_a_modem_name_another_node_has_is_refused_at_start(cluster, broker, sink, tmp_path):
     twin = Node(tmp_path, node="d", modem="mb", broker_url=broker.url,
-                rapidsms_url=sink.url + "/rs/")
+                rapidsms_url=sink.url + "/rs/", queue_type="quorum")
     with pytest.raises(RuntimeError) as failed:
         twin.start(timeout=30)
     twin.stop()
