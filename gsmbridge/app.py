@@ -191,7 +191,8 @@ class Bridge:
                            reassembly_timeout=bridge.reassembly_timeout, send_rate=cfg.send_rate,
                            reset_command=cfg.reset_command,
                            watchdog_exit_after=cfg.watchdog_exit_after,
-                           on_giveup=self._watchdog_gave_up, services=services)
+                           on_giveup=self._watchdog_gave_up, services=services,
+                           claim_ahead=bridge.resend_unconfirmed)
 
     def _watchdog_gave_up(self, worker):
         """A modem that no recovery brought back: stop, and exit EXIT_WATCHDOG for the

@@ -211,6 +211,28 @@ def test_a_draining_queue_is_sent_once_each_and_a_stop_hands_back_the_claimed_on
     assert sorted(texts) == sorted(r["text"] for r in sent)        # each once, none lost
 
 
+@pytest.mark.parametrize("claim_ahead, most", [(True, 2), (False, 1)])
+def test_claiming_ahead_is_what_leaves_two_messages_sending(sim, store, worker, claim_ahead,
+                                                            most):
+    """With claim_ahead (the default) the next message is `sending` while the one before is on
+    its way; without it ([bridge] resend_unconfirmed = no, where a crash marks `sending`
+    messages unknown) only the one on its way ever is, so a crash cannot leave a message that
+    never left the bridge marked unknown."""
+    s = sim(network_delay=0.3)
+    w = worker(s.link, claim_ahead=claim_ahead)
+    wait_for(lambda: up(store, w), message="modem up")
+    ids = [queue(store, "+25570000%04d" % i, "drain %d" % i) for i in range(4)]
+    seen = set()
+
+    def drained():
+        statuses = [outbound(store, i)["status"] for i in ids]
+        seen.add(statuses.count("sending"))
+        return statuses.count("sent") == len(ids)
+
+    wait_for(drained, timeout=30, interval=0.01, message="all sent")
+    assert max(seen) == most
+
+
 def test_malformed_pdu_is_kept_and_the_next_message_still_arrives(sim, store, worker):
     s = sim()
     w = worker(s.link)

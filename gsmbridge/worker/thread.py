@@ -74,8 +74,14 @@ class ModemWorker(threading.Thread):
     def __init__(self, name, store, open_modem, *, max_parts=10, status_reports=False,
                  sweep_interval=60.0, reassembly_timeout=3600.0, max_attempts=5,
                  retry_base=5.0, retry_cap=300.0, reconnect_cap=60.0, send_rate=0.0,
-                 reset_command=None, watchdog_exit_after=5, on_giveup=None, services=None):
+                 reset_command=None, watchdog_exit_after=5, on_giveup=None, services=None,
+                 claim_ahead=True):
+        """claim_ahead: claim the next message while one is sent (send.py's pipeline). Off when
+        messages left `sending` by a crash are marked unknown rather than sent again
+        ([bridge] resend_unconfirmed = no): a message claimed ahead was never sent, and must
+        not end unknown."""
         super().__init__(name="modem-%s" % name, daemon=True)
+        self.claim_ahead = claim_ahead
         self.modem_name = name
         self.store = store
         self.open_modem = open_modem
@@ -314,9 +320,10 @@ class ModemWorker(threading.Thread):
             outcome = None
             if self.registered is not False and self.throttle.ready():
                 # Messages are claimed ahead (send.py) only when no rate limit stands between
-                # a claim and its AT+CMGS.
-                outcome = self.outbound.send_one(self.modem, self.throttle,
-                                                 claim_next=self.throttle.rate <= 0)
+                # a claim and its AT+CMGS, and a crash puts claimed messages back in the queue.
+                outcome = self.outbound.send_one(
+                    self.modem, self.throttle,
+                    claim_next=self.claim_ahead and self.throttle.rate <= 0)
                 if outcome == "no network":
                     self._hold_sending()
             self.inbound.take_all(self.modem, self.modem.poll(
