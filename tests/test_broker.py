@@ -178,6 +178,42 @@ def test_a_message_taken_by_a_consumer_killed_before_its_ack_comes_again(server)
         publisher.close()
 
 
+WAITER = """
+import sys
+from gsmbridge.cluster import Broker, Consumer
+broker = Broker(sys.argv[1], node="waiter", visibility_timeout=1.0, timeout=5)
+consumer = Consumer(broker, [sys.argv[2]])
+print("waiting", flush=True)
+while True:
+    consumer.take(lambda d: print("took", d.id, flush=True), timeout=30)
+"""
+
+
+def test_a_consumer_killed_while_it_waits_takes_nothing_with_it(server):
+    """A message published in the milliseconds a killed consumer takes to die reaches a live
+    consumer. (kombu's BRPOP on Redis would hand it to the dying one: lost.)"""
+    broker = broker_for(server)
+    queue = fresh_queue()
+    publisher, consumer = Publisher(broker), Consumer(broker, [queue])
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    try:
+        for round in range(5):
+            waiter = subprocess.Popen([sys.executable, "-c", WAITER, server.url, queue],
+                                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                      text=True, env=env)
+            assert waiter.stdout.readline().strip() == "waiting"
+            time.sleep(0.3)                   # it waits on the queue now
+            os.kill(waiter.pid, signal.SIGKILL)
+            publisher.publish(queue, {"id": "w-%d" % round})
+            waiter.wait(10)
+            waiter.stdout.close()
+            got = take_until(consumer, 1, timeout=10)
+            assert [d.id for d in got] == ["w-%d" % round]
+    finally:
+        consumer.close()
+        publisher.close()
+
+
 # -- the broker away ---------------------------------------------------------------------------
 
 @pytest.mark.parametrize("server", RESTARTING, indirect=True)

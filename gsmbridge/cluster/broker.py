@@ -77,7 +77,7 @@ class Broker:
     call waits on the broker by default. heartbeat: AMQP heartbeat of consuming connections, so
     a broker that vanished without closing the connection is noticed. visibility_timeout
     (Redis): after this many seconds a message taken but not acknowledged (its consumer died) is
-    handed out again; a handler must return well within it. brpop_timeout (Redis): how long one
+    handed out again (redistake.py); a handler must return well within it. brpop_timeout (Redis): how long one
     blocking pop waits on the server. queue_type (RabbitMQ): "quorum" or "classic", the same on
     every node (see topology.py for which and why).
     """
@@ -138,6 +138,10 @@ class Broker:
     def failed(self):
         """A connection failed: the next one goes to the next URL of the failover list."""
         self._next_url += 1
+
+    def current_url(self):
+        """The URL the next connection goes to (credentials and all: never to be shown)."""
+        return self._urls[self._next_url % len(self._urls)]
 
     @functools.cached_property
     def transient_errors(self):

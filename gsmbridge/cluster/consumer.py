@@ -1,7 +1,7 @@
 """Taking work off the broker: one message at a time, for a modem that is free now.
 
-A modem's worker calls `Consumer.take(handler, timeout)` when it can send: only then is it
-subscribed to its queues (its pinned queue, its routes' queues, the free queue), with a
+A modem's intake calls `Consumer.take(handler, timeout)` when the modem can send: only then is
+it subscribed to its queues (its pinned queue, its routes' queues, the free queue), with a
 prefetch of 1, and it unsubscribes as soon as a message came. Between two calls it holds
 nothing and the broker does not count it as a consumer, so a message always goes to a modem
 that is free at that moment ("free first"), and a slow modem takes fewer.
@@ -16,16 +16,12 @@ passed. That is at-least-once; the repeat of an id is dropped by the store that 
 it.
 
 A message that is not a usable gsmbridge message (envelope.py) never reaches the handler: it
-goes to the ``gsmbridge.dead`` queue (RabbitMQ dead-letters it; on Redis a copy is pushed there
-before the original is acknowledged).
+goes to the ``gsmbridge.dead`` queue (RabbitMQ dead-letters it; on Redis it is moved there).
 
-Redis detail: kombu consumes from Redis with BRPOP, and a message popped by a BRPOP is only
-recorded as unacknowledged once its reply has been read. So that no popped message waits in a
-socket while the caller is busy elsewhere (and is lost if the node dies then), `take` does not
-return while a BRPOP of its own is pending: it may return up to the Broker's brpop_timeout
-after its own timeout, with a message that arrived in that moment. And kombu hands out again
-the messages of dead consumers from its event loop, which a worker thread does not run: `take`
-does it while it waits.
+RabbitMQ is consumed through kombu (basic.consume, prefetch, basic.cancel). Redis is not taken
+with kombu's BRPOP, which can hand a message to a consumer that is dying: redistake.py moves
+each message atomically into the consumer's own list instead (the queues and the messages on
+them stay kombu's, as kombu's Publisher pushes them).
 """
 
 import socket
@@ -35,6 +31,7 @@ import kombu
 
 from . import envelope, topology
 from .broker import Backoff, BrokerError, NoTimeLeft, close_quietly, log
+from .redistake import RedisTaker
 
 
 class Delivery:
@@ -77,11 +74,11 @@ class Consumer:
         self._consuming = False
         self._inbox = []
         self._down_since = None
-        self._restored_at = 0.0
+        self._taker = None              # Redis: the atomic taking (redistake.py)
 
     @property
     def connected(self):
-        return self._conn is not None
+        return self._conn is not None or (self._taker is not None and self._taker.connected)
 
     def take(self, handler, timeout=1.0, *, priority=None):
         """Wait up to `timeout` seconds for a message, run `handler(delivery)`, acknowledge it.
@@ -120,14 +117,17 @@ class Consumer:
         deadline = time.monotonic() + timeout
         backoff = Backoff()
         while True:
-            was_connected = self._conn is not None
+            was_connected = self.connected
             try:
-                self._open(deadline)
-                self._subscribe()
-                self._wait(deadline)
-                if batch:
-                    self._gather()
-                self._unsubscribe()
+                if self.broker.transport == "redis":
+                    self._take_redis(deadline, batch)
+                else:
+                    self._open(deadline)
+                    self._subscribe()
+                    self._wait(deadline)
+                    if batch:
+                        self._gather()
+                    self._unsubscribe()
             except Exception as exc:
                 if self.broker.refused(exc):
                     self._drop()
@@ -145,7 +145,7 @@ class Consumer:
             return self._handle_batch(handler) if batch else self._handle(handler)
 
     def close(self):
-        """Unsubscribe and close (on Redis, unacknowledged messages go back at once)."""
+        """Unsubscribe and close (unacknowledged messages go back at once)."""
         if self._conn is not None:
             try:
                 self._unsubscribe()
@@ -156,6 +156,34 @@ class Consumer:
         close_quietly(self._conn, clean=True)
         self._conn = self._consumer = None
         self._consuming = False
+        if self._taker is not None:
+            self._taker.close(clean=True)
+            self._taker = None
+
+    # -- Redis ------------------------------------------------------------------------------
+
+    def _take_redis(self, deadline, batch):
+        if self._taker is None:
+            self._taker = RedisTaker(self.broker, self.queues, dead_queue=topology.DEAD_QUEUE)
+        left = deadline - time.monotonic()
+        if not self._taker.connected:
+            if left <= 0:
+                raise NoTimeLeft()
+            self._taker.open(left, declare=lambda: self._declare_redis(left))
+        items = self._taker.take(deadline, limit=self.prefetch if batch else 1)
+        self._inbox.extend(_RedisMessage(self._taker, item) for item in items)
+
+    def _declare_redis(self, timeout):
+        """The queues and their bindings, as kombu keeps them in Redis: so that a message
+        published to the exchange reaches them whoever publishes it."""
+        conn = self.broker.connect(self.broker.connection(timeout=timeout))
+        try:
+            channel = conn.default_channel
+            topology.exchange()(channel).declare()
+            for name in [topology.DEAD_QUEUE, *self.queues]:
+                topology.work_queue(name, "redis")(channel).declare()
+        finally:
+            close_quietly(conn, clean=True)
 
     # -- the connection -------------------------------------------------------------------
 
@@ -199,12 +227,7 @@ class Consumer:
                 conn.drain_events(timeout=min(left, 1.0))
             except socket.timeout:
                 pass
-            if self.broker.transport == "amqp":
-                conn.heartbeat_check()
-            else:
-                self._restore_due()
-        if self.broker.transport == "redis" and not self._inbox:
-            self._settle()
+            conn.heartbeat_check()
 
     def _gather(self):
         """With a message in, take what else the broker has ready, up to prefetch."""
@@ -217,32 +240,6 @@ class Consumer:
                 pass
             if len(self._inbox) == before:
                 break
-        if self.broker.transport == "redis":
-            self._settle(whole=True)
-
-    def _restore_due(self):
-        """Redis: hand out again what a dead consumer took and never acknowledged, once the
-        visibility timeout has passed (kombu does it in an event loop we do not run)."""
-        now = time.monotonic()
-        if now - self._restored_at < min(1.0, self.broker.visibility_timeout / 4):
-            return
-        self._restored_at = now
-        self._consumer.channel.qos.restore_visible(num=100, interval=1)
-
-    def _settle(self, whole=False):
-        """Redis: read the reply of our BRPOP still pending, still subscribed, so that a message
-        it brings is handled now (see the module's docstring). A drain with timeout 0 reads what
-        is there without sending a new BRPOP after an empty reply. whole: even when messages
-        are in already (a batch)."""
-        channel = self._consumer.channel
-        if not hasattr(channel, "_in_poll"):     # a kombu that works otherwise: nothing to do
-            return
-        limit = time.monotonic() + self.broker.brpop_timeout + 2.0
-        while channel._in_poll and (whole or not self._inbox) and time.monotonic() < limit:
-            try:
-                self._conn.drain_events(timeout=0)
-            except socket.timeout:
-                time.sleep(0.01)
 
     def _unsubscribe(self):
         """Stop the broker handing us more; on RabbitMQ, what it handed meanwhile lands in the
@@ -253,11 +250,15 @@ class Consumer:
         self._consumer.cancel()
 
     def _drop(self):
-        """Forget a broken connection; what it held unacknowledged the broker hands out again."""
+        """Forget a broken connection; what it held unacknowledged the broker hands out again
+        (Redis: once this consumer's key has expired)."""
         close_quietly(self._conn, clean=False)
         self._conn = self._consumer = None
         self._consuming = False
         self._inbox.clear()
+        if self._taker is not None:
+            self._taker.close(clean=False)
+            self._taker = None
         self.broker.failed()
 
     def _lost(self, exc, was_connected):
@@ -280,29 +281,34 @@ class Consumer:
 
     # -- the messages ---------------------------------------------------------------------
 
+    def _delivery(self, message):
+        """A Delivery for a message of the inbox, or None when it is unusable (then buried)."""
+        queue = _queue_of(message)
+        try:
+            body = envelope.decode(message.body, message.content_type,
+                                   max_body=self.broker.max_body)
+        except envelope.BadMessage as exc:
+            self._bury(message, queue, exc)
+            return None
+        headers = message.headers or {}
+        count = headers.get("x-delivery-count")
+        return Delivery(queue, body, origin=headers.get("origin"),
+                        redelivered=(message.delivery_info or {}).get("redelivered"),
+                        redeliveries=count if isinstance(count, int) else None)
+
     def _handle(self, handler):
         handled = 0
         while self._inbox:
             message = self._inbox.pop(0)
-            queue = (message.delivery_info or {}).get("routing_key") or "?"
-            try:
-                body = envelope.decode(message.body, message.content_type,
-                                       max_body=self.broker.max_body)
-            except envelope.BadMessage as exc:
-                self._bury(message, queue, exc)
+            delivery = self._delivery(message)
+            if delivery is None:
                 continue
-            headers = message.headers or {}
-            count = headers.get("x-delivery-count")
-            delivery = Delivery(
-                queue, body, origin=headers.get("origin"),
-                redelivered=(message.delivery_info or {}).get("redelivered"),
-                redeliveries=count if isinstance(count, int) else None)
             try:
                 handler(delivery)
             except envelope.BadMessage as exc:
                 # the handler found it unusable (a field no gsmbridge sends): kept aside, not
                 # handed out again and again
-                self._bury(message, queue, exc)
+                self._bury(message, delivery.queue, exc)
                 continue
             except BaseException:
                 self._give_back([message] + self._inbox)
@@ -316,18 +322,10 @@ class Consumer:
         messages, deliveries = [], []
         while self._inbox:
             message = self._inbox.pop(0)
-            queue = (message.delivery_info or {}).get("routing_key") or "?"
-            try:
-                body = envelope.decode(message.body, message.content_type,
-                                       max_body=self.broker.max_body)
-            except envelope.BadMessage as exc:
-                self._bury(message, queue, exc)
-                continue
-            headers = message.headers or {}
-            messages.append(message)
-            deliveries.append(Delivery(queue, body, origin=headers.get("origin"),
-                                       redelivered=(message.delivery_info or {}).get(
-                                           "redelivered")))
+            delivery = self._delivery(message)
+            if delivery is not None:
+                messages.append(message)
+                deliveries.append(delivery)
         if not deliveries:
             return 0
         try:
@@ -349,24 +347,8 @@ class Consumer:
                     topology.DEAD_QUEUE)
         if self.broker.transport == "amqp":
             self._settle_message(lambda: message.reject(requeue=False), "dead-letter", None)
-            return
-        try:
-            producer = kombu.Producer(self._consumer.channel, exchange=topology.exchange(),
-                                      auto_declare=False)
-            body = message.body
-            producer.publish(body if isinstance(body, bytes) else str(body).encode(),
-                             routing_key=topology.DEAD_QUEUE,
-                             content_type=message.content_type or "application/octet-stream",
-                             content_encoding=message.content_encoding or "binary",
-                             headers={"x-first-queue": queue, "x-reason": str(reason)},
-                             delivery_mode=2, retry=False)
-        except Exception as exc:
-            # not acknowledged: it comes back, and is tried again
-            log.warning("broker %s: could not keep the unusable message (%s)",
-                        self.broker.safe_url, self.broker.describe(exc))
-            self._drop()
-            return
-        self._settle_message(message.ack, "acknowledge", None)
+        else:
+            self._settle_message(message.bury, "keep aside", None)
 
     def _settle_message(self, action, what, message_id):
         try:
@@ -376,3 +358,31 @@ class Consumer:
             log.warning("broker %s: could not %s message %s (%s); it will come again",
                         self.broker.safe_url, what, message_id or "", self.broker.describe(exc))
             self._drop()
+
+
+def _queue_of(message):
+    return (message.delivery_info or {}).get("routing_key") or "?"
+
+
+class _RedisMessage:
+    """A message taken from Redis (redistake.Item), settled the way kombu's are."""
+
+    __slots__ = ("taker", "item", "delivery_info")
+
+    def __init__(self, taker, item):
+        self.taker = taker
+        self.item = item
+        self.delivery_info = {"routing_key": item.queue, "redelivered": item.redelivered}
+
+    body = property(lambda self: self.item.body)
+    content_type = property(lambda self: self.item.content_type)
+    headers = property(lambda self: self.item.headers)
+
+    def ack(self):
+        self.taker.ack(self.item)
+
+    def requeue(self):
+        self.taker.give_back(self.item)
+
+    def bury(self):
+        self.taker.bury(self.item)

@@ -17,7 +17,7 @@ import time
 
 import kombu
 
-from . import envelope, topology
+from . import envelope, redistake, topology
 from .broker import Backoff, BrokerError, BrokerUnavailable, NoTimeLeft, close_quietly, log
 
 
@@ -108,6 +108,10 @@ class Publisher:
             data, routing_key=queue, content_type=envelope.CONTENT_TYPE,
             content_encoding="utf-8", delivery_mode=2, message_id=message_id,
             headers={"origin": self.broker.node}, retry=False, **extra)
+        if self.broker.transport == "redis":
+            # wake the consumers waiting for this queue (redistake.py); only a wake-up: they
+            # look at their queues every half second anyway
+            channel.client.publish(redistake.WAKE, queue)
 
     # -- connection state -----------------------------------------------------------------
 
