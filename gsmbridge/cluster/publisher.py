@@ -111,7 +111,7 @@ class Publisher:
         if self.broker.transport == "redis":
             # wake the consumers waiting for this queue (redistake.py); only a wake-up: they
             # look at their queues every half second anyway
-            channel.client.publish(redistake.WAKE, queue)
+            redistake.ring(channel.client, queue)
 
     # -- connection state -----------------------------------------------------------------
 

@@ -17,9 +17,11 @@ the Broker's visibility_timeout; any consumer that finds a taking list whose own
 puts its messages back on their queues (one Lua script, atomically). Messages on the lists keep
 kombu's own format (kombu's Publisher pushes them), so the queues stay kombu queues.
 
-Waiting: a consumer with nothing to take listens on the pub/sub channel ``gsmbridge.wake``,
-where the Publisher says which queue it just pushed to; a lost wake-up costs at most WAKE_EVERY
-seconds, as every consumer looks again that often anyway.
+Waiting: a consumer with nothing to take waits (BLPOP) on the bells of its queues,
+``gsmbridge.bell.<queue>``, short lists where the Publisher pushes a ring after each message:
+each ring wakes one waiting consumer, not all of them. A ring is only a wake-up: one that goes
+to a consumer that is dying, or that no one waits for, costs at most WAKE_EVERY seconds, as
+every consumer looks at its queues that often anyway. A bell keeps its last BELL_SIZE rings.
 """
 
 import base64
@@ -28,9 +30,35 @@ import time
 
 TAKING = "gsmbridge.taking."
 ALIVE = "gsmbridge.taker."
-WAKE = "gsmbridge.wake"
+BELL = "gsmbridge.bell."
+BELL_SIZE = 16
 #: how often a waiting consumer looks at its queues without being woken
 WAKE_EVERY = 0.5
+
+
+def ring(client, queue):
+    """After a push to `queue`: wake one consumer waiting for it (one round trip)."""
+    with client.pipeline(transaction=False) as pipe:
+        pipe.lpush(BELL + queue, "1")
+        pipe.ltrim(BELL + queue, 0, BELL_SIZE - 1)
+        pipe.execute()
+
+#: moves up to ARGV[1] messages of the first queue that has any (KEYS[2..], in order) into the
+#: taking list (KEYS[1]); returns queue, message, queue, message, ... (one round trip)
+TAKE = """
+local out = {}
+local limit = tonumber(ARGV[1])
+for i = 2, #KEYS do
+  while #out < limit * 2 do
+    local item = redis.call('LMOVE', KEYS[i], KEYS[1], 'RIGHT', 'LEFT')
+    if not item then break end
+    out[#out + 1] = KEYS[i]
+    out[#out + 1] = item
+  end
+  if #out > 0 then break end
+end
+return out
+"""
 
 #: puts a dead consumer's messages back on their queues (KEYS: its list, its key)
 RESTORE = """
@@ -106,7 +134,7 @@ class RedisTaker:
         self.alive = ALIVE + self.id
         self.ttl = max(2, int(round(broker.visibility_timeout)))
         self._client = None
-        self._pubsub = None
+        self._bells = []
         self._restore = None
         self._alive_at = 0.0
         self._swept_at = 0.0
@@ -126,18 +154,17 @@ class RedisTaker:
             client.ping()
             if declare is not None:
                 declare()
-            pubsub = client.pubsub(ignore_subscribe_messages=True)
-            pubsub.subscribe(WAKE)
         except Exception:
             client.close()
             raise
-        self._client, self._pubsub = client, pubsub
+        self._client = client
+        self._bells = [BELL + queue for queue in self.queues]
+        self._take = client.register_script(TAKE)
         self._restore = client.register_script(RESTORE)
         self._alive_at = 0.0
 
     def close(self, clean=True):
-        client, pubsub = self._client, self._pubsub
-        self._client = self._pubsub = None
+        client, self._client = self._client, None
         if client is None:
             return
         try:
@@ -148,11 +175,10 @@ class RedisTaker:
                                                 args=[self.dead_queue])
         except Exception:
             pass
-        for thing in (pubsub, client):
-            try:
-                thing.close()
-            except Exception:
-                pass
+        try:
+            client.close()
+        except Exception:
+            pass
 
     @property
     def connected(self):
@@ -180,16 +206,14 @@ class RedisTaker:
         return items
 
     def _look(self, limit):
+        """What the first of this consumer's queues that has work holds, up to `limit`,
+        moved into its taking list (the others wait their turn)."""
+        found = self._take(keys=[self.taking, *self.queues], args=[limit])
         items = []
-        client = self._client
-        for queue in self.queues:
-            while len(items) < limit:
-                raw = client.lmove(queue, self.taking, "RIGHT", "LEFT")
-                if raw is None:
-                    break
-                items.append(self._item(raw, queue))
-            if items:
-                break                    # a queue that had work: the others wait their turn
+        for index in range(0, len(found or ()), 2):
+            queue = found[index]
+            queue = queue.decode() if isinstance(queue, bytes) else queue
+            items.append(self._item(found[index + 1], queue))
         self._sweep()
         return items
 
@@ -207,17 +231,8 @@ class RedisTaker:
         return Item(raw, queue, payload)
 
     def _wait(self, seconds):
-        deadline = time.monotonic() + seconds
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return
-            message = self._pubsub.get_message(timeout=left)
-            if message and message.get("type") == "message":
-                data = message.get("data")
-                data = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
-                if data in self.queues:
-                    return
+        """Until a ring on one of this consumer's bells, or `seconds` (at least 10 ms)."""
+        self._client.blpop(self._bells, timeout=max(0.01, round(seconds, 3)))
 
     # -- settling -------------------------------------------------------------------------------
 
