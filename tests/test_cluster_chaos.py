@@ -219,7 +219,12 @@ def test_a_broker_outage_mid_stream_loses_nothing(cluster, broker):
         assert set(during[text]) <= {cluster[info["node"]].modem}, (text, during[text])
     sent = wait_all_sent(cluster, stream.accepted)
     repeats = check_everything_left(cluster, stream, sent)
-    assert repeats == [], repeats
+    # A message whose publish was on its way when the broker went (sent, its confirm never
+    # back) is still the origin's to send: after local_after its own modem sends it, and the
+    # copy the broker kept goes out too once it is back. At-least-once allows that: at most one
+    # such message a node, and only one accepted before the broker came back.
+    assert len(repeats) <= len(cluster), repeats
+    assert all(stream.accepted[t]["at"] <= down_at + OUTAGE for t in repeats), repeats
     check_origins_heard(cluster, stream)
 
 
