@@ -128,6 +128,14 @@ class Broker:
             conn.transport.brpop_timeout = self.brpop_timeout
         return conn
 
+    def connection_before(self, deadline):
+        """A new connection (not yet connected) whose connect may take the time left until
+        `deadline` (time.monotonic()); NoTimeLeft when there is none."""
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise NoTimeLeft()
+        return self.connection(timeout=left)
+
     @staticmethod
     def connect(conn):
         """Connect `conn` in one attempt. (kombu's Connection.connect() tries twice, 2 s apart,

@@ -190,11 +190,7 @@ class Consumer:
     def _open(self, deadline):
         if self._conn is not None:
             return
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise NoTimeLeft()
-        conn = self.broker.connection(timeout=left)
-        self._conn = conn
+        conn = self._conn = self.broker.connection_before(deadline)   # closed by close()
         self.broker.connect(conn)
         channel = conn.channel()
         transport = self.broker.transport

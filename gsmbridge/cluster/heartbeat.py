@@ -21,7 +21,7 @@ import time
 import kombu
 
 from . import envelope, topology
-from .broker import Backoff, NoTimeLeft, close_quietly, log
+from .broker import Backoff, close_quietly, log
 
 
 class Heartbeat:
@@ -93,11 +93,7 @@ class Heartbeat:
     def _open(self, deadline):
         if self._conn is not None:
             return
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise NoTimeLeft()
-        conn = self.broker.connection(timeout=left)
-        self._conn = conn
+        conn = self._conn = self.broker.connection_before(deadline)   # closed by close()
         self.broker.connect(conn)
         channel = conn.default_channel
         topology.heartbeat_exchange()(channel).declare()
